@@ -1,0 +1,21 @@
+# The two commands of the README: `make demo` (set up + run the demo) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "augloss needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv and install augloss with its test extras
+
+test: setup  ## run the test suite
+	$(PY) -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)
