@@ -1,0 +1,167 @@
+"""The five augmentation techniques; the one door is :data:`TECHNIQUES` / :func:`build`.
+
+============  ===============================================================================
+technique     what it does (defaults; every parameter is a config value)
+============  ===============================================================================
+base          32 px: pad-4 random crop + horizontal flip. Fine-tuning (``image_size`` > 32 or
+              ``finetune=True``): random-resized crop to ``image_size`` + horizontal flip.
+cutout        base + one square hole of side ``cutout_size`` (16 px on 32 px images; scaled
+              with the image otherwise) whose centre is uniform over the image (DeVries &
+              Taylor 2017), clipped at the borders, filled with zeros.
+mixup         base + mixup with ``lam ~ Beta(alpha, alpha)`` (alpha 1.0), one ``lam`` per batch
+              and a random pairing, as in Zhang et al. 2018. ``mixup_mode``: ``targets`` (default)
+              feeds the mixed soft target ``lam y_i + (1 - lam) y_j`` into the loss; ``losses``
+              computes ``lam L(y_i) + (1 - lam) L(y_j)``. They coincide for cross-entropy, not
+              for losses non-linear in ``y``; the paper does not say which it used.
+randaugment   base + torchvision RandAugment (``N = 2``, ``M = 9``) before the crop/flip.
+all           base + RandAugment + cutout + mixup, in that order.
+============  ===============================================================================
+
+Per-sample operations are torchvision ``transforms.v2`` on uint8 tensors (Cutout is ours: v2 has
+no fixed-size square hole). Mixup acts on a whole batch and is ours because v2.MixUp does not
+expose ``lam`` and the pairing, which the ``losses`` mode needs. Randomness comes from the torch
+generator the caller seeds; the trainer reseeds it from ``(seed, epoch)`` at every epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torchvision.transforms import v2
+
+TECHNIQUES = ("base", "cutout", "mixup", "randaugment", "all")
+MIXUP_MODES = ("targets", "losses")
+
+# ImageNet statistics for pretrained models; CIFAR-size models use a plain [0, 1] scale.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Parameters of the techniques (defaults: see the module table; none is from the paper)."""
+
+    image_size: int = 32
+    finetune: bool = False  # random-resized crop instead of pad-crop
+    pad: int = 4
+    cutout_size: int = 16
+    mixup_alpha: float = 1.0
+    mixup_mode: str = "targets"
+    randaugment_n: int = 2
+    randaugment_m: int = 9
+    normalize: str = "unit"  # "unit": x / 255; "imagenet": ImageNet mean/std
+
+    def __post_init__(self):
+        if self.mixup_mode not in MIXUP_MODES:
+            raise ValueError(f"mixup_mode must be one of {MIXUP_MODES}, got {self.mixup_mode!r}")
+        if self.normalize not in ("unit", "imagenet"):
+            raise ValueError(f"normalize must be 'unit' or 'imagenet', got {self.normalize!r}")
+        for key in ("image_size", "cutout_size", "randaugment_n"):
+            if int(getattr(self, key)) < 0 or (key == "image_size" and self.image_size < 1):
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.mixup_alpha <= 0:
+            raise ValueError(f"mixup_alpha must be > 0, got {self.mixup_alpha}")
+        if not 0 <= self.randaugment_m <= 30:
+            raise ValueError(f"randaugment_m must be in 0..30, got {self.randaugment_m}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Cutout(torch.nn.Module):
+    """One ``size`` x ``size`` square of zeros, centre uniform over the image, clipped at borders."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = int(size)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if self.size <= 0:
+            return img
+        h, w = img.shape[-2:]
+        cy = int(torch.randint(h, (1,)))
+        cx = int(torch.randint(w, (1,)))
+        y0, y1 = max(0, cy - self.size // 2), min(h, cy - self.size // 2 + self.size)
+        x0, x1 = max(0, cx - self.size // 2), min(w, cx - self.size // 2 + self.size)
+        img = img.clone()
+        img[..., y0:y1, x0:x1] = 0
+        return img
+
+
+@dataclass
+class Technique:
+    """A technique: a per-sample train transform, an eval transform and an optional batch mixup."""
+
+    name: str
+    config: AugmentConfig
+    train_transform: v2.Compose
+    eval_transform: v2.Compose
+    mixup: bool
+
+
+def _normalise(cfg: AugmentConfig) -> list:
+    out = [v2.ToDtype(torch.float32, scale=True)]
+    if cfg.normalize == "imagenet":
+        out.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return out
+
+
+def build(name: str, config: AugmentConfig | None = None) -> Technique:
+    """The technique ``name`` (one of :data:`TECHNIQUES`) with ``config``."""
+    if name not in TECHNIQUES:
+        raise ValueError(f"unknown augmentation {name!r}; techniques are {', '.join(TECHNIQUES)}")
+    cfg = config or AugmentConfig()
+    size = cfg.image_size
+    if cfg.finetune or size != 32:
+        geometry = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+        eval_geometry = [v2.Resize(int(round(size * 1.14)), antialias=True), v2.CenterCrop(size)]
+    else:
+        geometry = [v2.RandomCrop(size, padding=cfg.pad), v2.RandomHorizontalFlip()]
+        eval_geometry = []
+    steps: list = []
+    if name in ("randaugment", "all"):
+        steps.append(v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m))
+    steps += geometry
+    if name in ("cutout", "all"):
+        steps.append(Cutout(round(cfg.cutout_size * size / 32)))
+    train = v2.Compose(steps + _normalise(cfg))
+    evaluate = v2.Compose(eval_geometry + _normalise(cfg))
+    return Technique(name, cfg, train, evaluate, mixup=name in ("mixup", "all"))
+
+
+@dataclass
+class MixedBatch:
+    """A mixed batch: ``images`` and the pair of class-index targets with their weight ``lam``."""
+
+    images: torch.Tensor
+    target_a: torch.Tensor
+    target_b: torch.Tensor
+    lam: float
+
+    def soft_targets(self, num_classes: int) -> torch.Tensor:
+        ya = torch.nn.functional.one_hot(self.target_a, num_classes).float()
+        yb = torch.nn.functional.one_hot(self.target_b, num_classes).float()
+        return self.lam * ya + (1.0 - self.lam) * yb
+
+
+def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float) -> MixedBatch:
+    """Mix a batch with a random permutation of itself, ``lam ~ Beta(alpha, alpha)``.
+
+    Draws from torch's global generator, like the v2 transforms (the trainer seeds it).
+    """
+    a = torch.tensor(float(alpha))
+    lam = float(torch.distributions.Beta(a, a).sample())
+    perm = torch.randperm(len(images)).to(images.device)
+    mixed = lam * images + (1.0 - lam) * images[perm]
+    return MixedBatch(mixed, targets, targets[perm], lam)
+
+
+def mixed_loss(loss_fn, logits: torch.Tensor, batch: MixedBatch, mode: str) -> torch.Tensor:
+    """The loss of a mixed batch under ``mode`` (``targets`` or ``losses``)."""
+    if mode == "targets":
+        return loss_fn(logits, batch.soft_targets(logits.shape[-1]))
+    if mode == "losses":
+        return batch.lam * loss_fn(logits, batch.target_a) + \
+            (1.0 - batch.lam) * loss_fn(logits, batch.target_b)
+    raise ValueError(f"mixup_mode must be one of {MIXUP_MODES}, got {mode!r}")

@@ -1,0 +1,177 @@
+"""Models; the one door is :func:`create`. Every model returns logits (the loss applies softmax).
+
+* ``surrogate`` - the authors' earlier code's ResNet9v2 (``build_resnet9_v2``): Conv3x3(8) ->
+  Block(16) -> Block(32) -> global average pool -> Dropout(0.5) -> Linear. A block is
+  pre-activation: BN-swish-Conv3x3(stride 2) -> BN-swish-Conv3x3 -> BN-swish-Conv3x3, plus a
+  Conv1x1(stride 2) shortcut on the raw input; no BN/activation after the last block. Keras
+  defaults are kept (framework defaults, not stated by the authors): BN momentum 0.99 (PyTorch
+  0.01), eps 1e-3, Glorot-uniform weights, zero biases, 'same' padding with biases.
+* ``wrn`` - WideResNet (Zagoruyko & Komodakis 2016), options ``depth`` (28), ``width`` (10),
+  ``dropout`` (0.0): WRN-28-10 has ~36.5 M parameters on CIFAR-10.
+* ``efficientnetv2_s`` - timm ``tf_efficientnetv2_s`` (TF-ported weights). ``pretrained=True``
+  loads timm's weights; ``weights="path"`` loads a local state-dict file (``.safetensors``,
+  ``.pth``; ``weights_only`` loading) for offline clusters; the classifier is always
+  re-initialised for the new classes (num_classes -1 in the overlay never matches).
+* ``timm:<name>`` - any timm model with the same options (the demo uses ``timm:test_efficientnet``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+MODELS = ("surrogate", "wrn", "efficientnetv2_s", "timm:<name>")
+
+
+# --- surrogate ------------------------------------------------------------------------------
+
+class _PreActBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, bn_momentum: float):
+        super().__init__()
+
+        def bn(c: int) -> nn.BatchNorm2d:
+            return nn.BatchNorm2d(c, eps=1e-3, momentum=bn_momentum)
+
+        self.main = nn.Sequential(
+            bn(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, stride=2, padding=1),
+            bn(c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1),
+            bn(c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1),
+        )
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=2)
+
+    def forward(self, x):
+        return self.main(x) + self.shortcut(x)
+
+
+class Surrogate(nn.Module):
+    """ResNet9v2 of the authors' earlier code (widths 8/16/32, swish, dropout 0.5).
+
+    ``bn_momentum`` 0.01 is Keras' 0.99; short runs (the demo) need a faster 0.1, or the
+    running statistics stay near their initial values and evaluation is at chance.
+    """
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (8, 16, 32),
+                 dropout: float = 0.5, bn_momentum: float = 0.01):
+        super().__init__()
+        w0, w1, w2 = (int(w) for w in widths)
+        self.stem = nn.Conv2d(3, w0, 3, padding=1)
+        self.blocks = nn.Sequential(_PreActBlock(w0, w1, bn_momentum),
+                                    _PreActBlock(w1, w2, bn_momentum))
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(w2, num_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)  # Keras glorot_uniform
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        x = x.mean(dim=(2, 3))
+        return self.head(self.dropout(x))
+
+
+# --- WideResNet -----------------------------------------------------------------------------
+
+class _WideBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float):
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.shortcut = None if c_in == c_out and stride == 1 else \
+            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        o = torch.relu(self.bn1(x))
+        shortcut = x if self.shortcut is None else self.shortcut(o)
+        o = self.conv1(o)
+        o = self.conv2(self.dropout(torch.relu(self.bn2(o))))
+        return o + shortcut
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-width for 32x32 inputs (pre-activation basic blocks)."""
+
+    def __init__(self, num_classes: int = 10, depth: int = 28, width: int = 10,
+                 dropout: float = 0.0):
+        super().__init__()
+        if (depth - 4) % 6 != 0 or depth < 10:
+            raise ValueError(f"wrn depth must be 6n + 4 (e.g. 16, 22, 28, 40), got {depth}")
+        if width < 1:
+            raise ValueError(f"wrn width must be >= 1, got {width}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * width, 32 * width, 64 * width]
+        self.stem = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
+        layers = []
+        for g, stride in enumerate((1, 2, 2)):
+            for i in range(n):
+                layers.append(_WideBlock(widths[g] if i == 0 else widths[g + 1], widths[g + 1],
+                                         stride if i == 0 else 1, dropout))
+        self.blocks = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(widths[3])
+        self.head = nn.Linear(widths[3], num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.blocks(self.stem(x))))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+# --- timm -----------------------------------------------------------------------------------
+
+def _timm(name: str, num_classes: int, pretrained: bool = False, weights: str | None = None,
+          drop_rate: float = 0.0, **options) -> nn.Module:
+    import timm
+
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"pretrained weights file {path} not found: download the timm weights for "
+                f"{name!r} on a machine with network access (timm.create_model({name!r}, "
+                f"pretrained=True) caches them under ~/.cache/huggingface) and copy the "
+                f"model.safetensors file to {path}")
+        model = timm.create_model(name, pretrained=True, num_classes=num_classes,
+                                  drop_rate=drop_rate,
+                                  pretrained_cfg_overlay={"file": str(path), "num_classes": -1},
+                                  **options)
+        return model
+    return timm.create_model(name, pretrained=pretrained, num_classes=num_classes,
+                             drop_rate=drop_rate, **options)
+
+
+def create(name: str, num_classes: int, **options) -> nn.Module:
+    """Build model ``name`` for ``num_classes`` classes; ``options`` are the model's keywords."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if name == "surrogate":
+        return Surrogate(num_classes, **options)
+    if name == "wrn":
+        return WideResNet(num_classes, **options)
+    if name == "efficientnetv2_s":
+        return _timm("tf_efficientnetv2_s", num_classes, **options)
+    if name.startswith("timm:"):
+        return _timm(name.split(":", 1)[1], num_classes, **options)
+    raise ValueError(f"unknown model {name!r}; models are {', '.join(MODELS)}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """Write the model's state dict as safetensors, atomically (a timm-loadable weights file)."""
+    from safetensors.torch import save_file
+
+    from augloss.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+

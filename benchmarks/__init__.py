@@ -1,0 +1,1 @@
+"""Benchmarks: ratios and throughputs measured side by side in one run (never timed tests)."""

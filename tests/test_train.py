@@ -1,0 +1,170 @@
+"""The trainer: learning on digits, kill-and-resume, divergence, aborts, schedules, outputs."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from augloss import recipes, train
+from augloss.train import Job, TrainConfig, learning_rate
+
+FAST = {"epochs": 3, "steps_per_epoch": 6, "batch_size": 32, "eval_batch_size": 256,
+        "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "nesterov": False,
+        "warmup_steps": 3}
+
+
+def _job(**kw):
+    base = dict(stage="test", dataset="digits", augmentation="base", loss={"name": "ce"},
+                model={"name": "surrogate", "bn_momentum": 0.1}, train=dict(FAST), seed=0)
+    base.update(kw)
+    return Job(**base)
+
+
+def test_trainer_learns_digits_well_above_chance(tmp_path):
+    job = _job(train={**FAST, "epochs": 5, "steps_per_epoch": None})
+    m = train.run(job, tmp_path)
+    assert m["status"] == "completed" and not m["diverged"]
+    assert m["final_val_acc"] > 0.5 and m["test_acc"] > 0.5  # chance is 0.1
+    assert len(m["curves"]["val_acc"]) == 5 and m["epochs_run"] == 5
+    assert m["loss_key"] and m["expression"] == "-(y * ln(p))"
+
+
+def test_outputs_are_deterministic_and_free_of_timings(tmp_path):
+    a = train.run(_job(), tmp_path / "a")
+    b = train.run(_job(), tmp_path / "b")
+    assert (tmp_path / "a" / "metrics.json").read_bytes() == \
+        (tmp_path / "b" / "metrics.json").read_bytes()
+    text = (tmp_path / "a" / "metrics.json").read_text()
+    for word in ("images_per_s", "hostname", "started", "seconds"):
+        assert word not in text
+    prov = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    for key in ("git_commit", "git_dirty", "config_hash", "torch", "python", "device",
+                "gpu_name", "cuda_visible_devices", "slurm_job_id", "started", "ended",
+                "images_per_s"):
+        assert key in prov
+    assert prov["config_hash"] == a["config_hash"] == b["config_hash"]
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()  # removed once metrics exist
+    c = train.run(_job(seed=1), tmp_path / "c")
+    assert c["curves"] != a["curves"]
+
+
+class _Kill(Exception):
+    pass
+
+
+@pytest.mark.parametrize("augmentation", ["base", "all"])
+def test_kill_and_resume_gives_byte_identical_metrics(tmp_path, augmentation):
+    job = _job(augmentation=augmentation)
+    train.run(job, tmp_path / "whole")
+
+    def kill_after_second(record):
+        if record["epoch"] == 2:
+            raise _Kill()
+
+    with pytest.raises(_Kill):
+        train.run(job, tmp_path / "killed", callback=kill_after_second)
+    assert (tmp_path / "killed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    train.run(job, tmp_path / "killed")
+    prov = json.loads((tmp_path / "killed" / "provenance.json").read_text())
+    assert prov["resumed_from_epoch"] == 2
+    assert (tmp_path / "whole" / "metrics.json").read_bytes() == \
+        (tmp_path / "killed" / "metrics.json").read_bytes()
+
+
+def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    job = _job()
+
+    def kill_after_second(record):
+        if record["epoch"] == 2:
+            raise _Kill()
+
+    with pytest.raises(_Kill):
+        train.run(job, tmp_path / "r", callback=kill_after_second)
+    ckpt = tmp_path / "r" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated
+    train.run(job, tmp_path / "r")
+    prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
+    assert prov["resumed_from_epoch"] == 1  # the .prev checkpoint
+    train.run(job, tmp_path / "whole")
+    assert (tmp_path / "whole" / "metrics.json").read_bytes() == \
+        (tmp_path / "r" / "metrics.json").read_bytes()
+
+
+def test_checkpoint_of_another_job_is_not_resumed(tmp_path):
+    def kill(record):
+        raise _Kill()
+
+    with pytest.raises(_Kill):
+        train.run(_job(seed=5), tmp_path, callback=kill)
+    train.run(_job(seed=6), tmp_path)
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["resumed_from_epoch"] == 0
+
+
+def test_exploding_loss_ends_as_diverged(tmp_path):
+    m = train.run(_job(loss={"name": "boom", "expression": "exp(exp(exp(exp(p * 4))))"}),
+                  tmp_path)
+    assert m["status"] == "diverged" and m["diverged"]
+    assert "non-finite" in m["reason"]
+    assert m["test_acc"] is None
+    json.loads((tmp_path / "metrics.json").read_text())  # still strict JSON
+
+
+def test_abort_rule_and_fail_below(tmp_path):
+    m = train.run(_job(train={**FAST, "abort": [[0, 0.99]]}), tmp_path / "a")
+    assert m["status"] == "aborted" and m["epochs_run"] == 1
+    assert "training accuracy" in m["reason"]
+    m = train.run(_job(train={**FAST, "epochs": 1, "fail_below": 0.99}), tmp_path / "f")
+    assert m["status"] == "failed"
+
+
+def test_mixup_trains_with_soft_targets_in_both_modes(tmp_path):
+    for mode in ("targets", "losses"):
+        m = train.run(_job(augmentation="mixup", augment={"mixup_mode": mode}), tmp_path / mode)
+        assert m["status"] == "completed"
+
+
+def test_earlier_codes_schedule():
+    cfg = TrainConfig.from_dict(recipes.recipe("surrogate"))
+    total = cfg.epochs * cfg.steps_per_epoch
+    assert total == 8000
+    lr = lambda s: learning_rate(cfg, s, total, 100)  # noqa: E731
+    assert lr(0) == pytest.approx(1e-7)
+    assert lr(400) == pytest.approx(0.5e-3 + 1e-7)
+    assert lr(800) == pytest.approx(1e-3 + 1e-7)
+    assert lr(800 + 3600) == pytest.approx(0.5e-3 + 1e-7)
+    s = 5000
+    assert lr(s) == pytest.approx(0.5e-3 * (1 + math.cos(math.pi * (s - 800) / 7200)) + 1e-7)
+    pre = TrainConfig.from_dict(recipes.recipe("surrogate_prefilter"))
+    assert learning_rate(pre, 799, pre.total_steps, 100) < 1e-3  # only warms up
+    step = TrainConfig(milestones=(60, 120, 160), schedule="step", lr=0.1, gamma=0.2)
+    assert learning_rate(step, 130 * 391, 200 * 391, 391) == pytest.approx(0.1 * 0.2 ** 2)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match="train.epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="train.epochs must be an integer"):
+        TrainConfig(epochs=2.5)
+    with pytest.raises(ValueError, match="train.optimizer"):
+        TrainConfig(optimizer="lion")
+    with pytest.raises(ValueError, match="unknown key\\(s\\) epoch"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipes.recipe("resnet")
+    for name in recipes.RECIPES:
+        TrainConfig.from_dict(recipes.recipe(name))
+
+
+def test_fine_tune_from_local_weights(tmp_path):
+    pre = _job(dataset="digits:0-4", model={"name": "timm:test_efficientnet"},
+               train={**FAST, "epochs": 1})
+    weights = tmp_path / "pre.safetensors"
+    train.run(pre, tmp_path / "pre", weights_out=weights)
+    assert weights.exists()
+    ft = _job(dataset="digits:5-9", model={"name": "timm:test_efficientnet"},
+              train={**FAST, "epochs": 1})
+    m = train.run(ft, tmp_path / "ft", init_weights=str(weights))
+    assert m["status"] == "completed" and m["dataset"] == "digits:5-9"
