@@ -15,6 +15,8 @@ mixup         base + mixup with ``lam ~ Beta(alpha, alpha)`` (alpha 1.0), one ``
               for losses non-linear in ``y``; the paper does not say which it used.
 randaugment   base + torchvision RandAugment (``N = 2``, ``M = 9``) before the crop/flip.
 all           base + RandAugment + cutout + mixup, in that order.
+none          no augmentation (not a technique: the search's pre-screen and pre-filter train
+              without augmentation, as in the earlier code).
 ============  ===============================================================================
 
 Per-sample operations are torchvision ``transforms.v2`` on uint8 tensors (Cutout is ours: v2 has
@@ -109,10 +111,13 @@ def _normalise(cfg: AugmentConfig) -> list:
 
 def build(name: str, config: AugmentConfig | None = None) -> Technique:
     """The technique ``name`` (one of :data:`TECHNIQUES`) with ``config``."""
-    if name not in TECHNIQUES:
+    if name not in TECHNIQUES and name != "none":
         raise ValueError(f"unknown augmentation {name!r}; techniques are {', '.join(TECHNIQUES)}")
     cfg = config or AugmentConfig()
     size = cfg.image_size
+    if name == "none":
+        plain = v2.Compose(_normalise(cfg))
+        return Technique(name, cfg, plain, plain, mixup=False)
     if cfg.finetune or size != 32:
         geometry = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
         eval_geometry = [v2.Resize(int(round(size * 1.14)), antialias=True), v2.CenterCrop(size)]

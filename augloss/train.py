@@ -341,7 +341,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_data, val_data, test_data,
         if callback is not None:
             callback(record)
 
-    if status == "completed" and cfg.fail_below is not None and history and \
+    if status in ("completed", "aborted") and cfg.fail_below is not None and history and \
             max(h["train_acc"] for h in history) < cfg.fail_below:
         status, reason = "failed", f"best training accuracy below {cfg.fail_below}"
     test_acc = None

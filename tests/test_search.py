@@ -1,0 +1,263 @@
+"""Regularized evolution: determinism, resume, cache, duplicates, failures, correlation study."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from augloss import losses, search
+from augloss.search import Evaluator, FitnessConfig, Search, SearchConfig, SearchStateError
+
+SMALL = {"epochs": 1, "steps_per_epoch": 3, "batch_size": 32, "eval_batch_size": 300,
+         "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "nesterov": False}
+FITNESS = FitnessConfig(dataset="digits", model={"name": "surrogate", "bn_momentum": 0.1},
+                        prescreen=SMALL,
+                        prefilter={**SMALL, "steps_per_epoch": 2, "fail_below": 0.05},
+                        main={**SMALL, "epochs": 2})
+TINY = SearchConfig(population=4, initial_pool=6, children=6, tournament=3, top_k=3,
+                    report_every=2, log_every=2)
+OUTPUTS = ("history.jsonl", "population.json", "best.json", "summary.json")
+
+
+def _outputs(path):
+    return {name: (path / name).read_bytes() for name in OUTPUTS}
+
+
+class FakeEvaluator(Evaluator):
+    """Deterministic pseudo-fitness from the loss key; some keys diverge or fail the screen."""
+
+    def __init__(self, diverge_every=0, fail_every=0):
+        self.cfg, self.seed, self.cache_dir = FITNESS, 0, None
+        self.hits = self.trainings = 0
+        self.diverge_every, self.fail_every = diverge_every, fail_every
+        self.calls: list[tuple[str, str]] = []
+
+    def evaluate(self, expr, augmentation, stage):
+        self.trainings += 1
+        self.calls.append((expr.key, stage))
+        h = int(hashlib.sha256(expr.key.encode()).hexdigest()[:8], 16)
+        if expr.key == losses.parse(losses.REGISTRY["ce"]).key:
+            h = 1
+        status = "completed"
+        if self.diverge_every and stage == "main" and h % self.diverge_every == 0:
+            status = "diverged"
+        if self.fail_every and stage == "prefilter" and h % self.fail_every == 0:
+            status = "failed"
+        fit = (h % 1000) / 1000 if status == "completed" else 0.0
+        return {"status": status, "reason": "" if status == "completed" else status,
+                "fitness": fit, "fitness_final": fit, "fitness_max": fit, "epochs_run": 1}
+
+
+def test_tiny_search_is_byte_identical_across_runs_and_hits_the_cache(tmp_path):
+    a = Search("cutout", TINY, FITNESS, seed=0, out_dir=tmp_path / "a", cache_dir=tmp_path / "c1")
+    a.run()
+    b = Search("cutout", TINY, FITNESS, seed=0, out_dir=tmp_path / "b", cache_dir=tmp_path / "c2")
+    b.run()
+    assert _outputs(tmp_path / "a") == _outputs(tmp_path / "b")
+    assert a.evaluator.trainings > 10
+    # A rerun sharing the first cache trains nothing.
+    c = Search("cutout", TINY, FITNESS, seed=0, out_dir=tmp_path / "c", cache_dir=tmp_path / "c1")
+    c.run()
+    assert c.evaluator.trainings == 0 and c.evaluator.hits > 10
+    assert _outputs(tmp_path / "a") == _outputs(tmp_path / "c")
+    best = json.loads((tmp_path / "a" / "best.json").read_text())
+    assert 1 <= len(best["losses"]) <= 3
+    assert best["losses"][0]["name"] == "evolved-cutout-1"
+    for e in best["losses"]:
+        assert losses.parse(e["expression"]).key == e["key"]
+    assert "ce" in best["reference"]
+    # A later run with a larger budget reuses everything already evaluated.
+    bigger = SearchConfig(**{**TINY.__dict__, "children": 8})
+    d = Search("cutout", bigger, FITNESS, seed=0, out_dir=tmp_path / "d", cache_dir=tmp_path / "c1")
+    d.run()
+    assert d.evaluator.hits >= a.evaluator.trainings - 1
+    assert d.evaluator.trainings < a.evaluator.trainings
+
+
+class _Kill(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_at", [3, 9, 15])
+def test_killed_and_resumed_search_matches_the_uninterrupted_one(tmp_path, kill_at):
+    whole = Search("mixup", TINY, FITNESS, seed=1, out_dir=tmp_path / "whole",
+                   evaluator=FakeEvaluator(diverge_every=5, fail_every=7))
+    whole.run()
+    count = {"n": 0}
+
+    def kill(state):
+        count["n"] += 1
+        if count["n"] == kill_at:
+            raise _Kill()
+
+    run = Search("mixup", TINY, FITNESS, seed=1, out_dir=tmp_path / "killed",
+                 evaluator=FakeEvaluator(diverge_every=5, fail_every=7))
+    with pytest.raises(_Kill):
+        run.run(callback=kill)
+    # A crash between the history append and the state write leaves extra lines: they go.
+    with open(tmp_path / "killed" / "history.jsonl", "a") as f:
+        f.write('{"partial": tru')
+    Search("mixup", TINY, FITNESS, seed=1, out_dir=tmp_path / "killed",
+           evaluator=FakeEvaluator(diverge_every=5, fail_every=7)).run()
+    assert _outputs(tmp_path / "whole") == _outputs(tmp_path / "killed")
+
+
+def test_real_search_resumes_identically(tmp_path):
+    Search("base", TINY, FITNESS, seed=2, out_dir=tmp_path / "whole",
+           cache_dir=tmp_path / "c1").run()
+
+    def kill(state):
+        if state["phase"] == "evolve" and state["iteration"] == 3:
+            raise _Kill()
+
+    with pytest.raises(_Kill):
+        Search("base", TINY, FITNESS, seed=2, out_dir=tmp_path / "k",
+               cache_dir=tmp_path / "c2").run(callback=kill)
+    Search("base", TINY, FITNESS, seed=2, out_dir=tmp_path / "k", cache_dir=tmp_path / "c2").run()
+    assert _outputs(tmp_path / "whole") == _outputs(tmp_path / "k")
+
+
+def test_duplicates_and_integrity_failures_are_rejected_and_counted(tmp_path):
+    cfg = SearchConfig(population=6, initial_pool=10, children=40, tournament=4, top_k=3)
+    s = Search("base", cfg, FITNESS, seed=3, out_dir=tmp_path, evaluator=FakeEvaluator())
+    summary = s.run()
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").open()]
+    statuses = {e["status"] for e in history}
+    assert {"accepted", "duplicate", "rejected-integrity"} <= statuses
+    rej = summary["rejections"]
+    n_dup = sum(1 for e in history if e["status"] == "duplicate")
+    assert n_dup == sum(v for k, v in rej.items() if k.startswith("duplicate"))
+    assert sum(1 for e in history if e["status"] == "rejected-integrity") == \
+        rej["rejected-integrity"]
+    members = json.loads((tmp_path / "population.json").read_text())["members"]
+    keys = [m["key"] for m in members]
+    assert len(set(keys)) == len(keys)
+    phen = [losses.integrity(losses.parse(m["expression"])).phenotype for m in members]
+    for i in range(len(phen)):
+        for j in range(i + 1, len(phen)):
+            assert np.linalg.norm(phen[i] - phen[j]) > 0.01
+    assert summary["children"] == 40 and len(summary["curve"]) == 1
+
+
+def test_ageing_replaces_the_oldest_member(tmp_path):
+    cfg = SearchConfig(population=5, initial_pool=5, children=12, tournament=2, top_k=2)
+    s = Search("base", cfg, FitnessConfig(**{**FITNESS.__dict__, "prescreen": None}), seed=4,
+               out_dir=tmp_path, evaluator=FakeEvaluator())
+    s.run()
+    members = json.loads((tmp_path / "population.json").read_text())["members"]
+    ages = sorted(m["age"] for m in members)
+    # Every child was kept (no failures), so after 12 children the ages are 0..4.
+    assert ages == [0, 1, 2, 3, 4]
+
+
+def test_diverging_and_failing_candidates_get_worst_fitness_and_the_search_goes_on(tmp_path):
+    ev = FakeEvaluator(diverge_every=2, fail_every=3)
+    s = Search("all", TINY, FITNESS, seed=5, out_dir=tmp_path, evaluator=ev)
+    summary = s.run()
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").open()]
+    bad = [e for e in history if e["status"] in ("diverged", "failed-prefilter")]
+    assert bad and all(e["fitness"] == 0.0 for e in bad)
+    assert summary["children"] == TINY.children
+    # A failed child is replaced by a brand-new mutant of the same parent.
+    by_iteration = {}
+    for e in history:
+        if e["phase"] == "evolve" and e.get("stage"):
+            by_iteration.setdefault(e["iteration"], []).append(e)
+    assert any(len(v) > 1 for v in by_iteration.values())
+    for v in by_iteration.values():
+        assert len({e["parent"] for e in v}) == 1 and len(v) <= TINY.max_evaluations
+
+
+def test_real_nan_loss_scores_zero():
+    ev = Evaluator(FITNESS, None, seed=0)
+    rec = ev.evaluate(losses.parse("exp(exp(exp(exp(p * 4))))"), "base", "main")
+    assert rec["status"] == "diverged" and rec["fitness"] == 0.0
+
+
+def test_corrupted_state_and_history_are_detected(tmp_path):
+    s = Search("base", TINY, FITNESS, seed=6, out_dir=tmp_path, evaluator=FakeEvaluator())
+    s.run()
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:10]
+    (tmp_path / "history.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SearchStateError, match="line 3 is corrupted"):
+        Search("base", TINY, FITNESS, seed=6, out_dir=tmp_path, evaluator=FakeEvaluator()).run()
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(SearchStateError, match="unreadable"):
+        Search("base", TINY, FITNESS, seed=6, out_dir=tmp_path, evaluator=FakeEvaluator()).run()
+    other = tmp_path / "other"
+    Search("base", TINY, FITNESS, seed=6, out_dir=other, evaluator=FakeEvaluator()).run()
+    with pytest.raises(SearchStateError, match="another search configuration"):
+        Search("base", TINY, FITNESS, seed=7, out_dir=other, evaluator=FakeEvaluator()).run()
+
+
+def test_corrupted_cache_entry_is_recomputed(tmp_path):
+    ev = Evaluator(FITNESS, tmp_path, seed=0)
+    e = losses.parse("-(y * ln(p))")
+    first = ev.evaluate(e, "base", "main")
+    path = next(tmp_path.rglob("*.json"))
+    path.write_text(path.read_text()[:20])
+    ev2 = Evaluator(FITNESS, tmp_path, seed=0)
+    again = ev2.evaluate(e, "base", "main")
+    assert ev2.trainings == 1 and again["fitness"] == first["fitness"]
+    ev3 = Evaluator(FITNESS, tmp_path, seed=0)
+    ev3.evaluate(e, "base", "main")
+    assert ev3.hits == 1 and ev3.trainings == 0
+    # Another seed, augmentation or stage is another entry.
+    assert ev3.cache_key(e, "base", "main") != ev3.cache_key(e, "cutout", "main")
+    assert ev3.cache_key(e, "base", "main") != Evaluator(FITNESS, None, 1).cache_key(
+        e, "base", "main")
+
+
+def test_gradient_fingerprint_finds_scaled_equivalents(tmp_path):
+    ce = losses.parse("-(y * ln(p))")
+    fp = search.gradient_fingerprint
+    assert np.allclose(fp(ce), fp(losses.parse("-(y * ln(p)) * 2")), atol=1e-6)
+    assert np.allclose(fp(ce), fp(losses.parse("-(y * ln(p)) + 1")), atol=1e-6)
+    assert not np.allclose(fp(ce), fp(losses.parse("square(y - p)")), atol=1e-3)
+    assert fp(losses.parse("y * 0 * p")) is None
+    cfg = SearchConfig(**{**TINY.__dict__, "gradient_fingerprint": True, "children": 20})
+    Search("base", cfg, FITNESS, seed=8, out_dir=tmp_path, evaluator=FakeEvaluator()).run()
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match="search.population"):
+        SearchConfig(population=0)
+    with pytest.raises(ValueError, match="search.children"):
+        SearchConfig(children=-1)
+    with pytest.raises(ValueError, match="search.tournament must be a positive integer"):
+        SearchConfig(tournament=2.5)
+    with pytest.raises(ValueError, match="initial_pool"):
+        SearchConfig(population=10, initial_pool=5)
+    with pytest.raises(ValueError, match="unknown key\\(s\\) popsize"):
+        SearchConfig.from_dict({"popsize": 3})
+    with pytest.raises(ValueError, match="fitness.metric"):
+        FitnessConfig(metric="mean")
+    with pytest.raises(ValueError, match="train.epochs"):
+        FitnessConfig(main={"epochs": 0})
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        Search("cutmix", TINY, FITNESS, 0, "/tmp/x", evaluator=FakeEvaluator())
+
+
+def test_metric_choice_is_recorded(tmp_path):
+    ev = Evaluator(FitnessConfig(**{**FITNESS.__dict__, "metric": "max"}), None, seed=0)
+    rec = ev.evaluate(losses.parse("-(y * ln(p))"), "base", "main")
+    assert rec["fitness"] == rec["fitness_max"] >= rec["fitness_final"]
+
+
+def test_correlation_study_on_three_augmentations(tmp_path):
+    files = {}
+    for a in ("base", "cutout", "mixup"):
+        Search(a, TINY, FITNESS, seed=0, out_dir=tmp_path / a, cache_dir=tmp_path / "cache").run()
+        files[a] = tmp_path / a / "best.json"
+    study = search.correlation_study(files, top_n=2, fitness=FITNESS, seed=0,
+                                     cache_dir=tmp_path / "cache")
+    n = len(study["losses"])
+    assert study["augmentations"] == ["base", "cutout", "mixup"]
+    assert study["losses"][0]["name"] == "ce" and 3 <= n <= 7
+    assert len(study["fitness"]) == n and all(len(row) == 3 for row in study["fitness"])
+    assert set(study["spearman"]) == {"base|cutout", "base|mixup", "cutout|mixup"}
+    for pair in study["spearman"].values():
+        assert pair["rho"] is None or -1.0 <= pair["rho"] <= 1.0
+    json.dumps(study)
