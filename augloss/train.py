@@ -471,7 +471,9 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
         "best_val_acc": max(vals) if vals else None, "test_acc": result.test_acc,
         "curves": {k: [h[k] for h in result.history] for k in
                    ("train_loss", "train_acc", "val_acc", "lr")},
-        "config_hash": config_hash(identity), "code_version": code_version()["augloss"],
+        # The job's configuration without its seed: equal for all seeds of one table cell.
+        "config_hash": config_hash({k: v for k, v in identity.items() if k != "seed"}),
+        "run_hash": config_hash(identity), "code_version": code_version()["augloss"],
         "data": {"train": train_set.digest()[:16], "val": val_set.digest()[:16],
                  "test": test_set.digest()[:16] if test_set is not None else None},
         "num_parameters": models.count_parameters(model),

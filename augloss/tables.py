@@ -1,0 +1,602 @@
+"""Tables against cross-entropy, statistics, plots and the audit trail.
+
+* :func:`collect` reads every ``metrics.json`` (with its ``provenance.json``) into one tidy
+  DataFrame, one row per run, and refuses cells whose runs disagree in configuration or code
+  version unless ``allow_mixed``.
+* :func:`comparison` builds the transfer / fine-tune table: rows are losses (cross-entropy first,
+  then baselines, then evolved losses by origin, e.g. ``evolved[cutout]#1``), columns are
+  dataset x augmentation, cells are mean +- std of the metric over seeds with ``n``. The best
+  mean of a column is bold; ``*`` marks a loss that beats cross-entropy with p < 0.05 after Holm
+  correction over all comparisons of the table (paired t-test over matching seeds, Welch's
+  t-test where the seeds do not pair). "wins" counts the columns where the loss's mean is above
+  cross-entropy's, "sig. wins" those that are also significant.
+* :func:`write_comparison` writes Markdown (tabulate, GitHub style), CSV (one row per cell, full
+  precision) and LaTeX (booktabs); same inputs give byte-identical files.
+* :func:`search_table`, :func:`correlation_table`, the ``plot_*`` functions and :func:`audit`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from augloss.augment import TECHNIQUES
+from augloss.io import atomic_path, atomic_write_text
+
+BASELINE = "ce"
+REQUIRED = ("stage", "dataset", "augmentation", "loss", "seed", "status", "config_hash",
+            "code_version")
+CELL = ["stage", "dataset", "augmentation", "loss"]
+
+
+class TableError(ValueError):
+    """Inputs that cannot make a trustworthy table; the message names the files."""
+
+
+# --- collecting ---------------------------------------------------------------------------------
+
+def collect(paths: Iterable[str | Path], allow_mixed: bool = False) -> pd.DataFrame:
+    """One row per run from ``metrics.json`` files (or directories searched for them)."""
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise TableError(f"{p}: no such file or directory")
+        files.extend(sorted(p.rglob("metrics.json")) if p.is_dir() else [p])
+    if not files:
+        raise TableError("no metrics.json files found")
+    rows = []
+    for f in sorted(set(files)):
+        try:
+            m = json.loads(f.read_text())
+        except (OSError, ValueError) as exc:
+            raise TableError(f"{f}: unreadable metrics file ({exc})") from exc
+        missing = [k for k in REQUIRED if k not in m]
+        if missing:
+            raise TableError(f"{f}: missing key(s) {', '.join(missing)}")
+        prov_path = f.with_name("provenance.json")
+        prov = {}
+        if prov_path.exists():
+            try:
+                prov = json.loads(prov_path.read_text())
+            except ValueError as exc:
+                raise TableError(f"{prov_path}: unreadable ({exc})") from exc
+        rows.append({
+            **{k: m[k] for k in REQUIRED}, "expression": m.get("expression"),
+            "loss_key": m.get("loss_key"), "model": m.get("model"),
+            "test_acc": m.get("test_acc"), "final_val_acc": m.get("final_val_acc"),
+            "best_val_acc": m.get("best_val_acc"), "diverged": bool(m.get("diverged")),
+            "run_dir": str(f.parent), "git_commit": prov.get("git_commit", ""),
+            "git_dirty": prov.get("git_dirty"), "device": prov.get("device", ""),
+            "gpu_name": prov.get("gpu_name", ""),
+        })
+    df = pd.DataFrame(rows)
+    df["seed"] = df["seed"].astype(int)
+    if not allow_mixed:
+        check_consistency(df)
+    return df.sort_values(CELL + ["seed", "run_dir"], kind="stable").reset_index(drop=True)
+
+
+def check_consistency(df: pd.DataFrame) -> None:
+    """Raise :class:`TableError` naming the files of any cell with mixed configs or code."""
+    problems = []
+    for cell, g in df.groupby(CELL, sort=True):
+        for col, what in (("config_hash", "configurations"), ("code_version", "code versions"),
+                          ("git_commit", "git commits")):
+            values = sorted(set(g[col].astype(str)))
+            if len(values) > 1:
+                files = ", ".join(f"{r}/metrics.json ({v})" for r, v in zip(g["run_dir"], g[col]))
+                problems.append(f"cell {'/'.join(map(str, cell))} mixes {what}: {files}")
+        dup = g["seed"][g["seed"].duplicated()]
+        if len(dup):
+            files = ", ".join(f"{r}/metrics.json" for r in g["run_dir"][g["seed"].isin(dup)])
+            problems.append(f"cell {'/'.join(map(str, cell))} has seed(s) "
+                            f"{sorted(set(dup))} more than once: {files}")
+    if problems:
+        raise TableError("inconsistent runs (pass allow_mixed=True / --allow-mixed to accept):\n"
+                         + "\n".join(problems))
+
+
+# --- naming and ordering ---------------------------------------------------------------------
+
+def display_name(loss: str) -> str:
+    """``evolved-cutout-1`` -> ``evolved[cutout]#1``; other names unchanged."""
+    parts = loss.split("-")
+    if len(parts) == 3 and parts[0] == "evolved" and parts[2].isdigit():
+        return f"evolved[{parts[1]}]#{parts[2]}"
+    return loss
+
+
+def _loss_order(loss: str) -> tuple:
+    if loss == BASELINE:
+        return (0, 0, 0, loss)
+    parts = loss.split("-")
+    if len(parts) == 3 and parts[0] == "evolved" and parts[2].isdigit():
+        origin = TECHNIQUES.index(parts[1]) if parts[1] in TECHNIQUES else len(TECHNIQUES)
+        return (2, origin, int(parts[2]), loss)
+    return (1, 0, 0, loss)
+
+
+def _column_order(col: tuple[str, str]) -> tuple:
+    dataset, a = col
+    return (dataset, TECHNIQUES.index(a) if a in TECHNIQUES else len(TECHNIQUES), a)
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and are not counted)."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
+    m = len(idx)
+    out = [float("nan")] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: (pvalues[i], i))):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def compare(values: dict[int, float], baseline: dict[int, float]) -> tuple[float, str]:
+    """Two-sided p-value of ``values`` vs ``baseline`` (seed -> value) and the test used."""
+    from scipy import stats
+
+    common = sorted(set(values) & set(baseline))
+    if len(common) >= 2 and set(values) == set(baseline):
+        a = np.array([values[s] for s in common])
+        b = np.array([baseline[s] for s in common])
+        d = a - b
+        if np.all(d == d[0]):
+            return (0.0 if d[0] != 0 else 1.0), "paired"
+        return float(stats.ttest_rel(a, b).pvalue), "paired"
+    a, b = np.array(list(values.values())), np.array(list(baseline.values()))
+    if len(a) >= 2 and len(b) >= 2:
+        if a.std() == 0 and b.std() == 0:
+            return (0.0 if a[0] != b[0] else 1.0), "welch"
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue), "welch"
+    return float("nan"), "none"
+
+
+# --- comparison tables -----------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """A comparison table: ``cells`` has one row per (loss, dataset, augmentation)."""
+
+    stage: str
+    metric: str
+    cells: pd.DataFrame
+    losses: list[str]
+    columns: list[tuple[str, str]]
+
+    def wins(self) -> pd.DataFrame:
+        g = self.cells[self.cells["loss"] != BASELINE].groupby("loss", sort=False)
+        out = pd.DataFrame({"wins": g["beats_ce"].sum().astype(int),
+                            "significant_wins": g["significant"].sum().astype(int)})
+        return out.reindex([l for l in self.losses if l != BASELINE]).fillna(0).astype(int)
+
+
+def comparison(df: pd.DataFrame, stage: str, metric: str = "test_acc",
+               baseline: str = BASELINE, alpha: float = 0.05) -> Comparison:
+    """The comparison table of ``stage`` on ``metric`` against ``baseline``."""
+    runs = df[df["stage"] == stage]
+    if runs.empty:
+        raise TableError(f"no runs of stage {stage!r}")
+    if metric not in runs:
+        raise TableError(f"unknown metric {metric!r}")
+    columns = sorted({(d, a) for d, a in zip(runs["dataset"], runs["augmentation"])},
+                     key=_column_order)
+    losses = sorted(set(runs["loss"]), key=_loss_order)
+    rows = []
+    for (dataset, a) in columns:
+        col = runs[(runs["dataset"] == dataset) & (runs["augmentation"] == a)]
+        base_runs = col[(col["loss"] == baseline)]
+        base = {int(s): float(v) for s, v in zip(base_runs["seed"], base_runs[metric])
+                if v is not None and not pd.isna(v)}
+        base_mean = float(np.mean(list(base.values()))) if base else float("nan")
+        for loss in losses:
+            g = col[col["loss"] == loss]
+            if g.empty:
+                continue
+            vals = {int(s): float(v) for s, v in zip(g["seed"], g[metric])
+                    if v is not None and not pd.isna(v)}
+            arr = np.array([vals[s] for s in sorted(vals)])
+            mean = float(arr.mean()) if len(arr) else float("nan")
+            std = float(arr.std(ddof=1)) if len(arr) >= 2 else float("nan")
+            p, test = (float("nan"), "none") if loss == baseline or not base \
+                else compare(vals, base)
+            rows.append({"loss": loss, "display": display_name(loss), "dataset": dataset,
+                         "augmentation": a, "n": len(arr), "mean": mean, "std": std,
+                         "delta_vs_ce": mean - base_mean if loss != baseline else 0.0,
+                         "p_value": p, "test": test, "runs": len(g),
+                         "diverged": int(g["diverged"].sum()),
+                         "seeds": " ".join(str(s) for s in sorted(g["seed"]))})
+    cells = pd.DataFrame(rows)
+    cells["p_holm"] = holm(list(cells["p_value"]))
+    cells["beats_ce"] = (cells["loss"] != baseline) & (cells["delta_vs_ce"] > 0)
+    cells["significant"] = cells["beats_ce"] & (cells["p_holm"] < alpha)
+    best = cells.groupby(["dataset", "augmentation"])["mean"].transform("max")
+    cells["best"] = cells["mean"] == best
+    return Comparison(stage, metric, cells, losses, columns)
+
+
+def _fmt_cell(row, style: str) -> str:
+    if row is None:
+        return "—"
+    if math.isnan(row["mean"]):
+        return f"— ({row['runs']} diverged)" if style != "latex" else "---"
+    pct = 100 * row["mean"]
+    text = f"{pct:.2f}"
+    if not math.isnan(row["std"]):
+        text += f" ± {100 * row['std']:.2f}" if style != "latex" else \
+            f" $\\pm$ {100 * row['std']:.2f}"
+    text += f" ({row['n']})"
+    if row["significant"]:
+        text += "*" if style != "latex" else "$^{*}$"
+    if row["best"]:
+        text = f"**{text}**" if style == "markdown" else (
+            f"\\textbf{{{text}}}" if style == "latex" else text)
+    return text
+
+
+def _grid(t: Comparison, style: str) -> tuple[list[str], list[list[str]]]:
+    index = {(r["loss"], r["dataset"], r["augmentation"]): r for _, r in t.cells.iterrows()}
+    wins = t.wins()
+    headers = ["loss"] + [f"{d} / {a}" for d, a in t.columns] + ["wins vs CE", "sig. wins"]
+    body = []
+    for loss in t.losses:
+        name = display_name(loss)
+        if style == "latex":
+            name = name.replace("#", r"\#").replace("_", r"\_")
+        row = [name] + [_fmt_cell(index.get((loss, d, a)), style) for d, a in t.columns]
+        if loss == BASELINE:
+            row += ["—", "—"] if style != "latex" else ["--", "--"]
+        else:
+            row += [str(wins.loc[loss, "wins"]), str(wins.loc[loss, "significant_wins"])]
+        body.append(row)
+    return headers, body
+
+
+def to_markdown(t: Comparison) -> str:
+    from tabulate import tabulate
+
+    headers, body = _grid(t, "markdown")
+    title = f"{t.stage}: {t.metric} (%), mean ± std over seeds (n)"
+    note = ("**bold**: best mean of the column; *: beats cross-entropy with p < 0.05 (Holm-"
+            "corrected t-test: paired over matching seeds, else Welch).")
+    grid = tabulate(body, headers, tablefmt="github", disable_numparse=True)
+    return f"### {title}\n\n{grid}\n\n{note}\n"
+
+
+def to_latex(t: Comparison) -> str:
+    headers, body = _grid(t, "latex")
+    headers = [h.replace("_", r"\_") for h in headers]
+    spec = "l" + "r" * (len(headers) - 1)
+    lines = [r"\begin{tabular}{" + spec + "}", r"\toprule",
+             " & ".join(headers) + r" \\", r"\midrule"]
+    lines += [" & ".join(row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(t: Comparison) -> str:
+    cols = ["loss", "display", "dataset", "augmentation", "n", "mean", "std", "delta_vs_ce",
+            "p_value", "p_holm", "test", "significant", "best", "runs", "diverged", "seeds"]
+    return t.cells[cols].to_csv(index=False, lineterminator="\n")
+
+
+def write_comparison(t: Comparison, prefix: str | Path) -> list[Path]:
+    """Write ``prefix.md``, ``prefix.csv`` and ``prefix.tex``; return the paths."""
+    prefix = Path(prefix)
+    out = []
+    for suffix, text in ((".md", to_markdown(t)), (".csv", to_csv(t)), (".tex", to_latex(t))):
+        path = prefix.with_name(prefix.name + suffix)
+        atomic_write_text(path, text)
+        out.append(path)
+    return out
+
+
+# --- search and correlation tables --------------------------------------------------------------
+
+def search_table(search_dirs: dict[str, str | Path]) -> pd.DataFrame:
+    """Per augmentation: best expression (text and LaTeX), fitness, CE fitness, evaluations,
+    cache hits and rejections, from each search's best.json / summary.json."""
+    rows = []
+    for a in sorted(search_dirs, key=lambda x: (TECHNIQUES.index(x) if x in TECHNIQUES else 99, x)):
+        d = Path(search_dirs[a])
+        try:
+            best = json.loads((d / "best.json").read_text())
+            summary = json.loads((d / "summary.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise TableError(f"{d}: unreadable search output ({exc})") from exc
+        cache = {}
+        if (d / "cache_stats.json").exists():
+            cache = json.loads((d / "cache_stats.json").read_text())
+        top = best["losses"][0] if best["losses"] else {}
+        rows.append({"augmentation": a, "seed": summary["seed"],
+                     "best_expression": top.get("expression", ""),
+                     "best_latex": top.get("latex", ""), "fitness": top.get("fitness"),
+                     "ce_fitness": best["reference"]["ce"]["fitness"],
+                     "children": summary["children"], "evaluations": summary["evaluations"],
+                     "cache_hits": cache.get("cache_hits"),
+                     "rejections": sum(summary["rejections"].values())})
+    return pd.DataFrame(rows)
+
+
+def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
+    from tabulate import tabulate
+
+    prefix = Path(prefix)
+    md_rows = [[r.augmentation, f"`{r.best_expression}`", _pct(r.fitness), _pct(r.ce_fitness),
+                r.evaluations, "—" if r.cache_hits is None or pd.isna(r.cache_hits)
+                else int(r.cache_hits), r.rejections] for r in df.itertuples()]
+    md = ("### Search: best evolved loss per augmentation (surrogate validation accuracy, %)\n\n"
+          + tabulate(md_rows, ["augmentation", "best loss", "fitness", "CE fitness",
+                               "evaluations", "cache hits", "rejections"],
+                     tablefmt="github", disable_numparse=True)
+          + "\n")
+    tex = [r"\begin{tabular}{llrrr}", r"\toprule",
+           r"augmentation & best loss & fitness & CE fitness & evaluations \\", r"\midrule"]
+    tex += [f"{r.augmentation} & ${r.best_latex}$ & {_pct(r.fitness)} & {_pct(r.ce_fitness)} & "
+            f"{r.evaluations} \\\\" for r in df.itertuples()]
+    tex += [r"\bottomrule", r"\end{tabular}"]
+    paths = []
+    for suffix, text in ((".md", md), (".csv", df.to_csv(index=False, lineterminator="\n")),
+                         (".tex", "\n".join(tex) + "\n")):
+        path = prefix.with_name(prefix.name + suffix)
+        atomic_write_text(path, text)
+        paths.append(path)
+    return paths
+
+
+def _pct(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def correlation_table(study: dict) -> pd.DataFrame:
+    rows = []
+    for pair in sorted(study["spearman"], key=lambda p: [
+            TECHNIQUES.index(x) if x in TECHNIQUES else 99 for x in p.split("|")]):
+        a, b = pair.split("|")
+        s, k = study["spearman"][pair], study["kendall"][pair]
+        rows.append({"augmentation_a": a, "augmentation_b": b, "spearman_rho": s["rho"],
+                     "spearman_p": s["p"], "kendall_tau": k["tau"], "kendall_p": k["p"],
+                     "n_losses": len(study["losses"])})
+    return pd.DataFrame(rows)
+
+
+def write_correlation_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
+    from tabulate import tabulate
+
+    prefix = Path(prefix)
+
+    def f(v):
+        return "—" if v is None or pd.isna(v) else f"{v:.3f}"
+
+    body = [[r.augmentation_a, r.augmentation_b, f(r.spearman_rho), f(r.spearman_p),
+             f(r.kendall_tau), f(r.kendall_p)] for r in df.itertuples()]
+    heads = ["a", "b", "Spearman ρ", "p", "Kendall τ", "p"]
+    n = int(df["n_losses"].iloc[0]) if len(df) else 0
+    md = (f"### Cross-augmentation rank correlation of surrogate fitness ({n} losses)\n\n"
+          + tabulate(body, heads, tablefmt="github", disable_numparse=True) + "\n")
+    tex = [r"\begin{tabular}{llrrrr}", r"\toprule",
+           r"a & b & Spearman $\rho$ & $p$ & Kendall $\tau$ & $p$ \\", r"\midrule"]
+    tex += [" & ".join(row) + r" \\" for row in body]
+    tex += [r"\bottomrule", r"\end{tabular}"]
+    paths = []
+    for suffix, text in ((".md", md), (".csv", df.to_csv(index=False, lineterminator="\n")),
+                         (".tex", "\n".join(tex) + "\n")):
+        path = prefix.with_name(prefix.name + suffix)
+        atomic_write_text(path, text)
+        paths.append(path)
+    return paths
+
+
+# --- plots -------------------------------------------------------------------------------------------
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "augloss", "figure.dpi": 100})
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def plot_evolution(search_dirs: dict[str, str | Path], path: str | Path) -> Path:
+    """Best and median population fitness vs children, one colour per augmentation."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, a in enumerate(sorted(search_dirs, key=lambda x: TECHNIQUES.index(x)
+                                 if x in TECHNIQUES else 99)):
+        curve = json.loads((Path(search_dirs[a]) / "summary.json").read_text())["curve"]
+        x = [c["children"] for c in curve]
+        colour = f"C{i}"
+        ax.plot(x, [100 * c["best"] for c in curve], "-o", color=colour, label=f"{a} best",
+                markersize=3)
+        ax.plot(x, [100 * c["median"] for c in curve], "--", color=colour,
+                label=f"{a} median")
+    ax.set_xlabel("children evaluated")
+    ax.set_ylabel("surrogate validation accuracy (%)")
+    ax.set_title("Regularized evolution per augmentation")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_delta_heatmap(t: Comparison, path: str | Path) -> Path:
+    """Accuracy difference to cross-entropy (percentage points), loss x dataset/augmentation."""
+    plt = _figure()
+    losses = [l for l in t.losses if l != BASELINE]
+    m = np.full((max(1, len(losses)), len(t.columns)), np.nan)
+    sig = np.zeros_like(m, dtype=bool)
+    for _, r in t.cells.iterrows():
+        if r["loss"] == BASELINE:
+            continue
+        i, j = losses.index(r["loss"]), t.columns.index((r["dataset"], r["augmentation"]))
+        m[i, j], sig[i, j] = 100 * r["delta_vs_ce"], r["significant"]
+    fig, ax = plt.subplots(figsize=(2.5 + 1.1 * len(t.columns), 1.5 + 0.45 * len(m)))
+    lim = np.nanmax(np.abs(m)) if np.isfinite(m).any() else 1.0
+    im = ax.imshow(m, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if np.isfinite(m[i, j]):
+                dark = abs(m[i, j]) > 0.6 * lim
+                ax.text(j, i, f"{m[i, j]:+.2f}{'*' if sig[i, j] else ''}", ha="center",
+                        va="center", fontsize=8, color="w" if dark else "k")
+    ax.set_xticks(range(len(t.columns)), [f"{d}\n{a}" for d, a in t.columns], fontsize=8)
+    ax.set_yticks(range(len(losses)), [display_name(l) for l in losses], fontsize=8)
+    fig.colorbar(im, ax=ax, label="Δ accuracy vs CE (pp)")
+    ax.set_title(f"{t.stage}: {t.metric} minus cross-entropy\n(* significant after Holm)",
+                 fontsize=10)
+    return _save(fig, path)
+
+
+def plot_correlation(study: dict, path: str | Path) -> Path:
+    """Spearman rank correlation between augmentations (surrogate fitness of shared losses)."""
+    plt = _figure()
+    augs = study["augmentations"]
+    m = np.eye(len(augs))
+    for pair, v in study["spearman"].items():
+        a, b = pair.split("|")
+        i, j = augs.index(a), augs.index(b)
+        m[i, j] = m[j, i] = np.nan if v["rho"] is None else v["rho"]
+    fig, ax = plt.subplots(figsize=(2.5 + 0.9 * len(augs), 1.5 + 0.8 * len(augs)))
+    im = ax.imshow(m, cmap="viridis", vmin=-1, vmax=1)
+    for i in range(len(augs)):
+        for j in range(len(augs)):
+            ax.text(j, i, "n/a" if np.isnan(m[i, j]) else f"{m[i, j]:.2f}", ha="center",
+                    va="center", color="k" if np.isnan(m[i, j]) or m[i, j] >= 0.5 else "w")
+    ax.set_xticks(range(len(augs)), augs)
+    ax.set_yticks(range(len(augs)), augs)
+    fig.colorbar(im, ax=ax, label="Spearman ρ")
+    ax.set_title(f"Rank correlation of surrogate fitness\nbetween augmentations "
+                 f"({len(study['losses'])} losses)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_probe_curves(expressions: dict[str, str], path: str | Path) -> Path:
+    """Normalised loss on the 2-class integrity probe vs the wrong-class probability."""
+    from augloss import losses as L
+
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _, p = L.probe()
+    q = p[:, 0].numpy()
+    items = [("ce", L.REGISTRY["ce"])] + [(k, v) for k, v in expressions.items() if k != "ce"]
+    for i, (name, text) in enumerate(items):
+        r = L.integrity(L.parse(text))
+        ph = r.phenotype if r.phenotype.size == q.size else np.full_like(q, np.nan)
+        ax.plot(q, ph, color="k" if name == "ce" else f"C{i}", lw=2.2 if name == "ce" else 1.4,
+                label=f"{display_name(name)}: {text}"[:70])
+    ax.set_xlabel("probability of the wrong class (q)")
+    ax.set_ylabel("normalised loss")
+    ax.set_title("Winning losses on the 2-class probe")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+# --- audit ---------------------------------------------------------------------------------------------
+
+def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = None
+          ) -> pd.DataFrame:
+    """One row per table cell: its runs, seeds, config hash, code version, device, and flags."""
+    rows = []
+    for cell, g in df.groupby(CELL, sort=True):
+        stage = cell[0]
+        seeds = sorted(int(s) for s in g["seed"])
+        flags = []
+        if expected_seeds and stage in expected_seeds:
+            missing = sorted(set(expected_seeds[stage]) - set(seeds))
+            if missing:
+                flags.append(f"missing seeds {missing}")
+        if g["diverged"].any():
+            flags.append(f"{int(g['diverged'].sum())} diverged run(s): "
+                         + ", ".join(g["run_dir"][g["diverged"]]))
+        other = g[(g["status"] != "completed") & ~g["diverged"]]
+        if len(other):
+            flags.append("status " + ", ".join(f"{s} ({r})" for s, r in
+                                                 zip(other["status"], other["run_dir"])))
+        for col, what in (("code_version", "mixed code versions"),
+                          ("git_commit", "mixed git commits"),
+                          ("config_hash", "mixed configurations")):
+            if len(set(g[col].astype(str))) > 1:
+                flags.append(what)
+        if g["git_dirty"].fillna(False).astype(bool).any():
+            flags.append("uncommitted changes in the code")
+        rows.append({"stage": stage, "dataset": cell[1], "augmentation": cell[2],
+                     "loss": cell[3], "n_runs": len(g), "seeds": " ".join(map(str, seeds)),
+                     "config_hash": " ".join(sorted(set(g["config_hash"].astype(str)))),
+                     "code_version": " ".join(sorted(set(g["code_version"].astype(str)))),
+                     "git_commit": " ".join(sorted(set(g["git_commit"].astype(str)))),
+                     "device": " ".join(sorted(set(
+                         (g["device"] + g["gpu_name"].map(lambda x: f" ({x})" if x else ""))
+                         .astype(str)))),
+                     "run_dirs": " ".join(g["run_dir"]), "flags": "; ".join(flags)})
+    return pd.DataFrame(rows)
+
+
+def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path) -> None:
+    atomic_write_text(csv_path, a.to_csv(index=False, lineterminator="\n"))
+    lines = ["# Audit: where every number comes from", "",
+             f"{len(a)} table cells; {int((a['flags'] != '').sum())} flagged.", ""]
+    for r in a.itertuples():
+        lines.append(f"## {r.stage} / {r.dataset} / {r.augmentation} / "
+                     f"{display_name(r.loss)}")
+        lines.append("")
+        lines.append(f"- seeds: {r.seeds} ({r.n_runs} runs)")
+        lines.append(f"- config hash: `{r.config_hash}`; code: {r.code_version} "
+                     f"(git {r.git_commit or 'unknown'})")
+        lines.append(f"- device: {r.device or 'unknown'}")
+        lines.append(f"- runs: {', '.join(f'`{d}`' for d in r.run_dirs.split())}")
+        lines.append(f"- **flags: {r.flags}**" if r.flags else "- flags: none")
+        lines.append("")
+    atomic_write_text(md_path, "\n".join(lines))
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m augloss.tables RUNS... --stage transfer --out PREFIX``: regenerate a table
+    (Markdown, CSV, LaTeX), its delta heatmap and the audit from finished runs."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m augloss.tables", description=main.__doc__)
+    p.add_argument("runs", nargs="+", help="metrics.json files or directories holding them")
+    p.add_argument("--stage", required=True, help="transfer or finetune")
+    p.add_argument("--metric", default="test_acc")
+    p.add_argument("--out", required=True, help="output prefix, e.g. results/x/tables/transfer")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="accept cells whose runs differ in configuration or code version")
+    args = p.parse_args(argv)
+    df = collect(args.runs, allow_mixed=args.allow_mixed)
+    t = comparison(df, args.stage, args.metric)
+    for path in write_comparison(t, args.out):
+        print(path)
+    out = Path(args.out)
+    print(plot_delta_heatmap(t, out.with_name(out.name + "_delta.png")))
+    a = audit(df[df["stage"] == args.stage])
+    write_audit(a, out.with_name(out.name + "_audit.md"), out.with_name(out.name + "_audit.csv"))
+    print(out.with_name(out.name + "_audit.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

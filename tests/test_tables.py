@@ -1,0 +1,242 @@
+"""Tables from synthetic metrics files with known statistics."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from augloss import tables
+from augloss.tables import TableError
+
+# (dataset, augmentation, loss) -> {seed: test accuracy}
+RUNS = {
+    ("cifar10", "base", "ce"): {0: 0.90, 1: 0.91, 2: 0.92},
+    ("cifar10", "base", "focal"): {0: 0.905, 1: 0.915, 2: 0.93},  # better, not significant
+    ("cifar10", "base", "evolved-cutout-1"): {0: 0.95, 1: 0.965, 2: 0.97},  # significant
+    ("cifar10", "cutout", "ce"): {0: 0.88, 1: 0.89, 2: 0.90},
+    ("cifar10", "cutout", "focal"): {5: 0.93, 6: 0.95},  # seeds do not pair: Welch
+    ("cifar10", "cutout", "evolved-cutout-1"): {0: 0.87, 1: 0.88, 2: 0.89},  # worse
+}
+
+
+def _write(root, stage="transfer", runs=RUNS, **override):
+    for (dataset, a, loss), by_seed in runs.items():
+        for seed, acc in by_seed.items():
+            d = root / stage / dataset / a / loss / str(seed)
+            d.mkdir(parents=True, exist_ok=True)
+            m = {"stage": stage, "dataset": dataset, "augmentation": a, "loss": loss,
+                 "seed": seed, "status": "completed", "diverged": False,
+                 "config_hash": f"h-{dataset}-{a}-{loss}", "code_version": "0.1.0",
+                 "test_acc": acc, "final_val_acc": acc, "best_val_acc": acc,
+                 "expression": "-(y * ln(p))", "loss_key": "k", "model": "wrn"}
+            m.update(override)
+            (d / "metrics.json").write_text(json.dumps(m))
+            (d / "provenance.json").write_text(json.dumps(
+                {"git_commit": "abc", "git_dirty": False, "device": "cuda", "gpu_name": "H100"}))
+    return root
+
+
+def _holm(ps):
+    order = np.argsort(ps)
+    adj, running = [0.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1, (len(ps) - rank) * ps[i]))
+        adj[i] = running
+    return adj
+
+
+def test_comparison_table_numbers_bold_significance_and_wins(tmp_path):
+    df = tables.collect([_write(tmp_path)])
+    assert len(df) == 17
+    t = tables.comparison(df, "transfer")
+    assert t.losses == ["ce", "focal", "evolved-cutout-1"]
+    assert t.columns == [("cifar10", "base"), ("cifar10", "cutout")]
+    c = t.cells.set_index(["loss", "augmentation"])
+    for (dataset, a, loss), by_seed in RUNS.items():
+        vals = np.array(list(by_seed.values()))
+        assert c.loc[(loss, a), "mean"] == pytest.approx(vals.mean(), abs=1e-12)
+        assert c.loc[(loss, a), "std"] == pytest.approx(vals.std(ddof=1), abs=1e-12)
+        assert c.loc[(loss, a), "n"] == len(vals)
+    # Known p-values: paired where seeds match, Welch where they do not.
+    ce_b, ce_c = [0.90, 0.91, 0.92], [0.88, 0.89, 0.90]
+    p = {("focal", "base"): stats.ttest_rel([0.905, 0.915, 0.93], ce_b).pvalue,
+         ("evolved-cutout-1", "base"): stats.ttest_rel([0.95, 0.965, 0.97], ce_b).pvalue,
+         ("focal", "cutout"): stats.ttest_ind([0.93, 0.95], ce_c, equal_var=False).pvalue,
+         ("evolved-cutout-1", "cutout"): stats.ttest_rel([0.87, 0.88, 0.89], ce_c).pvalue}
+    keys = list(p)
+    adj = dict(zip(keys, _holm([p[k] for k in keys])))
+    for k in keys:
+        assert c.loc[k, "p_value"] == pytest.approx(p[k], rel=1e-9)
+        assert c.loc[k, "p_holm"] == pytest.approx(adj[k], rel=1e-9)
+    assert c.loc[("focal", "cutout"), "test"] == "welch"
+    assert c.loc[("focal", "base"), "test"] == "paired"
+    assert bool(c.loc[("evolved-cutout-1", "base"), "significant"])
+    assert not c.loc[("focal", "base"), "significant"]  # better mean, p too large
+    assert not c.loc[("evolved-cutout-1", "cutout"), "beats_ce"]
+    # Bold: the best mean of each column.
+    assert bool(c.loc[("evolved-cutout-1", "base"), "best"])
+    assert bool(c.loc[("focal", "cutout"), "best"])
+    assert int(t.cells["best"].sum()) == 2
+    wins = t.wins()
+    assert wins.loc["focal"].tolist() == [2, 0]
+    assert wins.loc["evolved-cutout-1"].tolist() == [1, 1]
+    md = tables.to_markdown(t)
+    assert "**96.17 ± 1.04 (3)*" in md  # bold and significant
+    assert "| 91.67 ± 1.26 (3) " in md  # focal/base: no marker, not bold
+    assert "evolved[cutout]#1" in md
+    lines = [l for l in md.splitlines() if l.startswith("| ")]
+    assert lines[1].startswith("| ce ") and lines[3].startswith("| evolved[cutout]#1")
+    tex = tables.to_latex(t)
+    assert r"\toprule" in tex and r"\textbf{96.17 $\pm$ 1.04 (3)$^{*}$}" in tex
+    assert r"evolved[cutout]\#1" in tex
+    csv = tables.to_csv(t).splitlines()
+    assert csv[0].startswith("loss,display,dataset,augmentation,n,mean,std,delta_vs_ce,p_value")
+    assert len(csv) == 1 + 6
+
+
+def test_outputs_are_byte_identical(tmp_path):
+    df = tables.collect([_write(tmp_path / "runs")])
+    a = tables.write_comparison(tables.comparison(df, "transfer"), tmp_path / "a" / "transfer")
+    b = tables.write_comparison(tables.comparison(df, "transfer"), tmp_path / "b" / "transfer")
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+    assert [p.suffix for p in a] == [".md", ".csv", ".tex"]
+
+
+def test_finetune_table_has_the_same_shape(tmp_path):
+    runs = {("flowers102", "mixup", "ce"): {0: 0.8, 1: 0.82},
+            ("flowers102", "mixup", "evolved-mixup-1"): {0: 0.85, 1: 0.86},
+            ("caltech101", "mixup", "ce"): {0: 0.9, 1: 0.91}}
+    df = tables.collect([_write(tmp_path, stage="finetune", runs=runs)])
+    t = tables.comparison(df, "finetune")
+    assert t.columns == [("caltech101", "mixup"), ("flowers102", "mixup")]
+    md = tables.to_markdown(t)
+    assert "finetune" in md and "—" in md  # the missing caltech cell
+    with pytest.raises(TableError, match="no runs of stage 'transfer'"):
+        tables.comparison(df, "transfer")
+
+
+def test_inconsistent_inputs_are_refused_naming_the_files(tmp_path):
+    _write(tmp_path)
+    bad = tmp_path / "transfer" / "cifar10" / "base" / "ce" / "1" / "metrics.json"
+    m = json.loads(bad.read_text())
+    m["config_hash"] = "other"
+    bad.write_text(json.dumps(m))
+    with pytest.raises(TableError, match="mixes configurations") as info:
+        tables.collect([tmp_path])
+    assert str(bad.parent) in str(info.value)
+    df = tables.collect([tmp_path], allow_mixed=True)
+    a = tables.audit(df)
+    assert "mixed configurations" in a.set_index(["augmentation", "loss"]).loc[("base", "ce"),
+                                                                              "flags"]
+    m["config_hash"] = "h-cifar10-base-ce"
+    m["code_version"] = "0.2.0"
+    bad.write_text(json.dumps(m))
+    with pytest.raises(TableError, match="mixes code versions"):
+        tables.collect([tmp_path])
+    m["code_version"] = "0.1.0"
+    del m["seed"]
+    bad.write_text(json.dumps(m))
+    with pytest.raises(TableError, match="missing key\\(s\\) seed"):
+        tables.collect([tmp_path])
+    bad.write_text("{")
+    with pytest.raises(TableError, match="unreadable metrics file"):
+        tables.collect([tmp_path])
+    with pytest.raises(TableError, match="no such file"):
+        tables.collect([tmp_path / "nothing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TableError, match="no metrics.json"):
+        tables.collect([tmp_path / "empty"])
+
+
+def test_audit_flags_missing_seeds_and_diverged_runs(tmp_path):
+    _write(tmp_path)
+    d = tmp_path / "transfer" / "cifar10" / "cutout" / "evolved-cutout-1" / "3"
+    d.mkdir()
+    (d / "metrics.json").write_text(json.dumps({
+        "stage": "transfer", "dataset": "cifar10", "augmentation": "cutout",
+        "loss": "evolved-cutout-1", "seed": 3, "status": "diverged", "diverged": True,
+        "config_hash": "h-cifar10-cutout-evolved-cutout-1", "code_version": "0.1.0",
+        "test_acc": None}))
+    (d / "provenance.json").write_text(json.dumps({"git_commit": "abc", "device": "cuda"}))
+    df = tables.collect([tmp_path])
+    a = tables.audit(df, expected_seeds={"transfer": [0, 1, 2, 3]}).set_index(
+        ["augmentation", "loss"])
+    assert "missing seeds [0, 1, 2, 3]" in a.loc[("cutout", "focal"), "flags"]
+    assert "1 diverged run(s)" in a.loc[("cutout", "evolved-cutout-1"), "flags"]
+    assert a.loc[("cutout", "evolved-cutout-1"), "seeds"] == "0 1 2 3"
+    assert "H100" in a.loc[("base", "ce"), "device"]
+    t = tables.comparison(df, "transfer")
+    row = t.cells.set_index(["loss", "augmentation"]).loc[("evolved-cutout-1", "cutout")]
+    assert row["n"] == 3 and row["runs"] == 4 and row["diverged"] == 1
+    tables.write_audit(tables.audit(df), tmp_path / "audit.md", tmp_path / "audit.csv")
+    text = (tmp_path / "audit.md").read_text()
+    assert "evolved[cutout]#1" in text and "diverged" in text
+    assert (tmp_path / "audit.csv").read_text().startswith("stage,dataset,augmentation,loss")
+
+
+def _search_dir(root, a, fit, curve):
+    d = root / a
+    d.mkdir(parents=True)
+    (d / "best.json").write_text(json.dumps({
+        "augmentation": a, "seed": 0, "losses": [
+            {"rank": 1, "name": f"evolved-{a}-1", "expression": "-(y * ln(p)) + y * (1 - p)",
+             "key": "k", "latex": "x", "fitness": fit}],
+        "reference": {"ce": {"fitness": 0.5}}}))
+    (d / "summary.json").write_text(json.dumps({
+        "augmentation": a, "seed": 0, "children": 10, "evaluations": 14,
+        "rejections": {"duplicate-key": 3, "rejected-integrity": 4}, "curve": curve}))
+    (d / "cache_stats.json").write_text(json.dumps({"cache_hits": 2, "trainings": 12}))
+    return d
+
+
+def test_search_and_correlation_tables_and_plots(tmp_path):
+    dirs = {a: _search_dir(tmp_path, a, f, [{"children": 5, "best": f - 0.1, "median": 0.3},
+                                            {"children": 10, "best": f, "median": 0.4}])
+            for a, f in (("cutout", 0.61), ("base", 0.6))}
+    st = tables.search_table(dirs)
+    assert st["augmentation"].tolist() == ["base", "cutout"]
+    assert st.loc[0, "fitness"] == 0.6 and st.loc[0, "rejections"] == 7
+    assert st.loc[0, "cache_hits"] == 2 and st.loc[0, "ce_fitness"] == 0.5
+    paths = tables.write_search_table(st, tmp_path / "out" / "search")
+    assert "60.00" in paths[0].read_text()
+    study = {"augmentations": ["base", "cutout", "mixup"], "losses": [{}, {}, {}, {}],
+             "spearman": {"base|cutout": {"rho": 0.4, "p": 0.6},
+                          "base|mixup": {"rho": -0.2, "p": 0.8},
+                          "cutout|mixup": {"rho": None, "p": None}},
+             "kendall": {"base|cutout": {"tau": 0.33, "p": 0.7},
+                         "base|mixup": {"tau": 0.0, "p": 1.0},
+                         "cutout|mixup": {"tau": None, "p": None}}}
+    ct = tables.correlation_table(study)
+    assert ct["spearman_rho"].tolist()[:2] == [0.4, -0.2]
+    text = tables.write_correlation_table(ct, tmp_path / "out" / "corr")[0].read_text()
+    assert "0.400" in text and "—" in text
+    runs = tables.collect([_write(tmp_path / "runs")])
+    pngs = [tables.plot_evolution(dirs, tmp_path / "p" / "evolution.png"),
+            tables.plot_delta_heatmap(tables.comparison(runs, "transfer"),
+                                      tmp_path / "p" / "delta.png"),
+            tables.plot_correlation(study, tmp_path / "p" / "corr.png"),
+            tables.plot_probe_curves({"evolved-cutout-1": "square(y - p)",
+                                      "evolved-base-1": "-(y * ln(p)) + y * (1 - p)"},
+                                     tmp_path / "p" / "probe.png")]
+    for png in pngs:
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < len(data) < 2_000_000
+    again = tables.plot_correlation(study, tmp_path / "p" / "corr2.png")
+    assert again.read_bytes() == pngs[2].read_bytes()
+
+
+def test_holm_correction():
+    assert tables.holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(tables.holm([0.01, float("nan")])[1])
+    assert tables.display_name("evolved-all-2") == "evolved[all]#2"
+    assert tables.display_name("focal") == "focal"
+
+
+def test_command_line_regenerates_a_table(tmp_path, capsys):
+    _write(tmp_path / "runs")
+    assert tables.main([str(tmp_path / "runs"), "--stage", "transfer",
+                        "--out", str(tmp_path / "t" / "transfer")]) == 0
+    for name in ("transfer.md", "transfer.csv", "transfer.tex", "transfer_delta.png",
+                 "transfer_audit.md", "transfer_audit.csv"):
+        assert (tmp_path / "t" / name).stat().st_size > 0
