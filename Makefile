@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test clean-venv
+.PHONY: setup test demo clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "augloss needs Python 3.11"'
@@ -16,6 +16,9 @@ setup: $(VENV)/.installed  ## create .venv and install augloss with its test ext
 
 test: setup  ## run the test suite
 	$(PY) -m pytest -q
+
+demo: setup  ## run the demo experiment end to end (results/demo/)
+	$(PY) -m snakemake --cores 2 --configfile demo/config.yaml
 
 clean-venv:
 	rm -rf $(VENV)

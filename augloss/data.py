@@ -149,8 +149,6 @@ def _stratified(labels: np.ndarray, sizes, seed: int = SPLIT_SEED) -> dict[str, 
 # --- digits ---------------------------------------------------------------------------------
 
 def _digits(name: str, split: str) -> ImageSet:
-    from sklearn.datasets import load_digits
-
     keep = list(range(10))
     if ":" in name:
         spec = name.split(":", 1)[1]
@@ -161,11 +159,10 @@ def _digits(name: str, split: str) -> ImageSet:
         if not 0 <= lo <= hi <= 9:
             raise ValueError(f"dataset {name!r}: class range must lie within 0-9")
         keep = list(range(lo, hi + 1))
-    d = load_digits()
-    labels = d.target.astype(np.int64)
+    pixels, labels = _digits_arrays()
     mask = np.isin(labels, keep)
     # Upsample the 0..16 intensities to 32x32 and 0..255, grey replicated to RGB.
-    x = torch.from_numpy(d.images[mask].astype(np.float32) / 16.0)[:, None]
+    x = torch.from_numpy(pixels[mask].reshape(-1, 8, 8).astype(np.float32) / 16.0)[:, None]
     x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
     labels = labels[mask] - keep[0]
@@ -173,6 +170,25 @@ def _digits(name: str, split: str) -> ImageSet:
     idx = _by_split(split, parts)
     return ImageSet(name, split, torch.from_numpy(labels[idx]), [str(c) for c in keep],
                     images=images[torch.from_numpy(idx)].clone())
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (pixels [1797, 64], labels [1797]).
+
+    Read straight from the CSV file scikit-learn ships, found without importing scikit-learn
+    (its import costs a second in every workflow job); ``load_digits`` is the fallback.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is not None and path.exists():
+        raw = np.loadtxt(path, delimiter=",", dtype=np.float64)
+        return raw[:, :-1], raw[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.data, d.target.astype(np.int64)
 
 
 # --- CIFAR ----------------------------------------------------------------------------------

@@ -88,6 +88,9 @@ class SearchConfig:
         if self.initial_pool < self.population:
             raise ValueError(f"search.initial_pool ({self.initial_pool}) must be >= "
                              f"search.population ({self.population})")
+        if self.top_k > self.population:
+            raise ValueError(f"search.top_k ({self.top_k}) must not exceed "
+                             f"search.population ({self.population})")
         if self.phenotype_threshold < 0 or self.fingerprint_tolerance <= 0:
             raise ValueError("search.phenotype_threshold must be >= 0 and "
                              "search.fingerprint_tolerance > 0")

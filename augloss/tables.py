@@ -432,6 +432,9 @@ def plot_evolution(search_dirs: dict[str, str | Path], path: str | Path) -> Path
                 markersize=3)
         ax.plot(x, [100 * c["median"] for c in curve], "--", color=colour,
                 label=f"{a} median")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("children evaluated")
     ax.set_ylabel("surrogate validation accuracy (%)")
     ax.set_title("Regularized evolution per augmentation")

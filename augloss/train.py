@@ -404,16 +404,20 @@ def code_version() -> dict:
 
 
 def provenance(device: torch.device, started: float, ended: float, extra: dict) -> dict:
-    import numpy
-    import timm
-    import torchvision
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return ""
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     return {
         **code_version(), "python": sys.version.split()[0], "platform": platform.platform(),
         "hostname": socket.gethostname(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "timm": timm.__version__,
-        "numpy": numpy.__version__, "device": str(device), "gpu_name": gpu,
+        "torchvision": v("torchvision"), "timm": v("timm"), "numpy": v("numpy"),
+        "device": str(device), "gpu_name": gpu,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "threads": torch.get_num_threads(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

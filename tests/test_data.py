@@ -191,3 +191,11 @@ def test_imagefolder(tmp_path):
     assert x.shape == (3, 12, 10)
     with pytest.raises(DatasetMissing, match="ImageFolder layout"):
         data.load(f"imagefolder:{tmp_path / 'nope'}")
+
+
+def test_digits_are_read_from_scikit_learns_own_file():
+    from sklearn.datasets import load_digits
+
+    pixels, labels = data._digits_arrays()
+    d = load_digits()
+    assert np.array_equal(pixels, d.data) and np.array_equal(labels, d.target)

@@ -1,0 +1,49 @@
+rule search:
+    input:
+        manifest=manifest(config["search"]["dataset"]),
+    output:
+        best=f"{R}/search/{{aug}}/best.json",
+        history=f"{R}/search/{{aug}}/history.jsonl",
+        population=f"{R}/search/{{aug}}/population.json",
+        summary=f"{R}/search/{{aug}}/summary.json",
+        cache_stats=f"{R}/search/{{aug}}/cache_stats.json",
+    log:
+        f"{R}/logs/search/{{aug}}.log",
+    benchmark:
+        f"{R}/benchmarks/search/{{aug}}.tsv"
+    conda:
+        "../envs/augloss.yaml"
+    threads: config["search"]["threads"]
+    resources:
+        gpu=config["search"]["gpu"],
+        runtime=config["search"]["runtime"],
+        mem_mb=lambda wc, attempt: config["search"]["mem_mb"] * attempt,
+    params:
+        job=search_job,
+        workdir=lambda wc: f"{R}/search/{wc.aug}/work",
+        cache_dir=f"{R}/cache/search",
+    script:
+        "../scripts/search.py"
+
+
+rule correlation_study:
+    input:
+        best=expand(f"{R}/search/{{aug}}/best.json", aug=AUGS),
+    output:
+        study=f"{R}/search/correlation.json",
+    log:
+        f"{R}/logs/search/correlation.log",
+    benchmark:
+        f"{R}/benchmarks/search/correlation.tsv"
+    conda:
+        "../envs/augloss.yaml"
+    threads: config["search"]["threads"]
+    resources:
+        gpu=config["search"]["gpu"],
+        runtime=config["search"]["runtime"],
+        mem_mb=lambda wc, attempt: config["search"]["mem_mb"] * attempt,
+    params:
+        job=correlation_job,
+        cache_dir=f"{R}/cache/search",
+    script:
+        "../scripts/correlation.py"

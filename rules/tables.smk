@@ -1,0 +1,124 @@
+rule table_search:
+    input:
+        summaries=expand(f"{R}/search/{{aug}}/summary.json", aug=AUGS),
+        best=expand(f"{R}/search/{{aug}}/best.json", aug=AUGS),
+    output:
+        md=report(
+            f"{R}/tables/search.md",
+            caption="../report/search.rst",
+            category="Tables",
+            subcategory="Search",
+        ),
+        csv=f"{R}/tables/search.csv",
+        tex=f"{R}/tables/search.tex",
+        evolution=report(
+            f"{R}/plots/evolution.png",
+            caption="../report/evolution.rst",
+            category="Plots",
+            subcategory="Search",
+        ),
+        probe=report(
+            f"{R}/plots/probe_curves.png",
+            caption="../report/probe.rst",
+            category="Plots",
+            subcategory="Search",
+        ),
+    log:
+        f"{R}/logs/tables/search.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    params:
+        augmentations=AUGS,
+    script:
+        "../scripts/table_search.py"
+
+
+rule table_correlation:
+    input:
+        study=f"{R}/search/correlation.json",
+    output:
+        md=report(
+            f"{R}/tables/correlation.md",
+            caption="../report/correlation.rst",
+            category="Tables",
+            subcategory="Search",
+        ),
+        csv=f"{R}/tables/correlation.csv",
+        tex=f"{R}/tables/correlation.tex",
+        plot=report(
+            f"{R}/plots/correlation.png",
+            caption="../report/correlation.rst",
+            category="Plots",
+            subcategory="Search",
+        ),
+    log:
+        f"{R}/logs/tables/correlation.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    script:
+        "../scripts/table_correlation.py"
+
+
+rule table_stage:
+    input:
+        metrics=lambda wc: (
+            transfer_runs() if wc.stage == "transfer" else finetune_runs()
+        ),
+    output:
+        md=report(
+            f"{R}/tables/{{stage}}.md",
+            caption="../report/comparison.rst",
+            category="Tables",
+            subcategory="{stage}",
+        ),
+        csv=f"{R}/tables/{{stage}}.csv",
+        tex=f"{R}/tables/{{stage}}.tex",
+        delta=report(
+            f"{R}/plots/{{stage}}_delta.png",
+            caption="../report/delta.rst",
+            category="Plots",
+            subcategory="{stage}",
+        ),
+    log:
+        f"{R}/logs/tables/{{stage}}.log",
+    wildcard_constraints:
+        stage="transfer|finetune",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    params:
+        metric=config["tables"]["metric"],
+        allow_mixed=config["tables"]["allow_mixed"],
+    script:
+        "../scripts/table_stage.py"
+
+
+rule audit:
+    input:
+        metrics=transfer_runs() + finetune_runs(),
+    output:
+        md=report(f"{R}/audit/audit.md", category="Audit"),
+        csv=f"{R}/audit/audit.csv",
+    log:
+        f"{R}/logs/tables/audit.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    params:
+        expected_seeds=expected_seeds(),
+    script:
+        "../scripts/audit.py"
+
+
+rule environment:
+    output:
+        env=f"{R}/provenance/environment.json",
+    log:
+        f"{R}/logs/provenance/environment.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    script:
+        "../scripts/environment.py"

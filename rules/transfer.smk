@@ -1,0 +1,39 @@
+rule train_transfer:
+    input:
+        unpack(transfer_inputs),
+    output:
+        metrics=f"{R}/transfer/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/metrics.json",
+        provenance=f"{R}/transfer/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/provenance.json",
+    log:
+        f"{R}/logs/transfer/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/transfer/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}.tsv"
+    retries: config["transfer"]["retries"]
+    conda:
+        "../envs/augloss.yaml"
+    threads: config["transfer"]["threads"]
+    resources:
+        gpu=config["transfer"]["gpu"],
+        runtime=config["transfer"]["runtime"],
+        mem_mb=lambda wc, attempt: config["transfer"]["mem_mb"] * attempt,
+    params:
+        job=transfer_job,
+    script:
+        "../scripts/train.py"
+
+
+rule select_transfer:
+    input:
+        metrics=transfer_runs(),
+    output:
+        selection=f"{R}/transfer/selection.json",
+    log:
+        f"{R}/logs/transfer/selection.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    params:
+        top_k=config["finetune"]["from_transfer"],
+        metric=config["finetune"]["selection_metric"],
+    script:
+        "../scripts/select_transfer.py"

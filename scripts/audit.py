@@ -1,0 +1,8 @@
+"""The audit trail: for every table cell, the runs, seeds, hashes, code and devices behind it."""
+
+from augloss import tables, workflow
+
+with workflow.job_context(snakemake.log[0], 1, 0):
+    df = tables.collect(snakemake.input.metrics, allow_mixed=True)
+    a = tables.audit(df, dict(snakemake.params.expected_seeds))
+    tables.write_audit(a, snakemake.output.md, snakemake.output.csv)

@@ -1,0 +1,15 @@
+"""The cross-augmentation study: every search's top losses under every augmentation."""
+
+from augloss import search, workflow
+from augloss.io import write_json
+
+job = snakemake.params.job
+with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
+    fitness = search.FitnessConfig.from_dict(
+        {**job["fitness"], "dataset": job["dataset"], "data_root": job["data_root"],
+         "device": dev if job["device"] == "auto" else job["device"]}
+    )
+    best = dict(zip(job["augmentations"], snakemake.input.best))
+    study = search.correlation_study(best, job["top_n"], fitness, job["seed"],
+                                     snakemake.params.cache_dir, tuple(job["augmentations"]))
+    write_json(snakemake.output.study, study)

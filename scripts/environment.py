@@ -1,0 +1,6 @@
+"""Record the software environment of the workflow (pip freeze, snakemake, git)."""
+
+from augloss import workflow
+
+with workflow.job_context(snakemake.log[0], 1, 0):
+    workflow.write_environment(snakemake.output.env)

@@ -1,0 +1,10 @@
+"""Download (where possible) and check a dataset; write its manifest."""
+
+from augloss import workflow
+from augloss.io import write_json
+
+with workflow.job_context(snakemake.log[0], 1, 0):
+    manifest = workflow.prepare_dataset(
+        snakemake.params.name, snakemake.params.root, list(snakemake.params.splits)
+    )
+    write_json(snakemake.output.manifest, manifest)

@@ -1,0 +1,24 @@
+"""One regularized-evolution search (resumable: its state lives in params.workdir)."""
+
+import shutil
+from pathlib import Path
+
+from augloss import search, workflow
+from augloss.io import atomic_path
+
+job = snakemake.params.job
+with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
+    workflow.maybe_fail(snakemake.rule, snakemake.params.workdir)
+    fitness = search.FitnessConfig.from_dict(
+        {**job["fitness"], "dataset": job["dataset"], "data_root": job["data_root"],
+         "device": dev if job["device"] == "auto" else job["device"]}
+    )
+    s = search.Search(job["augmentation"], search.SearchConfig.from_dict(job["algorithm"]),
+                      fitness, job["seed"], snakemake.params.workdir,
+                      cache_dir=snakemake.params.cache_dir)
+    s.run()
+    work = Path(snakemake.params.workdir)
+    for name in ("best", "history", "population", "summary", "cache_stats"):
+        src = work / Path(snakemake.output[name]).name
+        with atomic_path(snakemake.output[name]) as tmp:
+            shutil.copyfile(src, tmp)

@@ -1,0 +1,18 @@
+"""The search table, the evolution curves and the winners' probe curves."""
+
+from pathlib import Path
+
+from augloss import tables, workflow
+from augloss.io import read_json
+
+with workflow.job_context(snakemake.log[0], 1, 0):
+    dirs = {a: Path(p).parent for a, p in zip(snakemake.params.augmentations,
+                                              snakemake.input.summaries)}
+    tables.write_search_table(tables.search_table(dirs), snakemake.output.md[:-3])
+    tables.plot_evolution(dirs, snakemake.output.evolution)
+    winners = {}
+    for path in snakemake.input.best:
+        best = read_json(path)
+        if best["losses"]:
+            winners[best["losses"][0]["name"]] = best["losses"][0]["expression"]
+    tables.plot_probe_curves(winners, snakemake.output.probe)

@@ -1,0 +1,9 @@
+"""A comparison table against cross-entropy (transfer or fine-tune) and its delta heatmap."""
+
+from augloss import tables, workflow
+
+with workflow.job_context(snakemake.log[0], 1, 0):
+    df = tables.collect(snakemake.input.metrics, allow_mixed=snakemake.params.allow_mixed)
+    t = tables.comparison(df, snakemake.wildcards.stage, snakemake.params.metric)
+    tables.write_comparison(t, snakemake.output.md[:-3])
+    tables.plot_delta_heatmap(t, snakemake.output.delta)

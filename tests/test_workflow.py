@@ -1,0 +1,159 @@
+"""The Snakemake workflow, driven as users drive it: `python -m snakemake` in a temp dir."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def smk(workdir, *args, check=True, env=None):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
+
+
+def job_counts(output: str) -> Counter:
+    """Parse the 'Job stats' table of a dry-run."""
+    counts = Counter()
+    block = output.split("Job stats:", 1)[1]
+    for line in block.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m[1]] = int(m[2])
+    return counts
+
+
+def load(path):
+    return yaml.safe_load(Path(path).read_text())
+
+
+def expected_jobs(cfg) -> Counter:
+    augs = len(cfg["augmentations"])
+    t, f = cfg["transfer"], cfg["finetune"]
+    datasets = {cfg["search"]["dataset"], *t["datasets"], *f["datasets"]}
+    if f.get("pretrain"):
+        datasets.add(f["pretrain"]["dataset"])
+    n_transfer_losses = 1 + len(t["baselines"]) + augs * t["evolved_per_augmentation"]
+    n_finetune_losses = 1 + len(f["baselines"]) + f["from_transfer"]
+    out = Counter({
+        "prepare_dataset": len(datasets), "search": augs, "correlation_study": 1,
+        "train_transfer": len(t["datasets"]) * augs * n_transfer_losses * len(t["seeds"]),
+        "select_transfer": 1,
+        "finetune": len(f["datasets"]) * augs * n_finetune_losses * len(f["seeds"]),
+        "table_search": 1, "table_correlation": 1, "table_stage": 2, "audit": 1,
+        "environment": 1, "all": 1})
+    if f.get("pretrain"):
+        out["pretrain"] = 1
+    return out
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "demo/config.yaml"])
+def test_dry_run_lists_every_job(tmp_path, config):
+    proc = smk(tmp_path, "-n", "--cores", "8", "--resources", "gpu=4", "--configfile",
+               str(REPO / config))
+    assert job_counts(proc.stdout) == expected_jobs(load(REPO / config))
+
+
+def test_dry_run_with_the_slurm_profile(tmp_path):
+    proc = smk(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"),
+               "--configfile", str(REPO / "config.yaml"))
+    out = proc.stdout + proc.stderr
+    assert "train_transfer" in out
+    assert "slurm_partition=SITE_GPU_PARTITION" in out and "gpu=1" in out
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda c: c["search"]["algorithm"].update(population=0), "population"),
+    (lambda c: c["search"].update(popsize=3), "popsize"),
+    (lambda c: c.update(augmentations=["base", "cutmix"]), "cutmix"),
+    (lambda c: c["transfer"]["train"].update(epochs=-1), "epochs"),
+    (lambda c: c["transfer"]["baselines"].append({"name": "bad", "expression": "p.__class__"}),
+     "transfer.baselines[1]"),
+    (lambda c: c["transfer"].update(datasets=["mnist"]), "transfer.datasets[0]"),
+    (lambda c: c["transfer"].update(evolved_per_augmentation=9), "evolved_per_augmentation"),
+])
+def test_invalid_config_fails_before_any_job_naming_the_key(tmp_path, edit, fragment):
+    cfg = load(REPO / "demo" / "config.yaml")
+    edit(cfg)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = smk(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert fragment in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_snakefmt_is_clean():
+    snakefmt = shutil.which("snakefmt") or str(Path(sys.executable).parent / "snakefmt")
+    proc = subprocess.run([snakefmt, "--check", "Snakefile", "rules/"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo, run once end to end in a temporary working directory."""
+    work = tmp_path_factory.mktemp("demo")
+    shutil.copy(REPO / "demo" / "config.yaml", work / "config.yaml")
+    smk(work, "--cores", "2", "--configfile", str(work / "config.yaml"))
+    return work
+
+
+def test_demo_runs_end_to_end(demo):
+    r = demo / "results" / "demo"
+    for table in ("search", "correlation", "transfer", "finetune"):
+        for ext in ("md", "csv", "tex"):
+            assert (r / "tables" / f"{table}.{ext}").stat().st_size > 0
+    for plot in ("evolution", "correlation", "transfer_delta", "finetune_delta",
+                 "probe_curves"):
+        assert (r / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+    transfer = (r / "tables" / "transfer.md").read_text()
+    assert "| ce " in transfer and "evolved[cutout]#1" in transfer
+    env = json.loads((r / "provenance" / "environment.json").read_text())
+    assert any(p.startswith("torch==") for p in env["pip_freeze"]) and env["snakemake"]
+    selection = json.loads((r / "transfer" / "selection.json").read_text())
+    ft = json.loads((r / "finetune" / "digits_5-9" / "base" / "transfer-best-1" / "seed0" /
+                     "metrics.json").read_text())
+    assert ft["loss"] == selection["selected"][0]["loss"]
+    assert ft["expression"] == selection["selected"][0]["expression"]
+    assert "audit" in (r / "audit" / "audit.md").read_text().lower()
+    # Every run is on the CPU and complete.
+    for m in r.rglob("metrics.json"):
+        assert json.loads(m.read_text())["status"] in ("completed", "aborted", "diverged")
+
+
+def test_second_invocation_runs_nothing(demo):
+    proc = smk(demo, "-n", "--cores", "2", "--configfile", str(demo / "config.yaml"))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_one_search_setting_reruns_only_that_branch(demo):
+    cfg = load(demo / "config.yaml")
+    cfg["search"]["overrides"] = {"cutout": {"algorithm": {"children": 7}}}
+    (demo / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    proc = smk(demo, "-n", "--cores", "2", "--configfile", str(demo / "changed.yaml"))
+    out = proc.stdout
+    counts = job_counts(out)
+    assert counts["search"] == 1 and "wildcards: aug=cutout" in out
+    transfer_jobs = re.findall(r"rule train_transfer:.*?wildcards: (.*?)\n", out, re.S)
+    assert transfer_jobs and all("loss=evolved-cutout-1" in w for w in transfer_jobs)
+    # evolved-cutout-1 is trained under every augmentation, for every seed.
+    assert counts["train_transfer"] == len(cfg["augmentations"]) * len(cfg["transfer"]["seeds"])
+    assert "prepare_dataset" not in counts and "pretrain" not in counts
+    # Only what depends on the cutout search follows: the study, the selection, the tables.
+    assert counts["correlation_study"] == 1 and counts["select_transfer"] == 1
+    finetune_jobs = re.findall(r"rule finetune:.*?wildcards: (.*?)\n", out, re.S)
+    assert all("loss=transfer-best-" in w for w in finetune_jobs)
