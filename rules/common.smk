@@ -27,6 +27,15 @@ def _deep_merge(base, override):
     return out
 
 
+def canonical(obj):
+    """Sorted-key copy: Snakemake compares params by their text, so key order must not count."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def _check_dataset(key, name):
     base = name.split(":", 1)[0]
     known = {
@@ -168,36 +177,44 @@ def manifest(name):
 
 
 def search_job(wildcards):
-    return _search_job(wildcards.aug)
+    return canonical(_search_job(wildcards.aug))
 
 
 def correlation_job(wildcards):
     s = config["search"]
-    return {
-        "top_n": config["correlation"]["top_n"],
-        "augmentations": AUGS,
-        "dataset": s["dataset"],
-        "data_root": config["data_root"],
-        "seed": s["seed"],
-        "device": s["device"],
-        "fitness": {**s["fitness"], "model": s["model"], "augment": config["augment"]},
-    }
+    return canonical(
+        {
+            "top_n": config["correlation"]["top_n"],
+            "augmentations": AUGS,
+            "dataset": s["dataset"],
+            "data_root": config["data_root"],
+            "seed": s["seed"],
+            "device": s["device"],
+            "fitness": {
+                **s["fitness"],
+                "model": s["model"],
+                "augment": config["augment"],
+            },
+        }
+    )
 
 
 def _train_job(stage, wildcards, names, baselines, augment):
     c = config[stage]
-    return {
-        "stage": stage,
-        "dataset": names[wildcards.dataset],
-        "augmentation": wildcards.aug,
-        "loss": wildcards.loss,
-        "baseline": baselines.get(wildcards.loss),
-        "model": c["model"],
-        "train": c["train"],
-        "seed": int(wildcards.seed),
-        "augment": augment,
-        "data_root": config["data_root"],
-    }
+    return canonical(
+        {
+            "stage": stage,
+            "dataset": names[wildcards.dataset],
+            "augmentation": wildcards.aug,
+            "loss": wildcards.loss,
+            "baseline": baselines.get(wildcards.loss),
+            "model": c["model"],
+            "train": c["train"],
+            "seed": int(wildcards.seed),
+            "augment": augment,
+            "data_root": config["data_root"],
+        }
+    )
 
 
 def transfer_job(wildcards):
@@ -231,22 +248,24 @@ def finetune_inputs(wildcards):
 
 
 def pretrain_job(wildcards):
-    return {
-        "stage": "pretrain",
-        "dataset": PRETRAIN["dataset"],
-        "augmentation": PRETRAIN.get("augmentation", "base"),
-        "loss": "ce",
-        "baseline": None,
-        "model": {
-            k: v
-            for k, v in config["finetune"]["model"].items()
-            if k not in ("weights",)
-        },
-        "train": PRETRAIN["train"],
-        "seed": 0,
-        "augment": {**config["augment"], **config["finetune"]["augment"]},
-        "data_root": config["data_root"],
-    }
+    return canonical(
+        {
+            "stage": "pretrain",
+            "dataset": PRETRAIN["dataset"],
+            "augmentation": PRETRAIN.get("augmentation", "base"),
+            "loss": "ce",
+            "baseline": None,
+            "model": {
+                k: v
+                for k, v in config["finetune"]["model"].items()
+                if k not in ("weights",)
+            },
+            "train": PRETRAIN["train"],
+            "seed": 0,
+            "augment": {**config["augment"], **config["finetune"]["augment"]},
+            "data_root": config["data_root"],
+        }
+    )
 
 
 def transfer_runs():

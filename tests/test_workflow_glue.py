@@ -1,0 +1,83 @@
+"""augloss.workflow: loss resolution, transfer selection, slugs, injected failures."""
+
+import json
+
+import pytest
+
+from augloss import workflow
+
+
+def test_slug():
+    assert workflow.slug("digits:0-4") == "digits_0-4"
+    assert workflow.slug("imagefolder:/data/my set") == "imagefolder_data_my_set"
+    assert workflow.slug("cifar10") == "cifar10"
+
+
+def _best(tmp_path):
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"losses": [
+        {"expression": "square(y - p)", "key": "k1"}, {"expression": "abs(y - p)", "key": "k2"}]}))
+    return str(path)
+
+
+def test_resolve_ce_baselines_and_evolved(tmp_path):
+    assert workflow.resolve_loss("ce", None, None, None)["name"] == "ce"
+    ls = workflow.resolve_loss("ce_ls", {"name": "ce_ls", "loss": "ce", "label_smoothing": 0.1},
+                               None, None)
+    assert workflow.loss_for_job(ls) == {"name": "ce_ls", "expression": "ce",
+                                         "label_smoothing": 0.1, "class_weights": None}
+    mine = workflow.resolve_loss("mine", {"name": "mine", "expression": "abs(y - p)"}, None, None)
+    assert workflow.loss_for_job(mine)["expression"] == "abs(y - p)"
+    focal = workflow.resolve_loss("focal", {"name": "focal"}, None, None)
+    assert workflow.loss_for_job(focal)["expression"] == "focal"
+    best = _best(tmp_path)
+    e = workflow.resolve_loss("evolved-cutout-2", None, best, None)
+    assert e["expression"] == "abs(y - p)" and e["origin"] == "search:cutout"
+    with pytest.raises(ValueError, match="holds only 2 losses"):
+        workflow.resolve_loss("evolved-cutout-3", None, best, None)
+    with pytest.raises(ValueError, match="unknown loss"):
+        workflow.resolve_loss("mystery", None, None, None)
+
+
+def _metrics(tmp_path, loss, expression, value, i):
+    path = tmp_path / f"m{loss}{i}.json"
+    path.write_text(json.dumps({"loss": loss, "expression": expression, "final_val_acc": value,
+                                "label_smoothing": 0.0}))
+    return str(path)
+
+
+def test_select_transfer_ranks_evolved_losses_by_validation_accuracy(tmp_path):
+    files = [_metrics(tmp_path, "ce", "-(y * ln(p))", 0.99, 0),
+             _metrics(tmp_path, "evolved-base-1", "square(y - p)", 0.5, 0),
+             _metrics(tmp_path, "evolved-base-1", "square(y - p)", 0.7, 1),
+             _metrics(tmp_path, "evolved-cutout-1", "abs(y - p)", 0.8, 0),
+             _metrics(tmp_path, "evolved-mixup-1", "abs(y - p)", 0.75, 0),  # same loss
+             _metrics(tmp_path, "evolved-all-1", "y * p", None, 0)]  # diverged
+    sel = workflow.select_transfer(files, 2, "final_val_acc")
+    assert [s["loss"] for s in sel["selected"]] == ["evolved-cutout-1", "evolved-base-1"]
+    assert sel["selected"][1]["mean"] == pytest.approx(0.6)
+    assert [r["loss"] for r in sel["ranking"]][-1] == "evolved-all-1"
+    e = workflow.resolve_loss("transfer-best-1", None, None,
+                              str(_write(tmp_path / "sel.json", sel)))
+    assert e["name"] == "evolved-cutout-1" and e["slot"] == "transfer-best-1"
+    with pytest.raises(ValueError, match="only 3 distinct"):
+        workflow.select_transfer(files, 4, "final_val_acc")
+
+
+def _write(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_injected_failure_fires_once(tmp_path, monkeypatch):
+    workflow.maybe_fail("train_transfer", tmp_path)  # not named: nothing happens
+    monkeypatch.setenv("AUGLOSS_FAIL_ONCE", "train_transfer")
+    with pytest.raises(RuntimeError, match="injected one-off failure"):
+        workflow.maybe_fail("train_transfer", tmp_path)
+    workflow.maybe_fail("train_transfer", tmp_path)  # the retry passes
+
+
+def test_environment_records_packages_and_git():
+    env = workflow.environment()
+    assert any(p.startswith("torch==") for p in env["pip_freeze"])
+    assert env["snakemake"].startswith("9.") and "git_commit" in env
