@@ -55,16 +55,11 @@ def _check_dataset(key, name):
 def _check_loss(key, entry):
     text = entry.get("expression")
     try:
-        if text is not None:
-            _losses.get(text)
-        else:
-            _losses.get(
-                entry.get("loss", entry["name"]),
-                class_weights=entry.get("class_weights")
-                or (
-                    [1.0] if entry.get("loss", entry["name"]) == "weighted_ce" else None
-                ),
-            )
+        _losses.get(
+            text if text is not None else entry.get("loss", entry["name"]),
+            label_smoothing=entry.get("label_smoothing", 0.0),
+            class_weights=entry.get("class_weights"),
+        )
     except ValueError as exc:
         _fail(key, str(exc))
 
