@@ -292,13 +292,18 @@ def to_csv(t: Comparison) -> str:
 
 def write_comparison(t: Comparison, prefix: str | Path) -> list[Path]:
     """Write ``prefix.md``, ``prefix.csv`` and ``prefix.tex``; return the paths."""
+    return _write_formats(prefix, to_markdown(t), to_csv(t), to_latex(t))
+
+
+def _write_formats(prefix: str | Path, md: str, csv: str, tex: str) -> list[Path]:
+    """Write ``prefix.md``, ``prefix.csv`` and ``prefix.tex`` atomically; return the paths."""
     prefix = Path(prefix)
-    out = []
-    for suffix, text in ((".md", to_markdown(t)), (".csv", to_csv(t)), (".tex", to_latex(t))):
+    paths = []
+    for suffix, text in ((".md", md), (".csv", csv), (".tex", tex)):
         path = prefix.with_name(prefix.name + suffix)
         atomic_write_text(path, text)
-        out.append(path)
-    return out
+        paths.append(path)
+    return paths
 
 
 # --- search and correlation tables --------------------------------------------------------------
@@ -345,13 +350,8 @@ def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
     tex += [f"{r.augmentation} & ${r.best_latex}$ & {_pct(r.fitness)} & {_pct(r.ce_fitness)} & "
             f"{r.evaluations} \\\\" for r in df.itertuples()]
     tex += [r"\bottomrule", r"\end{tabular}"]
-    paths = []
-    for suffix, text in ((".md", md), (".csv", df.to_csv(index=False, lineterminator="\n")),
-                         (".tex", "\n".join(tex) + "\n")):
-        path = prefix.with_name(prefix.name + suffix)
-        atomic_write_text(path, text)
-        paths.append(path)
-    return paths
+    return _write_formats(prefix, md, df.to_csv(index=False, lineterminator="\n"),
+                          "\n".join(tex) + "\n")
 
 
 def _pct(v) -> str:
@@ -388,13 +388,8 @@ def write_correlation_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
            r"a & b & Spearman $\rho$ & $p$ & Kendall $\tau$ & $p$ \\", r"\midrule"]
     tex += [" & ".join(row) + r" \\" for row in body]
     tex += [r"\bottomrule", r"\end{tabular}"]
-    paths = []
-    for suffix, text in ((".md", md), (".csv", df.to_csv(index=False, lineterminator="\n")),
-                         (".tex", "\n".join(tex) + "\n")):
-        path = prefix.with_name(prefix.name + suffix)
-        atomic_write_text(path, text)
-        paths.append(path)
-    return paths
+    return _write_formats(prefix, md, df.to_csv(index=False, lineterminator="\n"),
+                          "\n".join(tex) + "\n")
 
 
 # --- plots -------------------------------------------------------------------------------------------
