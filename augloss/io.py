@@ -57,3 +57,13 @@ def config_hash(obj: Any) -> str:
     """sha256 of the canonical JSON of ``obj`` (first 16 hex digits)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def dataclass_from_dict(cls, d: dict, section: str):
+    """``cls(**d)``, refusing keys the dataclass does not have and naming the config section."""
+    from dataclasses import fields
+
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"{section}: unknown key(s) {', '.join(unknown)}")
+    return cls(**d)

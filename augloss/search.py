@@ -35,7 +35,7 @@ import math
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -44,7 +44,7 @@ import torch
 
 from augloss import augment as aug
 from augloss import losses
-from augloss.io import atomic_path, config_hash, read_json, write_json
+from augloss.io import atomic_path, config_hash, dataclass_from_dict, read_json, write_json
 from augloss.losses import Expr, Genome, MutationFailed
 from augloss.train import TrainConfig, fit
 
@@ -97,10 +97,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchConfig":
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"search: unknown key(s) {', '.join(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "search")
 
 
 @dataclass(frozen=True)
@@ -141,10 +138,7 @@ class FitnessConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitnessConfig":
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"fitness: unknown key(s) {', '.join(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "fitness")
 
     def recipe(self, stage: str) -> TrainConfig:
         d = dict(getattr(self, stage))

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from augloss import augment as aug
-from augloss.io import atomic_path, config_hash, write_json
+from augloss.io import atomic_path, config_hash, dataclass_from_dict, write_json
 
 log = logging.getLogger("augloss.train")
 
@@ -96,11 +96,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"train: unknown key(s) {', '.join(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "train")
 
     def to_dict(self) -> dict:
         d = asdict(self)
