@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,16 +17,21 @@ from typing import Any, Iterator
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
 
-    A crash leaves the old file (or none) in place, never a half-written one.
+    A crash leaves the old file (or none) in place, never a half-written one; the temp file it
+    leaves is removed by the next write of ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Temp files a killed writer left behind (each path has one writer: its job).
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        _pause_for_crash_test(path, tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs are ordinary files
@@ -32,6 +39,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+PAUSE_ENV = "AUGLOSS_TEST_PAUSE_BEFORE_RENAME"
+
+
+def _pause_for_crash_test(path: Path, tmp: str) -> None:
+    """Crash tests only: stop between writing and renaming a file named in ``PAUSE_ENV``.
+
+    The process leaves ``<tmp>.paused`` and sleeps, so a test can SIGKILL the workflow at the
+    worst moment for an atomic write (the data written, the rename not done).
+    """
+    if os.environ.get(PAUSE_ENV) == path.name:
+        Path(f"{tmp}.paused").touch()
+        time.sleep(3600)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -64,17 +64,38 @@ def job_context(log_path: str, threads: int, gpus: int) -> Iterator[str]:
 
 
 def maybe_fail(rule: str, marker_dir: str | Path) -> None:
-    """Fail once on purpose when ``AUGLOSS_FAIL_ONCE`` names this rule (tests ``retries:``).
+    """Fail once on purpose when ``AUGLOSS_FAIL_ONCE`` names this job (tests ``retries:``).
 
-    The first attempt leaves a marker in ``marker_dir`` and raises; the retry sees the marker.
+    The variable holds ``<rule>`` (every job of the rule fails once) or ``<rule>@<fragment>``
+    (only jobs whose ``marker_dir`` path contains ``fragment``). The first attempt leaves a
+    marker in ``marker_dir`` and raises; the retry sees the marker and goes on.
     """
-    if os.environ.get("AUGLOSS_FAIL_ONCE") != rule:
+    wanted, _, fragment = os.environ.get("AUGLOSS_FAIL_ONCE", "").partition("@")
+    if wanted != rule or fragment not in str(marker_dir):
         return
     marker = Path(marker_dir) / f".failed-once-{rule}"
     if not marker.exists():
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("injected failure\n")
-        raise RuntimeError(f"injected one-off failure of rule {rule} (AUGLOSS_FAIL_ONCE)")
+        raise RuntimeError(f"injected one-off failure of rule {rule} in {marker_dir} "
+                           "(AUGLOSS_FAIL_ONCE)")
+
+
+def unwritable(path: str | Path) -> str | None:
+    """Why ``path`` (a directory, maybe not created yet) cannot be written, or None.
+
+    Checked before any job runs, without creating anything: the nearest existing ancestor must be
+    a directory this user may write into.
+    """
+    path = Path(path)
+    for parent in [path, *path.parents]:
+        if parent.exists() or parent.is_symlink():
+            break
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable by this user"
+    return None
 
 
 # --- datasets -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from augloss import data as _data
 from augloss import losses as _losses
 from augloss import search as _search
 from augloss import train as _train
-from augloss.workflow import slug
+from augloss.workflow import slug, unwritable
 
 validate(config, schema="../config.schema.yaml")
 
@@ -155,6 +155,8 @@ DATASETS.update(FINETUNE_DATASETS)
 if PRETRAIN is not None:
     DATASETS[slug(PRETRAIN["dataset"])] = PRETRAIN["dataset"]
 _check_config()
+if (_why := unwritable(R)) is not None:
+    _fail("experiment", f"the results directory {R} cannot be written: {_why}")
 
 
 wildcard_constraints:

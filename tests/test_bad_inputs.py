@@ -92,3 +92,40 @@ def test_bad_config_fails_before_any_job_and_names_the_culprit(tmp_path, case):
 
 def test_corpus_is_large_enough():
     assert len(CASES) >= 30
+
+
+# --- bad inputs met at run time ----------------------------------------------------------------
+
+def test_missing_dataset_fails_only_its_job_and_says_where_to_put_it(tmp_path):
+    cfg = copy.deepcopy(DEMO)
+    cfg["finetune"]["datasets"] = ["imagefolder:my_images"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    manifest = "results/demo/data/imagefolder_my_images.json"
+    proc = smk(tmp_path, manifest, "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"),
+               check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "my_images/train/<class>/<image>" in out and "ImageFolder layout" in out
+    log = (tmp_path / "results/demo/logs/data/imagefolder_my_images.log").read_text()
+    assert "DatasetMissing" in log
+    assert not (tmp_path / manifest).exists()
+
+
+def test_unwritable_results_directory_fails_before_any_job(tmp_path):
+    (tmp_path / "results").write_text("a file where the results directory should be")
+    proc = smk(tmp_path, "--cores", "1", "--configfile", str(REPO / "demo" / "config.yaml"),
+               check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "results directory results/demo cannot be written: results is not a directory" in out
+    assert "Job stats" not in out and (tmp_path / "results").is_file()  # nothing scheduled
+
+
+def test_unwritable_names_the_blocking_directory(tmp_path, monkeypatch):
+    from augloss.workflow import unwritable
+
+    assert unwritable(tmp_path / "results" / "demo") is None  # created later, parent writable
+    (tmp_path / "file").write_text("x")
+    assert unwritable(tmp_path / "file" / "demo") == f"{tmp_path / 'file'} is not a directory"
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # as a user without rights
+    assert unwritable(tmp_path / "results" / "demo") == f"{tmp_path} is not writable by this user"

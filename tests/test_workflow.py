@@ -106,13 +106,33 @@ def test_snakefmt_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+CACHES = {".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "results",
+          "augloss.egg-info", ".snakemake"}
+
+
+def repo_files() -> dict[str, int]:
+    return {str(p.relative_to(REPO)): p.stat().st_mtime_ns for p in REPO.rglob("*")
+            if p.is_file() and not CACHES & set(p.relative_to(REPO).parts)}
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo, run once end to end in a temporary working directory."""
     work = tmp_path_factory.mktemp("demo")
     shutil.copy(REPO / "demo" / "config.yaml", work / "config.yaml")
+    before = repo_files()
     smk(work, "--cores", "2", "--configfile", str(work / "config.yaml"))
+    work.joinpath("repo_changes.json").write_text(json.dumps(
+        sorted(set(repo_files().items()) ^ set(before.items()))))
     return work
+
+
+def test_demo_writes_only_under_results(demo):
+    """Nothing outside the results directory, the configured data root and Snakemake's own."""
+    assert {p.name for p in demo.iterdir()} <= {"results", "data", ".snakemake", "config.yaml",
+                                                "repo_changes.json"}
+    assert json.loads((demo / "repo_changes.json").read_text()) == []
+    assert {p.name for p in (demo / "results").iterdir()} == {"demo"}
 
 
 def test_demo_runs_end_to_end(demo):

@@ -75,6 +75,18 @@ def test_injected_failure_fires_once(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="injected one-off failure"):
         workflow.maybe_fail("train_transfer", tmp_path)
     workflow.maybe_fail("train_transfer", tmp_path)  # the retry passes
+    workflow.maybe_fail("search", tmp_path)  # another rule: nothing happens
+
+
+def test_injected_failure_can_target_one_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUGLOSS_FAIL_ONCE", "train_transfer@base/ce/seed0")
+    other = tmp_path / "digits" / "mixup" / "ce" / "seed0"
+    workflow.maybe_fail("train_transfer", other)
+    assert not other.exists()  # no marker written for a job that was not named
+    target = tmp_path / "digits" / "base" / "ce" / "seed0"
+    with pytest.raises(RuntimeError, match="base/ce/seed0"):
+        workflow.maybe_fail("train_transfer", target)
+    workflow.maybe_fail("train_transfer", target)
 
 
 def test_environment_records_packages_and_git():

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The workflow on a real single-node SLURM cluster (run by .ci/run; needs root and apt).
+#
+#   bash tests/slurm/run.sh            # PYTHON=.venv/bin/python by default
+#
+# 1. starts munged, slurmctld and slurmd with two fake GPUs (start-slurm.sh);
+# 2. runs a reduced demo through `--workflow-profile` (profiles/slurm with its SITE placeholders
+#    filled, see smoke.py), GPU rules asking for gpu=1, and stops it with SIGINT after a while:
+#    Snakemake must cancel its SLURM jobs;
+# 3. unlocks and reruns it to the end with one transfer job failing once on purpose
+#    (AUGLOSS_FAIL_ONCE); the rule's `retries:` must recover it;
+# 4. stops the daemons by PID (stop-slurm.sh), whatever happened.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$(pwd)
+PYTHON=${PYTHON:-$REPO/.venv/bin/python}
+
+if [ "$(id -u)" != 0 ]; then
+  echo "slurm: skipped: not root (starting slurmctld/slurmd needs root)"
+  exit 0
+fi
+if ! command -v slurmctld >/dev/null; then
+  if ! command -v apt-get >/dev/null || ! apt-get update -qq >/dev/null 2>&1; then
+    echo "slurm: skipped: SLURM is not installed and apt-get cannot install it here"
+    exit 0
+  fi
+fi
+
+export STATE=$(mktemp -d /tmp/augloss-slurm-state.XXXXXX)
+WORK=$(mktemp -d /tmp/augloss-slurm-work.XXXXXX)
+trap 'bash "$REPO/tests/slurm/stop-slurm.sh"' EXIT
+start=$(date +%s)
+FAKE_GPUS=2 bash tests/slurm/start-slurm.sh
+echo "slurm: cluster up in $(( $(date +%s) - start )) s"
+
+"$PYTHON" tests/slurm/smoke.py setup "$WORK" "$(nproc)" 2
+smk=("$PYTHON" -m snakemake --snakefile "$REPO/Snakefile" --directory "$WORK"
+     --workflow-profile "$WORK/profile" --configfile "$WORK/config.yaml")
+
+# --- 2. interrupt with SIGINT (SIGTERM would wait for the running jobs) ----------------------
+set +e
+timeout -s INT -k 60 40 "${smk[@]}" > "$WORK/interrupted.log" 2>&1
+rc=$?
+set -e
+if [ "$rc" != 124 ]; then
+  echo "slurm: expected the interrupted run to be stopped by SIGINT (rc 124), got rc $rc" >&2
+  tail -40 "$WORK/interrupted.log" >&2
+  exit 1
+fi
+grep -q "Terminating processes on user request" "$WORK/interrupted.log" ||
+  { echo "slurm: Snakemake did not terminate on SIGINT" >&2; tail -40 "$WORK/interrupted.log" >&2; exit 1; }
+sleep 2
+left=$(squeue -h -t PENDING,RUNNING,CONFIGURING,COMPLETING | wc -l)
+if [ "$left" != 0 ]; then
+  echo "slurm: $left job(s) still queued after SIGINT" >&2
+  squeue >&2
+  exit 1
+fi
+cancelled=$(squeue -h -t CANCELLED -o %i | wc -l)
+echo "slurm: SIGINT stopped the run; $cancelled SLURM job(s) cancelled, none left in the queue"
+
+# --- 3. unlock, rerun to the end, with one injected failure --------------------------------
+"${smk[@]}" --unlock > /dev/null 2>&1
+retried=base/ce/seed0
+t0=$(date +%s)
+if ! AUGLOSS_FAIL_ONCE="train_transfer@$retried" timeout -s INT -k 60 1500 "${smk[@]}" \
+    > "$WORK/run.log" 2>&1; then
+  echo "slurm: the workflow failed" >&2
+  tail -60 "$WORK/run.log" >&2
+  exit 1
+fi
+wall=$(( $(date +%s) - t0 ))
+grep -q "injected one-off failure" -r "$WORK/results/slurm/logs/transfer" ||
+  { echo "slurm: no sign of the injected failure in the job logs" >&2; exit 1; }
+steps=$(grep -o '[0-9]* of [0-9]* steps (100%) done' "$WORK/run.log" | tail -1)
+summary=$("$PYTHON" tests/slurm/smoke.py check "$WORK" "$retried")
+echo "slurm: rerun finished: $steps in $wall s; $summary"
+rm -rf "$WORK"
