@@ -1,6 +1,7 @@
 """Helpers of tests/slurm/run.sh: write the smoke config and the CI profile, check a finished run.
 
     python tests/slurm/smoke.py setup WORK     # WORK/config.yaml, WORK/profile/config.yaml
+    python tests/slurm/smoke.py interrupt WORK -- CMD...   # SIGINT CMD once a search runs
     python tests/slurm/smoke.py check WORK     # asserts, then prints a one-line JSON summary
 
 The CI profile is ``profiles/slurm/config.yaml`` adapted the way the README tells users to adapt
@@ -11,7 +12,10 @@ cut to what the node has, plus the two settings a cluster without slurmdbd needs
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -44,12 +48,52 @@ def setup(work: Path, ncpu: int, ngpu: int) -> None:
         "slurm-status-command": "squeue",
         "slurm-init-seconds-before-status-checks": 3,
         "latency-wait": 5,
+        "slurm-keep-successful-logs": True,  # the test reads the retried job's log
     })
     for rule in profile.get("set-resources", {}).values():
         if "cpus_per_gpu" in rule:
             rule["cpus_per_gpu"] = max(1, ncpu // ngpu)
     (work / "profile").mkdir(exist_ok=True)
     (work / "profile" / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+
+
+def interrupt(work: Path, cmd: list[str], timeout: float = 600) -> dict:
+    """Run ``cmd`` (the workflow) and press Ctrl-C once a search job is running on SLURM.
+
+    Snakemake must stop, cancel its SLURM jobs (``scancel``) and leave none queued. SIGINT is
+    restored to its default in the child: a background shell would hand it down ignored.
+    """
+    history = list((work / "results" / EXP / "search").glob("*/work/history.jsonl"))
+    log = open(work / "interrupted.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + timeout
+    while not history:
+        assert proc.poll() is None, f"the workflow ended (rc {proc.returncode}) before a search ran"
+        assert time.monotonic() < deadline, "no search started on SLURM in time"
+        time.sleep(0.5)
+        history = list((work / "results" / EXP / "search").glob("*/work/history.jsonl"))
+    running = _squeue("RUNNING")
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=300)
+    log.close()
+    text = (work / "interrupted.log").read_text()
+    assert "Terminating processes on user request" in text, text[-2000:]
+    for _ in range(30):
+        left = _squeue("PENDING,RUNNING,CONFIGURING,COMPLETING")
+        if not left:
+            break
+        time.sleep(1)
+    assert not left, f"SLURM jobs still queued after SIGINT: {left}"
+    cancelled = _squeue("CANCELLED")
+    assert set(running) & set(cancelled), (running, cancelled)
+    return {"sigint_rc": rc, "running_at_sigint": len(running), "cancelled": len(cancelled)}
+
+
+def _squeue(states: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-t", states, "-o", "%i"], capture_output=True,
+                         text=True, check=True).stdout
+    return out.split()
 
 
 def check(work: Path, retried: str) -> dict:
@@ -77,5 +121,7 @@ if __name__ == "__main__":
     cmd, work = sys.argv[1], Path(sys.argv[2])
     if cmd == "setup":
         setup(work, int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "interrupt":
+        print(json.dumps(interrupt(work, sys.argv[sys.argv.index("--") + 1:])))
     else:
         print(json.dumps(check(work, sys.argv[3])))
