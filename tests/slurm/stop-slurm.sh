@@ -14,3 +14,4 @@ STATE=${STATE:?set STATE to the directory start-slurm.sh used}
 done
 [ -f "$STATE/devices" ] && xargs -r rm -f < "$STATE/devices"
 rm -f "$STATE/pids" "$STATE/devices"
+rmdir "$STATE" 2>/dev/null || true
