@@ -4,3 +4,7 @@ Modules: ``losses`` (the loss language), ``data``, ``augment``, ``models``, ``tr
 """
 
 __version__ = "0.1.0"
+
+# The five techniques, in table order (augloss.augment builds them). Defined here so modules that
+# only need the names (tables, workflow glue) do not import torch and torchvision.
+TECHNIQUES = ("base", "cutout", "mixup", "randaugment", "all")

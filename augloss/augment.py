@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torchvision.transforms import v2
 
-TECHNIQUES = ("base", "cutout", "mixup", "randaugment", "all")
+from augloss import TECHNIQUES  # noqa: E402 (re-exported)
 MIXUP_MODES = ("targets", "losses")
 
 # ImageNet statistics for pretrained models; CIFAR-size models use a plain [0, 1] scale.

@@ -46,7 +46,7 @@ from augloss import augment as aug
 from augloss import losses
 from augloss.io import atomic_path, config_hash, dataclass_from_dict, read_json, write_json
 from augloss.losses import Expr, Genome, MutationFailed
-from augloss.train import TrainConfig, fit
+from augloss.train import TrainConfig, fit, fit_population
 
 log = logging.getLogger("augloss.search")
 
@@ -73,10 +73,13 @@ class SearchConfig:
     top_k: int = 5
     log_every: int = 10
     report_every: int = 100
+    # Children bred per step from as many tournaments and trained together as one stacked
+    # surrogate (augloss.population). 1 is the faithful algorithm (one child per step).
+    batch_children: int = 1
 
     def __post_init__(self):
         positive = ("population", "initial_pool", "tournament", "max_mutation_attempts",
-                    "max_evaluations", "top_k", "log_every", "report_every")
+                    "max_evaluations", "top_k", "log_every", "report_every", "batch_children")
         for key in positive:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -196,39 +199,51 @@ class Evaluator:
 
     def evaluate(self, expr: Expr, augmentation: str, stage: str) -> dict:
         """Score ``expr`` with fitness stage ``stage`` (prescreen / prefilter / main)."""
-        key = self.cache_key(expr, augmentation, stage)
-        path = self._cache_path(key)
-        record = self._read_cache(path, expr)
-        if record is not None:
-            self.hits += 1
-            return record
-        self.trainings += 1
-        record = self._train(expr, augmentation if stage == "main" else "none", stage)
-        record.update({"loss_key": expr.key, "expression": str(expr), "stage": stage,
-                       "augmentation": augmentation, "seed": self.seed})
-        if path is not None:
-            write_json(path, record)
-        return record
+        return self.evaluate_many([expr], augmentation, stage)[0]
 
-    def _train(self, expr: Expr, technique: str, stage: str) -> dict:
-        cfg = self.cfg.recipe(stage)
-        try:
-            loss_fn = losses.get(expr)
-        except ValueError as exc:
-            return {"status": "failed", "reason": str(exc), "fitness": 0.0,
-                    "fitness_final": 0.0, "fitness_max": 0.0, "epochs_run": 0}
+    def evaluate_many(self, exprs: list[Expr], augmentation: str, stage: str) -> list[dict]:
+        """Score several expressions; those not cached are trained together in one run.
+
+        Each gets the record a one-by-one evaluation gives it (within float tolerance): the
+        copies of the stacked surrogate see the same batches and never interact.
+        """
+        records: list[dict | None] = []
+        todo: dict[str, Expr] = {}
+        for expr in exprs:
+            record = self._read_cache(self._cache_path(self.cache_key(expr, augmentation, stage)),
+                                      expr)
+            if record is not None:
+                self.hits += 1
+            elif expr.key in todo:
+                self.hits += 1  # the same loss twice in one batch: trained once
+            else:
+                todo[expr.key] = expr
+            records.append(record)
+        technique = augmentation if stage == "main" else "none"
+        pending = list(todo.values())
+        if len(pending) == 1 or (pending and self.cfg.model["name"] != "surrogate"):
+            trained = [self._train(e, technique, stage) for e in pending]
+        else:
+            trained = self._train_many(pending, technique, stage) if pending else []
+        fresh = {}
+        for expr, record in zip(pending, trained):
+            self.trainings += 1
+            record.update({"loss_key": expr.key, "expression": str(expr), "stage": stage,
+                           "augmentation": augmentation, "seed": self.seed})
+            path = self._cache_path(self.cache_key(expr, augmentation, stage))
+            if path is not None:
+                write_json(path, record)
+            fresh[expr.key] = record
+        return [r if r is not None else fresh[e.key] for r, e in zip(records, exprs)]
+
+    def _model(self):
         from augloss import models
 
         torch.manual_seed(self.seed)
-        model = models.create(self.cfg.model["name"], self.train_set.num_classes,
-                              **{k: v for k, v in self.cfg.model.items() if k != "name"})
-        technique_obj = aug.build(technique, aug.AugmentConfig(**self.cfg.augment))
-        try:
-            res = fit(model, loss_fn, self.train_set, self.val_set, None, technique_obj, cfg,
-                      self.seed, device=self.cfg.device)
-        except (RuntimeError, ValueError, FloatingPointError) as exc:  # never kill the search
-            return {"status": "diverged", "reason": f"{type(exc).__name__}: {exc}"[:300],
-                    "fitness": 0.0, "fitness_final": 0.0, "fitness_max": 0.0, "epochs_run": 0}
+        return models.create(self.cfg.model["name"], self.train_set.num_classes,
+                             **{k: v for k, v in self.cfg.model.items() if k != "name"})
+
+    def _record(self, res) -> dict:
         vals = [v for v in res.val_accs if not math.isnan(v)]
         final = vals[-1] if vals else 0.0
         best = max(vals) if vals else 0.0
@@ -237,6 +252,57 @@ class Evaluator:
         fitness = final if self.cfg.metric == "final" else best
         return {"status": res.status, "reason": res.reason, "fitness": fitness,
                 "fitness_final": final, "fitness_max": best, "epochs_run": res.epochs_run}
+
+    def _train_many(self, exprs: list[Expr], technique: str, stage: str) -> list[dict]:
+        from augloss.population import GroupedSurrogate
+
+        cfg = self.cfg.recipe(stage)
+        out: list[dict | None] = [None] * len(exprs)
+        fns, slots = [], []
+        for i, expr in enumerate(exprs):
+            try:
+                fns.append(losses.get(expr))
+                slots.append(i)
+            except ValueError as exc:
+                out[i] = _failed(str(exc))
+        if len(slots) <= 1:
+            for i in slots:
+                out[i] = self._train(exprs[i], technique, stage)
+            return out
+        model = GroupedSurrogate([self._model() for _ in slots])
+        technique_obj = aug.build(technique, aug.AugmentConfig(**self.cfg.augment))
+        try:
+            results = fit_population(model, fns, self.train_set, self.val_set, technique_obj,
+                                     cfg, self.seed, device=self.cfg.device)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            log.warning("joint evaluation failed (%s); evaluating one by one", exc)
+            for i in slots:
+                out[i] = self._train(exprs[i], technique, stage)
+            return out
+        for i, res in zip(slots, results):
+            out[i] = self._record(res)
+        return out
+
+    def _train(self, expr: Expr, technique: str, stage: str) -> dict:
+        cfg = self.cfg.recipe(stage)
+        try:
+            loss_fn = losses.get(expr)
+        except ValueError as exc:
+            return _failed(str(exc))
+        model = self._model()
+        technique_obj = aug.build(technique, aug.AugmentConfig(**self.cfg.augment))
+        try:
+            res = fit(model, loss_fn, self.train_set, self.val_set, None, technique_obj, cfg,
+                      self.seed, device=self.cfg.device)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:  # never kill the search
+            return {"status": "diverged", "reason": f"{type(exc).__name__}: {exc}"[:300],
+                    "fitness": 0.0, "fitness_final": 0.0, "fitness_max": 0.0, "epochs_run": 0}
+        return self._record(res)
+
+
+def _failed(reason: str) -> dict:
+    return {"status": "failed", "reason": reason, "fitness": 0.0, "fitness_final": 0.0,
+            "fitness_max": 0.0, "epochs_run": 0}
 
 
 # --- duplicate tests --------------------------------------------------------------------------
@@ -494,59 +560,73 @@ class Search:
             self._count(state, "evaluations", len(entries))
             checkpoint()
 
-        # Phase 3: evolution.
+        # Phase 3: evolution, ``batch_children`` children per step (1: the faithful algorithm).
         while state["phase"] == "evolve" and state["iteration"] < self.cfg.children:
             it = state["iteration"]
             population = [Member.from_dict(d) for d in state["population"]]
-            picks = rng.integers(len(population), size=self.cfg.tournament)
-            best = max(range(len(picks)), key=lambda j: (population[picks[j]].fitness, -j))
-            parent = population[picks[best]]
-            entries: list[dict] = []
-            kept: Member | None = None
+            slots = []
+            for j in range(min(self.cfg.batch_children, self.cfg.children - it)):
+                picks = rng.integers(len(population), size=self.cfg.tournament)
+                best = max(range(len(picks)), key=lambda i: (population[picks[i]].fitness, -i))
+                slots.append({"iteration": it + j, "parent": population[picks[best]],
+                              "entries": [], "kept": None, "done": False})
             for attempt in range(1, self.cfg.max_evaluations + 1):
-                base = {"phase": "evolve", "iteration": it, "parent": parent.expr.key,
-                        "evaluation": attempt}
-                try:
-                    child = self._mutant(parent.genome, rng, population, base, entries, state)
-                except MutationFailed as exc:
-                    self._count(state, "mutation-failed")
-                    entries.append({**base, "status": "mutation-failed", "reason": str(exc),
-                                    "fitness": None, "expression": None, "key": None})
+                bred = []
+                for slot in (x for x in slots if not x["done"]):
+                    parent = slot["parent"]
+                    base = {"phase": "evolve", "iteration": slot["iteration"],
+                            "parent": parent.expr.key, "evaluation": attempt}
+                    try:
+                        child = self._mutant(parent.genome, rng, population, base,
+                                             slot["entries"], state)
+                    except MutationFailed as exc:
+                        self._count(state, "mutation-failed")
+                        slot["entries"].append({**base, "status": "mutation-failed",
+                                                "reason": str(exc), "fitness": None,
+                                                "expression": None, "key": None})
+                        slot["done"] = True
+                        continue
+                    bred.append((slot, child))
+                if not bred:
                     break
-                rec, evaluated = self._ff2(child, parent.expr.key, it, "evolve", attempt)
-                entries.extend(evaluated)
-                self._count(state, "evaluations", len(evaluated))
-                if rec["status"] in ("failed", "diverged"):
-                    continue  # a brand-new mutant of the same parent
-                kept = Member(child, rec["fitness"], 0, rec)
-                break
-            for m in population:
-                m.age += 1
-            if kept is None:
-                self._count(state, "children-discarded")
-            else:
-                oldest = max(range(len(population)),
-                             key=lambda j: (population[j].age, -population[j].fitness, -j))
-                population[oldest] = kept
+                scored = self._ff2_many([c for _, c in bred],
+                                        [x["parent"].expr.key for x, _ in bred],
+                                        [x["iteration"] for x, _ in bred], "evolve", attempt)
+                for (slot, child), (rec, evaluated) in zip(bred, scored):
+                    slot["entries"].extend(evaluated)
+                    self._count(state, "evaluations", len(evaluated))
+                    if rec["status"] in ("failed", "diverged"):
+                        continue  # a brand-new mutant of the same parent next round
+                    slot["kept"] = Member(child, rec["fitness"], 0, rec)
+                    slot["done"] = True
+            for slot in slots:
+                for m in population:
+                    m.age += 1
+                if slot["kept"] is None:
+                    self._count(state, "children-discarded")
+                else:
+                    oldest = max(range(len(population)),
+                                 key=lambda j: (population[j].age, -population[j].fitness, -j))
+                    population[oldest] = slot["kept"]
+                state["iteration"] += 1
+                self._history(state, slot["entries"])
+                fits = [m.fitness for m in population]
+                if state["iteration"] % self.cfg.report_every == 0 or \
+                        state["iteration"] == self.cfg.children:
+                    state["curve"].append({"children": state["iteration"], "best": max(fits),
+                                           "median": statistics.median(fits)})
+                if state["iteration"] % self.cfg.log_every == 0:
+                    done = state["iteration"]
+                    rate = (time.perf_counter() - t0) / max(1, done - it + 1)
+                    seen = self.evaluator.trainings - evals_at_start + \
+                        self.evaluator.hits - hits_at_start
+                    hit_rate = (self.evaluator.hits - hits_at_start) / max(1, seen)
+                    log.info("[%s] child %d/%d best %.4f median %.4f cache hits %.0f%% ETA %s",
+                             self.augmentation, done, self.cfg.children, max(fits),
+                             statistics.median(fits), 100 * hit_rate,
+                             time.strftime("%H:%M:%S", time.gmtime(
+                                 rate * (self.cfg.children - done))))
             state["population"] = [m.to_dict() for m in population]
-            state["iteration"] = it + 1
-            self._history(state, entries)
-            fits = [m.fitness for m in population]
-            if state["iteration"] % self.cfg.report_every == 0 or \
-                    state["iteration"] == self.cfg.children:
-                state["curve"].append({"children": state["iteration"], "best": max(fits),
-                                       "median": statistics.median(fits)})
-            if state["iteration"] % self.cfg.log_every == 0:
-                done = state["iteration"]
-                rate = (time.perf_counter() - t0) / max(1, done - it + 1)
-                seen = self.evaluator.trainings - evals_at_start + \
-                    self.evaluator.hits - hits_at_start
-                hit_rate = (self.evaluator.hits - hits_at_start) / max(1, seen)
-                log.info("[%s] child %d/%d best %.4f median %.4f cache hits %.0f%% ETA %s",
-                         self.augmentation, done, self.cfg.children, max(fits),
-                         statistics.median(fits), 100 * hit_rate,
-                         time.strftime("%H:%M:%S", time.gmtime(
-                             rate * (self.cfg.children - done))))
             checkpoint()
         if state["phase"] == "evolve":
             state["phase"] = "done"
@@ -556,24 +636,36 @@ class Search:
     def _ff2(self, g: Genome, parent: str | None, iteration: int, phase: str,
              index: int) -> tuple[dict, list[dict]]:
         """FF2: the pre-filter (if configured), then the main run; history entries for both."""
-        expr = g.to_expr()
-        base = {"phase": phase, "iteration": iteration, "parent": parent,
-                "expression": str(expr), "key": expr.key}
-        base["index" if phase == "rescore" else "evaluation"] = index
-        entries = []
+        return self._ff2_many([g], [parent], [iteration], phase, index)[0]
+
+    def _ff2_many(self, genomes: list[Genome], parents: list[str | None],
+                  iterations: list[int], phase: str, index: int) -> list[tuple[dict, list[dict]]]:
+        """:meth:`_ff2` for several genomes, each stage trained jointly for all of them."""
+        exprs = [g.to_expr() for g in genomes]
+        bases = []
+        for expr, parent, iteration in zip(exprs, parents, iterations):
+            base = {"phase": phase, "iteration": iteration, "parent": parent,
+                    "expression": str(expr), "key": expr.key}
+            base["index" if phase == "rescore" else "evaluation"] = index
+            bases.append(base)
+        out: list[tuple[dict, list[dict]] | None] = [None] * len(exprs)
+        alive = list(range(len(exprs)))
         if self.fitness.prefilter is not None:
-            pre = self.evaluator.evaluate(expr, self.augmentation, "prefilter")
-            if pre["status"] in ("failed", "diverged"):
-                status = "diverged" if pre["status"] == "diverged" else "failed-prefilter"
-                entries.append({**base, "status": status, "reason": pre["reason"],
-                                "fitness": 0.0, "stage": "prefilter"})
-                return {**pre, "fitness": 0.0}, entries
-        rec = self.evaluator.evaluate(expr, self.augmentation, "main")
-        entries.append({**base, "status": _status(rec), "reason": rec["reason"],
-                        "fitness": rec["fitness"] if rec["status"] != "diverged" else 0.0,
-                        "fitness_final": rec["fitness_final"], "fitness_max": rec["fitness_max"],
-                        "stage": "main"})
-        return rec, entries
+            pres = self.evaluator.evaluate_many(exprs, self.augmentation, "prefilter")
+            for i, pre in enumerate(pres):
+                if pre["status"] in ("failed", "diverged"):
+                    status = "diverged" if pre["status"] == "diverged" else "failed-prefilter"
+                    out[i] = ({**pre, "fitness": 0.0},
+                              [{**bases[i], "status": status, "reason": pre["reason"],
+                                "fitness": 0.0, "stage": "prefilter"}])
+            alive = [i for i in alive if out[i] is None]
+        recs = self.evaluator.evaluate_many([exprs[i] for i in alive], self.augmentation, "main")
+        for i, rec in zip(alive, recs):
+            out[i] = (rec, [{**bases[i], "status": _status(rec), "reason": rec["reason"],
+                             "fitness": rec["fitness"] if rec["status"] != "diverged" else 0.0,
+                             "fitness_final": rec["fitness_final"],
+                             "fitness_max": rec["fitness_max"], "stage": "main"}])
+        return out
 
     # --- outputs ------------------------------------------------------------------------------
     def write_outputs(self, state: dict) -> dict:

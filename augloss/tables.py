@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from augloss.augment import TECHNIQUES
+from augloss import TECHNIQUES
 from augloss.io import atomic_path, atomic_write_text
 
 BASELINE = "ce"

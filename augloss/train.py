@@ -42,6 +42,7 @@ log = logging.getLogger("augloss.train")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 STATUSES = ("completed", "diverged", "aborted", "failed")
+PIPELINES = ("auto", "tensor", "loader")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class TrainConfig:
     compile: bool = False
     num_workers: int = 0
     evaluate_test: bool = True
+    # Data path: "tensor" keeps the training set as one uint8 tensor on the device and augments
+    # whole batches (augloss.batch_augment); "loader" is the per-sample torchvision DataLoader;
+    # "auto" takes the tensor path wherever it applies (in-memory 32 px data, not fine-tuning).
+    pipeline: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -86,6 +91,7 @@ class TrainConfig:
             "steps_per_epoch": self.steps_per_epoch is None or self.steps_per_epoch >= 1,
             "total_steps": self.total_steps is None or self.total_steps >= 1,
             "optimizer": self.optimizer in OPTIMIZERS, "schedule": self.schedule in SCHEDULES,
+            "pipeline": self.pipeline in PIPELINES,
         }
         for key, ok in checks.items():
             if not ok:
@@ -158,22 +164,53 @@ def _loader(data, transform, batch_size: int, shuffle: bool, seed: int, epoch: i
         pin_memory=torch.cuda.is_available())
 
 
+def _use_tensors(cfg: "TrainConfig", technique: aug.Technique, data) -> bool:
+    """Whether to train through the batched tensor pipeline (see ``TrainConfig.pipeline``)."""
+    from augloss import batch_augment
+
+    if cfg.pipeline == "loader":
+        return False
+    ok = getattr(data, "in_memory", False) and \
+        batch_augment.supported(technique, int(data.images.shape[-1]))
+    if cfg.pipeline == "tensor" and not ok:
+        raise ValueError("train.pipeline: tensor needs in-memory 32 px data and a CIFAR-size "
+                         "technique (finetune: false); use auto or loader")
+    return ok
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data, transform, batch_size: int, device: torch.device,
-             workers: int = 0, amp: bool = False) -> float:
-    """Top-1 accuracy of ``model`` on ``data``."""
+             workers: int = 0, amp: bool = False, tensors: aug.AugmentConfig | None = None
+             ) -> list[float]:
+    """Top-1 accuracy of ``model`` on ``data``, one value per copy (one for a plain model).
+
+    ``tensors``: evaluate from the in-memory uint8 images, normalised with this config (the
+    tensor pipeline), instead of through ``transform`` in a DataLoader.
+    """
+    from augloss import batch_augment
+
     model.eval()
-    correct = total = 0
-    loader = _loader(data, transform, batch_size, False, 0, 0, workers)
-    for x, y in loader:
+    correct, total = None, 0
+    if tensors is not None:
+        images, labels = data.images, data.labels
+        batches = ((batch_augment.normalise(images[i:i + batch_size].to(device), tensors),
+                    labels[i:i + batch_size]) for i in range(0, len(labels), batch_size))
+    else:
+        batches = _loader(data, transform, batch_size, False, 0, 0, workers)
+    for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
-        correct += int((logits.argmax(-1) == y).sum())
+        if logits.ndim == 2:
+            logits = logits[:, None]
+        hits = (logits.argmax(-1) == y[:, None]).sum(0)
+        correct = hits if correct is None else correct + hits
         total += len(y)
-    return correct / max(1, total)
+    if correct is None:
+        return [0.0] * getattr(model, "copies", 1)
+    return [int(c) / max(1, total) for c in correct]
 
 
 @dataclass
@@ -186,7 +223,6 @@ class FitResult:
     images_per_s: float
     train_seconds: float
     reason: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def val_accs(self) -> list[float]:
@@ -233,6 +269,47 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_data, val_data, test_data,
     checkpoint of another job is never resumed. ``callback(epoch_record)`` runs after each
     epoch's checkpoint (tests raise from it to simulate a kill).
     """
+    return _fit(model, [loss_fn], train_data, val_data, test_data, technique, cfg, seed,
+                device, checkpoint, callback, identity)[0]
+
+
+def fit_population(model: nn.Module, loss_fns: list[nn.Module], train_data, val_data,
+                   technique: aug.Technique, cfg: TrainConfig, seed: int,
+                   device: str | torch.device = "cpu") -> list[FitResult]:
+    """Train the K copies of a grouped ``model`` (:mod:`augloss.population`), copy ``k`` with
+    ``loss_fns[k]``, on the same batches; one backward pass per step for all of them.
+
+    Each copy gets the result :func:`fit` gives it alone (same batches, dropout masks and
+    optimizer arithmetic), including its own divergence, abort and failure.
+    """
+    if getattr(model, "copies", None) != len(loss_fns):
+        raise ValueError("fit_population needs a grouped model with one copy per loss")
+    return _fit(model, list(loss_fns), train_data, val_data, None, technique, cfg, seed,
+                device, None, None, None)
+
+
+class _Copy:
+    """Book-keeping of one copy: status, history and the running epoch's sums."""
+
+    def __init__(self):
+        self.status, self.reason = "completed", ""
+        self.history: list[dict] = []
+        self.loss_sum, self.correct, self.seen, self.lr = 0.0, 0, 0, 0.0
+
+    @property
+    def live(self) -> bool:
+        return self.status == "completed"
+
+
+def _copy_params(model: nn.Module, k: int) -> list[torch.Tensor]:
+    return model.copy_parameters(k) if hasattr(model, "copies") else list(model.parameters())
+
+
+def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed, device,
+         checkpoint, callback, identity) -> list[FitResult]:
+    from augloss import batch_augment
+
+    K = len(loss_fns)
     device = torch.device(device)
     cuda = device.type == "cuda"
     amp = cfg.amp and cuda
@@ -248,36 +325,59 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_data, val_data, test_data,
     chash = config_hash({"train": cfg.to_dict(), "seed": seed, "identity": identity,
                          "augment": technique.config.to_dict(), "technique": technique.name})
     ckpt_path = Path(checkpoint) if checkpoint else None
+    tensors = _use_tensors(cfg, technique, train_data)
+    eval_tensors = technique.config if tensors and getattr(val_data, "in_memory", False) \
+        else None
+    if tensors:
+        pipeline = batch_augment.BatchAugment(technique)
+        images, labels = train_data.images.to(device), train_data.labels.to(device)
+        gen = torch.Generator(device=device)
 
-    history: list[dict] = []
+    copies = [_Copy() for _ in range(K)]
     start_epoch = 0
-    status, reason = "completed", ""
     if ckpt_path is not None:
         state = _load_checkpoint(ckpt_path, chash)
         if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            history = list(state["history"])
+            copies[0].history = list(state["history"])
             start_epoch = int(state["epoch"])
-            status, reason = state["status"], state["reason"]
+            copies[0].status, copies[0].reason = state["status"], state["reason"]
             log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
 
-    images = 0
+    def batches(epoch: int, steps: int):
+        """One pass over the shuffled training set (reseeded from the step it starts at)."""
+        if not tensors:
+            yield from _loader(train_data, technique.train_transform, cfg.batch_size, True,
+                               seed, epoch * 1000 + steps, cfg.num_workers,
+                               drop_last=n_train >= cfg.batch_size)
+            return
+        gen.manual_seed(_epoch_seed(seed, epoch * 1000 + steps))
+        order = torch.randperm(n_train, generator=gen, device=device)
+        bs = cfg.batch_size
+        stop = n_train - n_train % bs if n_train >= bs else n_train
+        for i in range(0, stop, bs):
+            idx = order[i:i + bs]
+            yield pipeline(images[idx], gen), labels[idx]
+
+    images_seen = 0
     lr = learning_rate(cfg, start_epoch * per_epoch, total_steps, per_epoch)
     t_start = time.perf_counter()
     epoch = start_epoch
-    while epoch < cfg.epochs and status == "completed":
+    while epoch < cfg.epochs and any(c.live for c in copies):
         torch.manual_seed(_epoch_seed(seed, epoch))
         model.train()
-        loss_sum, correct, seen, steps = 0.0, 0, 0, 0
+        started = [k for k, c in enumerate(copies) if c.live]
+        for c in copies:
+            c.loss_sum, c.correct, c.seen, c.lr = 0.0, 0, 0, lr
+        steps = 0
         t_epoch = time.perf_counter()
-        while steps < per_epoch and status == "completed":
-            loader = _loader(train_data, technique.train_transform, cfg.batch_size, True, seed,
-                             epoch * 1000 + steps, cfg.num_workers,
-                             drop_last=n_train >= cfg.batch_size)
-            for x, y in loader:
-                if steps >= per_epoch:
+        while steps < per_epoch and any(c.live for c in copies):
+            got_batch = False
+            for x, y in batches(epoch, steps):
+                if steps >= per_epoch or not any(c.live for c in copies):
                     break
+                got_batch = True
                 step = epoch * per_epoch + steps
                 lr = learning_rate(cfg, step, total_steps, per_epoch)
                 for group in optimizer.param_groups:
@@ -285,68 +385,113 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_data, val_data, test_data,
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if cuda and cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                mixed = aug.mixup(x, y, technique.config.mixup_alpha) if technique.mixup else None
+                mixed = None
+                if technique.mixup:
+                    alpha = technique.config.mixup_alpha
+                    mixed = batch_augment.mixup(x, y, alpha, gen) if tensors else \
+                        aug.mixup(x, y, alpha)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = step_model(mixed.images if mixed else x)
-                if mixed is not None:
-                    loss = aug.mixed_loss(loss_fn, logits, mixed, technique.config.mixup_mode)
-                    hard = mixed.target_a if mixed.lam >= 0.5 else mixed.target_b
-                else:
-                    loss = loss_fn(logits, y)
-                    hard = y
-                if not torch.isfinite(loss):
-                    status, reason = "diverged", f"non-finite loss at epoch {epoch} step {steps}"
+                if logits.ndim == 2:
+                    logits = logits[:, None]
+                hard = y if mixed is None else \
+                    (mixed.target_a if mixed.lam >= 0.5 else mixed.target_b)
+                total = None
+                for k, c in enumerate(copies):
+                    if not c.live:
+                        continue
+                    c.lr = lr
+                    out = logits[:, k]
+                    loss = aug.mixed_loss(loss_fns[k], out, mixed, technique.config.mixup_mode) \
+                        if mixed is not None else loss_fns[k](out, y)
+                    if not torch.isfinite(loss):
+                        c.status, c.reason = "diverged", \
+                            f"non-finite loss at epoch {epoch} step {steps}"
+                        continue
+                    total = loss if total is None else total + loss
+                    c.loss_sum += float(loss.detach()) * len(y)
+                    c.correct += int((out.detach().argmax(-1) == hard).sum())
+                    c.seen += len(y)
+                if total is None:
                     break
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                total.backward()
                 if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    for k in range(K):
+                        nn.utils.clip_grad_norm_(_grads_of(model, k, K), cfg.grad_clip)
                 optimizer.step()
-                loss_sum += float(loss.detach()) * len(y)
-                correct += int((logits.detach().argmax(-1) == hard).sum())
-                seen += len(y)
+                images_seen += len(y)
                 steps += 1
-            if seen == 0 and status == "completed":
+            if not got_batch and all(c.seen == 0 for c in copies):
                 raise ValueError("the training set is empty")
-        images += seen
-        if status == "completed" and not all(torch.isfinite(p).all() for p in model.parameters()):
-            status, reason = "diverged", f"non-finite weights after epoch {epoch}"
-        train_acc = correct / max(1, seen)
-        val_acc = evaluate(model, val_data, technique.eval_transform, cfg.eval_batch_size,
-                           device, cfg.num_workers, amp) if status == "completed" else float("nan")
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
-                  "train_acc": train_acc, "val_acc": val_acc, "lr": lr}
-        history.append(record)
-        for from_epoch, min_acc in cfg.abort:
-            if status == "completed" and epoch >= from_epoch and train_acc < min_acc:
-                status, reason = "aborted", (f"training accuracy {train_acc:.4f} < {min_acc} "
-                                             f"at epoch {epoch + 1}")
+        for k in started:
+            if copies[k].live and not all(torch.isfinite(p).all()
+                                          for p in _copy_params(model, k)):
+                copies[k].status = "diverged"
+                copies[k].reason = f"non-finite weights after epoch {epoch}"
+        live = [k for k in started if copies[k].live]
+        accs = evaluate(model, val_data, technique.eval_transform, cfg.eval_batch_size,
+                        device, cfg.num_workers, amp, eval_tensors) if live else []
+        for k in started:
+            c = copies[k]
+            train_acc = c.correct / max(1, c.seen)
+            c.history.append({"epoch": epoch + 1, "train_loss": c.loss_sum / max(1, c.seen),
+                              "train_acc": train_acc,
+                              "val_acc": accs[k] if c.live else float("nan"), "lr": c.lr})
+            for from_epoch, min_acc in cfg.abort:
+                if c.live and epoch >= from_epoch and train_acc < min_acc:
+                    c.status, c.reason = "aborted", (f"training accuracy {train_acc:.4f} < "
+                                                     f"{min_acc} at epoch {epoch + 1}")
         epoch += 1
         dt = time.perf_counter() - t_epoch
-        rate = seen / dt if dt > 0 else float("nan")
-        eta = (cfg.epochs - epoch) * dt
-        log.info("epoch %d/%d loss %.4f train_acc %.4f val_acc %.4f lr %.3g %.0f img/s ETA %s%s",
-                 epoch, cfg.epochs, record["train_loss"], train_acc, val_acc, lr, rate,
-                 time.strftime("%H:%M:%S", time.gmtime(eta)),
-                 f" [{status}: {reason}]" if status != "completed" else "")
+        c0 = copies[0]
+        if K == 1:
+            rec = c0.history[-1]
+            eta = (cfg.epochs - epoch) * dt
+            log.info("epoch %d/%d loss %.4f train_acc %.4f val_acc %.4f lr %.3g %.0f img/s "
+                     "ETA %s%s", epoch, cfg.epochs, rec["train_loss"], rec["train_acc"],
+                     rec["val_acc"], lr, c0.seen / dt if dt > 0 else float("nan"),
+                     time.strftime("%H:%M:%S", time.gmtime(eta)),
+                     f" [{c0.status}: {c0.reason}]" if not c0.live else "")
+        else:
+            log.info("epoch %d/%d: %d of %d copies training", epoch, cfg.epochs,
+                     sum(c.live for c in copies), K)
         if ckpt_path is not None:
             _save_checkpoint(ckpt_path, {"model": model.state_dict(),
                                          "optimizer": optimizer.state_dict(), "epoch": epoch,
-                                         "history": history, "status": status, "reason": reason,
-                                         "config_hash": chash})
+                                         "history": c0.history, "status": c0.status,
+                                         "reason": c0.reason, "config_hash": chash})
         if callback is not None:
-            callback(record)
+            callback(c0.history[-1])
 
-    if status in ("completed", "aborted") and cfg.fail_below is not None and history and \
-            max(h["train_acc"] for h in history) < cfg.fail_below:
-        status, reason = "failed", f"best training accuracy below {cfg.fail_below}"
-    test_acc = None
-    if cfg.evaluate_test and test_data is not None and status in ("completed", "failed"):
-        test_acc = evaluate(model, test_data, technique.eval_transform, cfg.eval_batch_size,
-                            device, cfg.num_workers, amp)
+    results = []
     seconds = time.perf_counter() - t_start
-    return FitResult(status, history, test_acc, len(history), start_epoch,
-                     images / seconds if seconds > 0 and images else float("nan"), seconds, reason)
+    for k, c in enumerate(copies):
+        status, reason = c.status, c.reason
+        if status in ("completed", "aborted") and cfg.fail_below is not None and c.history \
+                and max(h["train_acc"] for h in c.history) < cfg.fail_below:
+            status, reason = "failed", f"best training accuracy below {cfg.fail_below}"
+        test_acc = None
+        if cfg.evaluate_test and test_data is not None and status in ("completed", "failed"):
+            test_acc = evaluate(model, test_data, technique.eval_transform, cfg.eval_batch_size,
+                                device, cfg.num_workers, amp,
+                                technique.config if tensors and test_data.in_memory else None)[k]
+        results.append(FitResult(status, c.history, test_acc, len(c.history), start_epoch,
+                                 images_seen / seconds if seconds > 0 and images_seen
+                                 else float("nan"), seconds, reason))
+    return results
+
+
+def _grads_of(model: nn.Module, k: int, K: int) -> list[torch.Tensor]:
+    """Copy ``k``'s gradients as tensors ``clip_grad_norm_`` can scale in place."""
+    if K == 1:
+        return [p for p in model.parameters() if p.grad is not None]
+
+    class _View:  # clip_grad_norm_ reads .grad of what it is given
+        def __init__(self, g):
+            self.grad = g
+
+    return [_View(p.grad.view(K, -1)[k]) for p in model.parameters() if p.grad is not None]
 
 
 # --- a whole job ------------------------------------------------------------------------------

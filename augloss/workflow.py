@@ -30,10 +30,12 @@ def slug(name: str) -> str:
 
 
 @contextlib.contextmanager
-def job_context(log_path: str, threads: int, gpus: int) -> Iterator[str]:
+def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True
+                ) -> Iterator[str]:
     """Log to ``log_path``, use ``threads`` CPU threads, claim ``gpus`` distinct GPUs.
 
-    Yields the torch device string (``cuda`` when GPUs were claimed, else ``cpu``).
+    Yields the torch device string (``cuda`` when GPUs were claimed, else ``cpu``). Jobs that
+    never touch torch (tables, audit) pass ``uses_torch=False`` and skip its ~2 s import.
     """
     from augloss.gpu import gpu_slots
 
@@ -47,10 +49,12 @@ def job_context(log_path: str, threads: int, gpus: int) -> Iterator[str]:
     sys.stderr = open(log_path, "a", buffering=1)
     try:
         with gpu_slots(int(gpus)) as ids:
-            import torch
+            device = "cpu"
+            if uses_torch:
+                import torch
 
-            torch.set_num_threads(max(1, int(threads)))
-            device = "cuda" if ids and torch.cuda.is_available() else "cpu"
+                torch.set_num_threads(max(1, int(threads)))
+                device = "cuda" if ids and torch.cuda.is_available() else "cpu"
             log.info("threads %d, gpus %s, device %s", threads, ids, device)
             yield device
     except BaseException:

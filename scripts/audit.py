@@ -2,7 +2,7 @@
 
 from augloss import tables, workflow
 
-with workflow.job_context(snakemake.log[0], 1, 0):
+with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     df = tables.collect(snakemake.input.metrics, allow_mixed=True)
     a = tables.audit(df, dict(snakemake.params.expected_seeds))
     tables.write_audit(a, snakemake.output.md, snakemake.output.csv)

@@ -2,5 +2,5 @@
 
 from augloss import workflow
 
-with workflow.job_context(snakemake.log[0], 1, 0):
+with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     workflow.write_environment(snakemake.output.env)

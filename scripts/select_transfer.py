@@ -3,7 +3,7 @@
 from augloss import workflow
 from augloss.io import write_json
 
-with workflow.job_context(snakemake.log[0], 1, 0):
+with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     selection = workflow.select_transfer(list(snakemake.input.metrics),
                                          snakemake.params.top_k, snakemake.params.metric)
     write_json(snakemake.output.selection, selection)

@@ -3,7 +3,7 @@
 from augloss import tables, workflow
 from augloss.io import read_json
 
-with workflow.job_context(snakemake.log[0], 1, 0):
+with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     study = read_json(snakemake.input.study)
     tables.write_correlation_table(tables.correlation_table(study), snakemake.output.md[:-3])
     tables.plot_correlation(study, snakemake.output.plot)

@@ -5,7 +5,7 @@ from pathlib import Path
 from augloss import tables, workflow
 from augloss.io import read_json
 
-with workflow.job_context(snakemake.log[0], 1, 0):
+with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     dirs = {a: Path(p).parent for a, p in zip(snakemake.params.augmentations,
                                               snakemake.input.summaries)}
     tables.write_search_table(tables.search_table(dirs), snakemake.output.md[:-3])

@@ -2,7 +2,7 @@
 
 from augloss import tables, workflow
 
-with workflow.job_context(snakemake.log[0], 1, 0):
+with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     df = tables.collect(snakemake.input.metrics, allow_mixed=snakemake.params.allow_mixed)
     t = tables.comparison(df, snakemake.wildcards.stage, snakemake.params.metric)
     tables.write_comparison(t, snakemake.output.md[:-3])

@@ -48,6 +48,9 @@ class FakeEvaluator(Evaluator):
         return {"status": status, "reason": "" if status == "completed" else status,
                 "fitness": fit, "fitness_final": fit, "fitness_max": fit, "epochs_run": 1}
 
+    def evaluate_many(self, exprs, augmentation, stage):  # what the search calls
+        return [self.evaluate(e, augmentation, stage) for e in exprs]
+
 
 def test_tiny_search_is_byte_identical_across_runs_and_hits_the_cache(tmp_path):
     a = Search("cutout", TINY, FITNESS, seed=0, out_dir=tmp_path / "a", cache_dir=tmp_path / "c1")

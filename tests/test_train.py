@@ -21,8 +21,9 @@ def _job(**kw):
     return Job(**base)
 
 
-def test_trainer_learns_digits_well_above_chance(tmp_path):
-    job = _job(train={**FAST, "epochs": 5, "steps_per_epoch": None})
+@pytest.mark.parametrize("pipeline", ["tensor", "loader"])
+def test_trainer_learns_digits_well_above_chance(tmp_path, pipeline):
+    job = _job(train={**FAST, "epochs": 5, "steps_per_epoch": None, "pipeline": pipeline})
     m = train.run(job, tmp_path)
     assert m["status"] == "completed" and not m["diverged"]
     assert m["final_val_acc"] > 0.5 and m["test_acc"] > 0.5  # chance is 0.1
@@ -168,3 +169,18 @@ def test_fine_tune_from_local_weights(tmp_path):
               train={**FAST, "epochs": 1})
     m = train.run(ft, tmp_path / "ft", init_weights=str(weights))
     assert m["status"] == "completed" and m["dataset"] == "digits:5-9"
+
+
+def test_auto_pipeline_batches_cifar_size_data_only():
+    from augloss import augment, data
+
+    digits = data.load("digits", split="val")
+    auto = TrainConfig(pipeline="auto")
+    assert train._use_tensors(auto, augment.build("all"), digits)
+    finetune = augment.build("base", augment.AugmentConfig(image_size=64, finetune=True))
+    assert not train._use_tensors(auto, finetune, digits)
+    assert not train._use_tensors(TrainConfig(pipeline="loader"), augment.build("all"), digits)
+    with pytest.raises(ValueError, match="train.pipeline"):
+        train._use_tensors(TrainConfig(pipeline="tensor"), finetune, digits)
+    with pytest.raises(ValueError, match="train.pipeline"):
+        TrainConfig(pipeline="gpu")

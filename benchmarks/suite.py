@@ -1,0 +1,324 @@
+"""The benchmark suite: ratios measured side by side in one run, so they hold on any machine.
+
+    python -m benchmarks [--repeats 3] [--demo-repeats 1] [--device cpu] [--quick] [--skip-demo]
+
+Writes ``results/bench/report.json`` and ``results/bench/report.md``. Every figure is
+``{min, median, max}`` over ``repeats`` (``n`` says how many):
+
+(a) ``eval_vs_floor``: one surrogate fitness evaluation (:class:`augloss.search.Evaluator`,
+    cache off, ``base`` augmentation, per-epoch validation) over the **floor**: a bare loop of
+    forward, backward and optimizer step on the same model and number of steps, one batch
+    already in a tensor, no augmentation, no checks. Per technique in ``eval_vs_floor_<aug>``.
+(b) ``joint<K>_vs_sequential<K>``: K candidates evaluated in one stacked run
+    (:meth:`Evaluator.evaluate_many`) over K one-by-one evaluations, K in 1, 4, 8, 16.
+(c) ``pipeline_<aug>_<path>_img_s``: augmentation throughput, per-sample torchvision path in a
+    DataLoader (``cpu``) vs the batched tensor path (``tensor``), images/s.
+(d) ``dryrun_paper_s``: ``snakemake -n`` on the paper config; ``noop_rerun_demo_s``: a rerun of
+    the finished demo with nothing to do.
+(e) ``demo_wall_s`` and ``demo_peak_rss_mb`` (largest resident set of any process of the run,
+    as ``/usr/bin/time`` reports it).
+On CUDA, timings use CUDA events and the trainer runs bf16 autocast + channels_last; then
+``wrn28_10_img_s`` (WRN-28-10 training images/s, batch 128) is measured too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from augloss import augment, data, losses, models
+from augloss.io import atomic_write_text, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+TECHNIQUES = augment.TECHNIQUES
+KS = (1, 4, 8, 16)
+
+
+def mmm(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values),
+            "n": len(values)}
+
+
+class Timer:
+    """Wall time of a block; CUDA events on a GPU (so queued kernels are counted)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.start = torch.cuda.Event(enable_timing=True)
+            self.end = torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.end.record()
+            torch.cuda.synchronize()
+            self.seconds = self.start.elapsed_time(self.end) / 1000
+        else:
+            self.seconds = time.perf_counter() - self.t0
+
+
+# --- (a), (b): surrogate evaluations ---------------------------------------------------------
+
+def _recipe(steps: int, epochs: int, batch: int) -> dict:
+    return {"epochs": epochs, "steps_per_epoch": steps, "batch_size": batch,
+            "eval_batch_size": 300, "optimizer": "adam", "lr": 1e-3, "nesterov": False,
+            "weight_decay": 0.0, "evaluate_test": False}
+
+
+def _evaluator(steps, epochs, batch, device):
+    from augloss.search import Evaluator, FitnessConfig
+
+    fitness = FitnessConfig(dataset="digits", model={"name": "surrogate", "bn_momentum": 0.1},
+                            main=_recipe(steps, epochs, batch), device=str(device))
+    return Evaluator(fitness, None, seed=0)
+
+
+def floor(steps: int, batch: int, device: torch.device) -> float:
+    torch.manual_seed(0)
+    model = models.create("surrogate", 10, bn_momentum=0.1).to(device)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    loss_fn = losses.get("ce")
+    with Timer(device) as t:
+        for _ in range(steps):
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+    return t.seconds
+
+
+def eval_vs_floor(args, device) -> dict:
+    ev = _evaluator(args.steps, args.epochs, args.batch, device)
+    ce = losses.parse(losses.REGISTRY["ce"])
+    out = {}
+    for technique in TECHNIQUES:
+        evals, floors = [], []
+        for _ in range(args.repeats):
+            with Timer(device) as t:
+                ev.evaluate(ce, technique, "main")
+            evals.append(t.seconds)
+            floors.append(floor(args.steps * args.epochs, args.batch, device))
+        out[f"eval_vs_floor_{technique}"] = mmm([e / f for e, f in zip(evals, floors)])
+        out[f"eval_s_{technique}"] = mmm(evals)
+        out[f"floor_s_{technique}"] = mmm(floors)
+    out["eval_vs_floor"] = out["eval_vs_floor_base"]
+    return out
+
+
+def joint_vs_sequential(args, device) -> dict:
+    ev = _evaluator(args.joint_steps, 1, args.batch, device)
+    out = {}
+    for k in KS:
+        exprs = [losses.parse(f"-(y * ln(p)) * {i + 1}") for i in range(k)]
+        joint, seq = [], []
+        for _ in range(args.repeats):
+            with Timer(device) as t:
+                ev.evaluate_many(exprs, "base", "main")
+            joint.append(t.seconds)
+            with Timer(device) as t:
+                for e in exprs:
+                    ev.evaluate(e, "base", "main")
+            seq.append(t.seconds)
+        out[f"joint{k}_vs_sequential{k}"] = mmm([j / s for j, s in zip(joint, seq)])
+        out[f"joint{k}_s"], out[f"sequential{k}_s"] = mmm(joint), mmm(seq)
+    return out
+
+
+# --- (c): augmentation throughput ------------------------------------------------------------
+
+def pipelines(args, device) -> dict:
+    from augloss import batch_augment
+    from augloss.train import _loader
+
+    train = data.load("digits", split="train")
+    n = args.batch * args.pipeline_batches
+    subset = train.subset(range(min(n, len(train))), "train")
+    out = {}
+    for technique in TECHNIQUES:
+        tech = augment.build(technique)
+        cpu, tensor = [], []
+        for r in range(args.repeats):
+            t0 = time.perf_counter()
+            seen = 0
+            for x, _ in _loader(subset, tech.train_transform, args.batch, True, r, 0, 0):
+                if tech.mixup:
+                    augment.mixup(x, torch.zeros(len(x), dtype=torch.long), 1.0)
+                seen += len(x)
+            cpu.append(seen / (time.perf_counter() - t0))
+            pipe = batch_augment.BatchAugment(tech)
+            images = subset.images.to(device)
+            g = torch.Generator(device=device)
+            g.manual_seed(r)
+            with Timer(device) as t:
+                for i in range(0, len(images), args.batch):
+                    x = pipe(images[i:i + args.batch], g)
+                    if tech.mixup:
+                        batch_augment.mixup(x, torch.zeros(len(x), dtype=torch.long,
+                                                           device=device), 1.0, g)
+            tensor.append(len(images) / t.seconds)
+        out[f"pipeline_{technique}_cpu_img_s"] = mmm(cpu)
+        out[f"pipeline_{technique}_tensor_img_s"] = mmm(tensor)
+    return out
+
+
+# --- (d), (e): the workflow ------------------------------------------------------------------
+
+def _snakemake(workdir: Path, *args: str) -> tuple[float, float]:
+    """Run Snakemake; (wall seconds, peak RSS in MB of its largest process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile",
+                           str(REPO / "Snakefile"), "--directory", str(workdir), *args],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) / 1024
+
+
+def workflow(args) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        dry = [_snakemake(work, "-n", "--cores", "8", "--resources", "gpu=4", "--configfile",
+                          str(REPO / "config.yaml"))[0] for _ in range(args.repeats)]
+        out["dryrun_paper_s"] = mmm(dry)
+        if args.skip_demo:
+            return out
+        shutil.copy(REPO / "demo" / "config.yaml", work / "config.yaml")
+        demo = ["--cores", "2", "--configfile", str(work / "config.yaml")]
+        walls, peaks = [], []
+        for r in range(args.demo_repeats):
+            if r:
+                shutil.rmtree(work / "results")
+            # A fresh interpreter per demo run: ru_maxrss of children is a running maximum.
+            proc = subprocess.run(
+                [sys.executable, "-c", "import json,sys; from benchmarks.suite import "
+                 "_snakemake; from pathlib import Path; print(json.dumps(_snakemake("
+                 "Path(sys.argv[1]), *sys.argv[2:])))", str(work), *demo],
+                capture_output=True, text=True, cwd=REPO)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr[-3000:])
+            wall, peak = eval_json(proc.stdout)
+            walls.append(wall)
+            peaks.append(peak)
+        out["demo_wall_s"], out["demo_peak_rss_mb"] = mmm(walls), mmm(peaks)
+        out["noop_rerun_demo_s"] = mmm([_snakemake(work, *demo)[0]
+                                        for _ in range(args.repeats)])
+    return out
+
+
+def eval_json(text: str):
+    import json
+
+    return json.loads(text.strip().splitlines()[-1])
+
+
+# --- GPU extras ------------------------------------------------------------------------------
+
+def wrn(args, device) -> dict:
+    if device.type != "cuda":
+        return {}
+    from augloss.train import TrainConfig, fit
+
+    train = data.load("digits", split="train")
+    val = train.subset(range(128), "val")
+    rates = []
+    for _ in range(args.repeats):
+        torch.manual_seed(0)
+        model = models.create("wrn", 10, depth=28, width=10)
+        cfg = TrainConfig(epochs=1, steps_per_epoch=args.steps, batch_size=128,
+                          evaluate_test=False, compile=args.compile)
+        res = fit(model, losses.get("ce"), train, val, None, augment.build("base"), cfg, 0,
+                  device=device)
+        rates.append(res.images_per_s)
+    return {"wrn28_10_img_s": mmm(rates)}
+
+
+# --- report ----------------------------------------------------------------------------------
+
+TARGETS = {"eval_vs_floor": ("<=", 1.15), "joint8_vs_sequential8": ("<=", 0.5),
+           "dryrun_paper_s": ("<", 10.0), "noop_rerun_demo_s": ("<", 15.0),
+           "demo_wall_s": ("<=", 300.0), "demo_peak_rss_mb": ("<=", 3072.0)}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Benchmarks ({report['machine']['device']}, {report['machine']['threads']} "
+             f"threads, torch {report['machine']['torch']})", "",
+             "| figure | min | median | max | n | target |", "|---|---|---|---|---|---|"]
+    for key, v in report["figures"].items():
+        target = TARGETS.get(key)
+        mark = ""
+        if target:
+            op, limit = target
+            ok = v["median"] <= limit if op == "<=" else v["median"] < limit
+            mark = f"{op} {limit:g}: {'met' if ok else 'MISSED'}"
+        lines.append(f"| {key} | {v['min']:.4g} | {v['median']:.4g} | {v['max']:.4g} | "
+                     f"{v['n']} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--demo-repeats", type=int, default=1)
+    p.add_argument("--steps", type=int, default=100, help="steps per epoch in (a)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--joint-steps", type=int, default=40, help="steps per evaluation in (b)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--pipeline-batches", type=int, default=16)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--compile", action="store_true", help="torch.compile the WRN (GPU)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    p.add_argument("--skip-demo", action="store_true")
+    p.add_argument("--only", nargs="*", choices=["eval", "joint", "pipelines", "workflow", "wrn"])
+    p.add_argument("--out", default="results/bench")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.steps, args.epochs, args.joint_steps = 1, 2, 1, 2
+        args.pipeline_batches = 1
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sections = {"eval": lambda: eval_vs_floor(args, device),
+                "joint": lambda: joint_vs_sequential(args, device),
+                "pipelines": lambda: pipelines(args, device),
+                "workflow": lambda: workflow(args), "wrn": lambda: wrn(args, device)}
+    figures = {}
+    for name, run in sections.items():
+        if args.only and name not in args.only:
+            continue
+        t0 = time.perf_counter()
+        figures.update(run())
+        print(f"bench: {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    report = {"machine": {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
+                          else platform.processor() or platform.machine(),
+                          "threads": torch.get_num_threads(), "torch": torch.__version__,
+                          "cpus": os.cpu_count()},
+              "settings": {k: v for k, v in vars(args).items() if k != "out"},
+              "figures": figures}
+    out = Path(args.out)
+    write_json(out / "report.json", report)
+    atomic_write_text(out / "report.md", markdown(report))
+    print(markdown(report))
+    return report
