@@ -27,10 +27,10 @@ generator the caller seeds; the trainer reseeds it from ``(seed, epoch)`` at eve
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
-from torchvision.transforms import v2
 
 from augloss import TECHNIQUES  # noqa: E402 (re-exported)
 MIXUP_MODES = ("targets", "losses")
@@ -91,18 +91,31 @@ class Cutout(torch.nn.Module):
         return img
 
 
-@dataclass
+@dataclass(frozen=True)
 class Technique:
-    """A technique: a per-sample train transform, an eval transform and an optional batch mixup."""
+    """A technique: a per-sample train transform, an eval transform and an optional batch mixup.
+
+    The torchvision transforms are built on first use: the batched tensor path
+    (:mod:`augloss.batch_augment`) needs only ``name``, ``config`` and ``mixup``, and jobs that
+    never touch the per-sample path skip importing torchvision (about a second per job).
+    """
 
     name: str
     config: AugmentConfig
-    train_transform: v2.Compose
-    eval_transform: v2.Compose
     mixup: bool
+
+    @functools.cached_property
+    def train_transform(self):
+        return _transforms(self.name, self.config)[0]
+
+    @functools.cached_property
+    def eval_transform(self):
+        return _transforms(self.name, self.config)[1]
 
 
 def _normalise(cfg: AugmentConfig) -> list:
+    from torchvision.transforms import v2
+
     out = [v2.ToDtype(torch.float32, scale=True)]
     if cfg.normalize == "imagenet":
         out.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
@@ -113,11 +126,17 @@ def build(name: str, config: AugmentConfig | None = None) -> Technique:
     """The technique ``name`` (one of :data:`TECHNIQUES`) with ``config``."""
     if name not in TECHNIQUES and name != "none":
         raise ValueError(f"unknown augmentation {name!r}; techniques are {', '.join(TECHNIQUES)}")
-    cfg = config or AugmentConfig()
+    return Technique(name, config or AugmentConfig(), mixup=name in ("mixup", "all"))
+
+
+def _transforms(name: str, cfg: AugmentConfig) -> tuple:
+    """The per-sample (train, eval) ``v2.Compose`` pipelines of technique ``name``."""
+    from torchvision.transforms import v2
+
     size = cfg.image_size
     if name == "none":
         plain = v2.Compose(_normalise(cfg))
-        return Technique(name, cfg, plain, plain, mixup=False)
+        return plain, plain
     if cfg.finetune or size != 32:
         geometry = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
         eval_geometry = [v2.Resize(int(round(size * 1.14)), antialias=True), v2.CenterCrop(size)]
@@ -130,9 +149,7 @@ def build(name: str, config: AugmentConfig | None = None) -> Technique:
     steps += geometry
     if name in ("cutout", "all"):
         steps.append(Cutout(round(cfg.cutout_size * size / 32)))
-    train = v2.Compose(steps + _normalise(cfg))
-    evaluate = v2.Compose(eval_geometry + _normalise(cfg))
-    return Technique(name, cfg, train, evaluate, mixup=name in ("mixup", "all"))
+    return v2.Compose(steps + _normalise(cfg)), v2.Compose(eval_geometry + _normalise(cfg))
 
 
 @dataclass

@@ -24,7 +24,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from augloss import augment as aug
 
@@ -48,8 +47,11 @@ class BatchAugment:
         self.randaugment = technique.name in ("randaugment", "all")
         self.cutout = round(cfg.cutout_size) if technique.name in ("cutout", "all") else 0
         self.mixup = technique.mixup
-        self._ra = v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m)
-        self._ops = list(self._ra._AUGMENTATION_SPACE.items())
+        if self.randaugment:  # torchvision only where its ops are used
+            from torchvision.transforms import v2
+
+            self._ra = v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m)
+            self._ops = list(self._ra._AUGMENTATION_SPACE.items())
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Augment the uint8 batch ``x``; returns float32, normalised like the per-sample path."""

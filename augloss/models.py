@@ -75,9 +75,10 @@ class Surrogate(nn.Module):
 # --- WideResNet -----------------------------------------------------------------------------
 
 class _WideBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float):
+    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float, bn_momentum: float):
         super().__init__()
-        self.bn1, self.bn2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
+        self.bn1 = nn.BatchNorm2d(c_in, momentum=bn_momentum)
+        self.bn2 = nn.BatchNorm2d(c_out, momentum=bn_momentum)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -93,10 +94,14 @@ class _WideBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """WRN-depth-width for 32x32 inputs (pre-activation basic blocks)."""
+    """WRN-depth-width for 32x32 inputs (pre-activation basic blocks).
+
+    ``bn_momentum`` is PyTorch's 0.1; runs of a few dozen steps (the demo) need a faster one, or
+    the running statistics lag the weights and evaluation is near chance.
+    """
 
     def __init__(self, num_classes: int = 10, depth: int = 28, width: int = 10,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, bn_momentum: float = 0.1):
         super().__init__()
         if (depth - 4) % 6 != 0 or depth < 10:
             raise ValueError(f"wrn depth must be 6n + 4 (e.g. 16, 22, 28, 40), got {depth}")
@@ -109,9 +114,9 @@ class WideResNet(nn.Module):
         for g, stride in enumerate((1, 2, 2)):
             for i in range(n):
                 layers.append(_WideBlock(widths[g] if i == 0 else widths[g + 1], widths[g + 1],
-                                         stride if i == 0 else 1, dropout))
+                                         stride if i == 0 else 1, dropout, bn_momentum))
         self.blocks = nn.Sequential(*layers)
-        self.bn = nn.BatchNorm2d(widths[3])
+        self.bn = nn.BatchNorm2d(widths[3], momentum=bn_momentum)
         self.head = nn.Linear(widths[3], num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -430,7 +430,8 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
                 copies[k].status = "diverged"
                 copies[k].reason = f"non-finite weights after epoch {epoch}"
         live = [k for k in started if copies[k].live]
-        accs = evaluate(model, val_data, technique.eval_transform, cfg.eval_batch_size,
+        accs = evaluate(model, val_data, None if eval_tensors else technique.eval_transform,
+                        cfg.eval_batch_size,
                         device, cfg.num_workers, amp, eval_tensors) if live else []
         for k in started:
             c = copies[k]
@@ -473,9 +474,11 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
             status, reason = "failed", f"best training accuracy below {cfg.fail_below}"
         test_acc = None
         if cfg.evaluate_test and test_data is not None and status in ("completed", "failed"):
-            test_acc = evaluate(model, test_data, technique.eval_transform, cfg.eval_batch_size,
-                                device, cfg.num_workers, amp,
-                                technique.config if tensors and test_data.in_memory else None)[k]
+            test_tensors = technique.config if tensors and test_data.in_memory else None
+            test_acc = evaluate(model, test_data,
+                                None if test_tensors else technique.eval_transform,
+                                cfg.eval_batch_size, device, cfg.num_workers, amp,
+                                test_tensors)[k]
         results.append(FitResult(status, c.history, test_acc, len(c.history), start_epoch,
                                  images_seen / seconds if seconds > 0 and images_seen
                                  else float("nan"), seconds, reason))
@@ -566,6 +569,18 @@ def provenance(device: torch.device, started: float, ended: float, extra: dict) 
     }
 
 
+def _deterministic(cfg_compile: bool) -> None:
+    """``torch.use_deterministic_algorithms(True)`` without its 1.5 s import of the inductor.
+
+    The public call also sets ``torch._inductor.config.deterministic``, which only matters under
+    ``torch.compile``; eager jobs (the demo runs ~90 of them) set the ATen flag alone.
+    """
+    if cfg_compile:
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch._C._set_deterministic_algorithms(True)
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -588,7 +603,7 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
     if dev.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+        _deterministic(cfg_compile=bool(job.train.get("compile", False)))
     train_set = data.load(job.dataset, job.data_root, job.train_split)
     val_set = data.load(job.dataset, job.data_root, job.eval_split)
     cfg = TrainConfig.from_dict(job.train)
