@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo clean-venv
+.PHONY: setup test demo bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "augloss needs Python 3.11"'
@@ -19,6 +19,9 @@ test: setup  ## run the test suite
 
 demo: setup  ## run the demo experiment end to end (results/demo/)
 	$(PY) -m snakemake --cores 2 --configfile demo/config.yaml
+
+bench: setup  ## the benchmark suite (results/bench/report.{json,md})
+	$(PY) -m benchmarks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,6 +1,7 @@
 """augloss: evolving loss functions for specific image augmentation techniques.
 
-Modules: ``losses`` (the loss language), ``data``, ``augment``, ``models``, ``train``, ``gpu``.
+Modules: ``losses`` (the loss language), ``data``, ``augment`` and ``batch_augment``,
+``models`` and ``population``, ``train``, ``search``, ``tables``, ``workflow``, ``gpu``, ``io``.
 """
 
 __version__ = "0.1.0"

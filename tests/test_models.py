@@ -75,3 +75,15 @@ def test_efficientnetv2_s_is_timms_tf_port():
     assert m.default_cfg["architecture"] == "tf_efficientnetv2_s"
     assert m.num_classes == 196
     assert 20e6 < models.count_parameters(m) < 22e6
+
+
+def test_wrn_bn_momentum_reaches_every_batchnorm():
+    from torch import nn
+
+    from augloss import models
+
+    m = models.create("wrn", 10, depth=10, width=1, bn_momentum=0.5)
+    bns = [x for x in m.modules() if isinstance(x, nn.BatchNorm2d)]
+    assert bns and all(b.momentum == 0.5 for b in bns)
+    assert all(b.momentum == 0.1 for b in models.create("wrn", 10, depth=10).modules()
+               if isinstance(b, nn.BatchNorm2d))
