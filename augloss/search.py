@@ -219,12 +219,8 @@ class Evaluator:
             else:
                 todo[expr.key] = expr
             records.append(record)
-        technique = augmentation if stage == "main" else "none"
         pending = list(todo.values())
-        if len(pending) == 1 or (pending and self.cfg.model["name"] != "surrogate"):
-            trained = [self._train(e, technique, stage) for e in pending]
-        else:
-            trained = self._train_many(pending, technique, stage) if pending else []
+        trained = self._train_many(pending, augmentation if stage == "main" else "none", stage)
         fresh = {}
         for expr, record in zip(pending, trained):
             self.trainings += 1
@@ -254,8 +250,11 @@ class Evaluator:
                 "fitness_final": final, "fitness_max": best, "epochs_run": res.epochs_run}
 
     def _train_many(self, exprs: list[Expr], technique: str, stage: str) -> list[dict]:
+        """Train ``exprs`` as one stacked surrogate (one by one for other models or one loss)."""
         from augloss.population import GroupedSurrogate
 
+        if len(exprs) <= 1 or self.cfg.model["name"] != "surrogate":
+            return [self._train(e, technique, stage) for e in exprs]
         cfg = self.cfg.recipe(stage)
         out: list[dict | None] = [None] * len(exprs)
         fns, slots = [], []

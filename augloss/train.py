@@ -417,8 +417,7 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 if cfg.grad_clip:
-                    for k in range(K):
-                        nn.utils.clip_grad_norm_(_grads_of(model, k, K), cfg.grad_clip)
+                    _clip_grad_norms(model, K, cfg.grad_clip)
                 optimizer.step()
                 images_seen += len(y)
                 steps += 1
@@ -485,16 +484,18 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
     return results
 
 
-def _grads_of(model: nn.Module, k: int, K: int) -> list[torch.Tensor]:
-    """Copy ``k``'s gradients as tensors ``clip_grad_norm_`` can scale in place."""
+def _clip_grad_norms(model: nn.Module, K: int, max_norm: float) -> None:
+    """``clip_grad_norm_`` applied to each copy's gradient on its own (block ``k`` of every
+    grouped tensor); with one copy, ``clip_grad_norm_`` itself."""
+    params = [p for p in model.parameters() if p.grad is not None]
     if K == 1:
-        return [p for p in model.parameters() if p.grad is not None]
-
-    class _View:  # clip_grad_norm_ reads .grad of what it is given
-        def __init__(self, g):
-            self.grad = g
-
-    return [_View(p.grad.view(K, -1)[k]) for p in model.parameters() if p.grad is not None]
+        nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    grads = [p.grad.view(K, -1) for p in params]
+    norms = torch.stack([g.norm(dim=1) for g in grads]).norm(dim=0)  # one norm per copy
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale[:, None])
 
 
 # --- a whole job ------------------------------------------------------------------------------

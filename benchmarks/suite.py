@@ -24,6 +24,7 @@ On CUDA, timings use CUDA events and the trainer runs bf16 autocast + channels_l
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -218,19 +219,13 @@ def workflow(args) -> dict:
                 capture_output=True, text=True, cwd=REPO)
             if proc.returncode != 0:
                 raise RuntimeError(proc.stderr[-3000:])
-            wall, peak = eval_json(proc.stdout)
+            wall, peak = json.loads(proc.stdout.strip().splitlines()[-1])
             walls.append(wall)
             peaks.append(peak)
         out["demo_wall_s"], out["demo_peak_rss_mb"] = mmm(walls), mmm(peaks)
         out["noop_rerun_demo_s"] = mmm([_snakemake(work, *demo)[0]
                                         for _ in range(args.repeats)])
     return out
-
-
-def eval_json(text: str):
-    import json
-
-    return json.loads(text.strip().splitlines()[-1])
 
 
 # --- GPU extras ------------------------------------------------------------------------------

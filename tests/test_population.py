@@ -128,3 +128,36 @@ def test_batched_search_breeds_every_child_and_is_deterministic(tmp_path):
 def test_batch_children_is_validated():
     with pytest.raises(ValueError, match="batch_children"):
         search.SearchConfig.from_dict({"batch_children": 0})
+
+
+def _evaluator(tmp_path):
+    fitness = search.FitnessConfig.from_dict({
+        "dataset": "digits", "model": {"name": "surrogate", "bn_momentum": 0.1},
+        "main": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 32, "optimizer": "adam",
+                 "lr": 0.01, "evaluate_test": False}})
+    return search.Evaluator(fitness, tmp_path / "cache", seed=0)
+
+
+def test_evaluate_many_matches_one_by_one_and_uses_the_cache(tmp_path):
+    texts = ["-(y * ln(p))", "(y - p) * (y - p)", "-(y * ln(p)) + y * (1 - p)"]
+    exprs = [losses.parse(t) for t in texts]
+    alone = [_evaluator(tmp_path / "alone").evaluate(e, "cutout", "main") for e in exprs]
+    ev = _evaluator(tmp_path / "joint")
+    ev.evaluate(exprs[0], "cutout", "main")  # cached beforehand
+    joint = ev.evaluate_many(exprs + [exprs[1]], "cutout", "main")  # one loss twice
+    assert ev.trainings == 3 and ev.hits == 2  # 1 before + 2 trained together; cache + repeat
+    assert joint[3] == joint[1]
+    for j, a in zip(joint, alone):
+        assert j["status"] == a["status"] and j["loss_key"] == a["loss_key"]
+        assert abs(j["fitness"] - a["fitness"]) <= 2 / len(VAL)
+
+
+def test_a_failing_joint_run_falls_back_to_one_by_one(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(search, "fit_population", broken)
+    exprs = [losses.parse("-(y * ln(p))"), losses.parse("(y - p) * (y - p)")]
+    records = _evaluator(tmp_path).evaluate_many(exprs, "base", "main")
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    assert all(r["fitness"] > 0 for r in records)

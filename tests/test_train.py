@@ -184,3 +184,12 @@ def test_auto_pipeline_batches_cifar_size_data_only():
         train._use_tensors(TrainConfig(pipeline="tensor"), finetune, digits)
     with pytest.raises(ValueError, match="train.pipeline"):
         TrainConfig(pipeline="gpu")
+
+
+def test_cpu_runs_switch_deterministic_algorithms_on():
+    torch.use_deterministic_algorithms(False)
+    try:
+        train._deterministic(cfg_compile=False)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(True)  # what conftest sets for every test
