@@ -93,3 +93,16 @@ def test_environment_records_packages_and_git():
     env = workflow.environment()
     assert any(p.startswith("torch==") for p in env["pip_freeze"])
     assert env["snakemake"].startswith("9.") and "git_commit" in env
+
+
+def test_table_jobs_do_not_import_torch(tmp_path):
+    """Tables and audit run ~10 jobs; each would pay ~2 s to import torch for nothing."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom augloss import tables, workflow\n"
+            f"with workflow.job_context({str(tmp_path / 'job.log')!r}, 1, 0, uses_torch=False) "
+            "as dev:\n    assert dev == 'cpu'\n"
+            "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
