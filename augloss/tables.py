@@ -309,8 +309,9 @@ def _write_formats(prefix: str | Path, md: str, csv: str, tex: str) -> list[Path
 # --- search and correlation tables --------------------------------------------------------------
 
 def search_table(search_dirs: dict[str, str | Path]) -> pd.DataFrame:
-    """Per augmentation: best expression (text and LaTeX), fitness, CE fitness, evaluations,
-    cache hits and rejections, from each search's best.json / summary.json."""
+    """Per augmentation: best expression (text and LaTeX), fitness, CE fitness, evaluations and
+    rejections, from each search's best.json / summary.json. Cache hits stay out (they differ
+    between a fresh and a resumed search; see cache_stats.json), so the table is reproducible."""
     rows = []
     for a in sorted(search_dirs, key=lambda x: (TECHNIQUES.index(x) if x in TECHNIQUES else 99, x)):
         d = Path(search_dirs[a])
@@ -319,16 +320,12 @@ def search_table(search_dirs: dict[str, str | Path]) -> pd.DataFrame:
             summary = json.loads((d / "summary.json").read_text())
         except (OSError, ValueError) as exc:
             raise TableError(f"{d}: unreadable search output ({exc})") from exc
-        cache = {}
-        if (d / "cache_stats.json").exists():
-            cache = json.loads((d / "cache_stats.json").read_text())
         top = best["losses"][0] if best["losses"] else {}
         rows.append({"augmentation": a, "seed": summary["seed"],
                      "best_expression": top.get("expression", ""),
                      "best_latex": top.get("latex", ""), "fitness": top.get("fitness"),
                      "ce_fitness": best["reference"]["ce"]["fitness"],
                      "children": summary["children"], "evaluations": summary["evaluations"],
-                     "cache_hits": cache.get("cache_hits"),
                      "rejections": sum(summary["rejections"].values())})
     return pd.DataFrame(rows)
 
@@ -338,11 +335,10 @@ def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
 
     prefix = Path(prefix)
     md_rows = [[r.augmentation, f"`{r.best_expression}`", _pct(r.fitness), _pct(r.ce_fitness),
-                r.evaluations, "—" if r.cache_hits is None or pd.isna(r.cache_hits)
-                else int(r.cache_hits), r.rejections] for r in df.itertuples()]
+                r.evaluations, r.rejections] for r in df.itertuples()]
     md = ("### Search: best evolved loss per augmentation (surrogate validation accuracy, %)\n\n"
           + tabulate(md_rows, ["augmentation", "best loss", "fitness", "CE fitness",
-                               "evaluations", "cache hits", "rejections"],
+                               "evaluations", "rejections"],
                      tablefmt="github", disable_numparse=True)
           + "\n")
     tex = [r"\begin{tabular}{llrrr}", r"\toprule",

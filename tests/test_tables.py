@@ -197,7 +197,7 @@ def test_search_and_correlation_tables_and_plots(tmp_path):
     st = tables.search_table(dirs)
     assert st["augmentation"].tolist() == ["base", "cutout"]
     assert st.loc[0, "fitness"] == 0.6 and st.loc[0, "rejections"] == 7
-    assert st.loc[0, "cache_hits"] == 2 and st.loc[0, "ce_fitness"] == 0.5
+    assert "cache_hits" not in st.columns and st.loc[0, "ce_fitness"] == 0.5  # reproducible
     paths = tables.write_search_table(st, tmp_path / "out" / "search")
     assert "60.00" in paths[0].read_text()
     study = {"augmentations": ["base", "cutout", "mixup"], "losses": [{}, {}, {}, {}],
