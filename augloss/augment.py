@@ -28,47 +28,16 @@ generator the caller seeds; the trainer reseeds it from ``(seed, epoch)`` at eve
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-from augloss import TECHNIQUES  # noqa: E402 (re-exported)
-MIXUP_MODES = ("targets", "losses")
+from augloss.config import MIXUP_MODES, AugmentConfig  # noqa: F401 (re-exported)
+from augloss.names import TECHNIQUES  # noqa: F401 (re-exported)
 
 # ImageNet statistics for pretrained models; CIFAR-size models use a plain [0, 1] scale.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Parameters of the techniques (defaults: see the module table; none is from the paper)."""
-
-    image_size: int = 32
-    finetune: bool = False  # random-resized crop instead of pad-crop
-    pad: int = 4
-    cutout_size: int = 16
-    mixup_alpha: float = 1.0
-    mixup_mode: str = "targets"
-    randaugment_n: int = 2
-    randaugment_m: int = 9
-    normalize: str = "unit"  # "unit": x / 255; "imagenet": ImageNet mean/std
-
-    def __post_init__(self):
-        if self.mixup_mode not in MIXUP_MODES:
-            raise ValueError(f"mixup_mode must be one of {MIXUP_MODES}, got {self.mixup_mode!r}")
-        if self.normalize not in ("unit", "imagenet"):
-            raise ValueError(f"normalize must be 'unit' or 'imagenet', got {self.normalize!r}")
-        for key in ("image_size", "cutout_size", "randaugment_n"):
-            if int(getattr(self, key)) < 0 or (key == "image_size" and self.image_size < 1):
-                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
-        if self.mixup_alpha <= 0:
-            raise ValueError(f"mixup_alpha must be > 0, got {self.mixup_alpha}")
-        if not 0 <= self.randaugment_m <= 30:
-            raise ValueError(f"randaugment_m must be in 0..30, got {self.randaugment_m}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Cutout(torch.nn.Module):

@@ -40,9 +40,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from augloss.names import DATASET_FORMS, DATASETS  # noqa: F401 (DATASETS re-exported)
+
 SPLITS = ("train", "val", "test", "trainval")
-DATASETS = ("digits", "cifar10", "cifar100", "flowers102", "caltech101", "stanford_cars",
-            "imagefolder:<path>")
 SPLIT_SEED = 0  # fixed: splits must not change with the run seed
 log = logging.getLogger("augloss.data")
 
@@ -123,7 +123,7 @@ def load(name: str, root: str | os.PathLike = "data", split: str = "train",
         return _cars(root, split)
     if name.startswith("imagefolder:"):
         return _imagefolder(name, Path(name.split(":", 1)[1]), split)
-    raise ValueError(f"unknown dataset {name!r}; datasets are {', '.join(DATASETS)}")
+    raise ValueError(f"unknown dataset {name!r}; datasets are {', '.join(DATASET_FORMS)}")
 
 
 def _by_split(split: str, parts: dict[str, np.ndarray]) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from augloss import TECHNIQUES
+from augloss import names
 from augloss.io import atomic_path, atomic_write_text
 
 BASELINE = "ce"
@@ -105,27 +105,21 @@ def check_consistency(df: pd.DataFrame) -> None:
 
 # --- naming and ordering ---------------------------------------------------------------------
 
-def display_name(loss: str) -> str:
-    """``evolved-cutout-1`` -> ``evolved[cutout]#1``; other names unchanged."""
-    parts = loss.split("-")
-    if len(parts) == 3 and parts[0] == "evolved" and parts[2].isdigit():
-        return f"evolved[{parts[1]}]#{parts[2]}"
-    return loss
+display_name = names.display
 
 
 def _loss_order(loss: str) -> tuple:
     if loss == BASELINE:
         return (0, 0, 0, loss)
-    parts = loss.split("-")
-    if len(parts) == 3 and parts[0] == "evolved" and parts[2].isdigit():
-        origin = TECHNIQUES.index(parts[1]) if parts[1] in TECHNIQUES else len(TECHNIQUES)
-        return (2, origin, int(parts[2]), loss)
+    parsed = names.parse_loss(loss)
+    if parsed.kind == "evolved":
+        return (2, names.technique_order(parsed.augmentation), parsed.rank, loss)
     return (1, 0, 0, loss)
 
 
 def _column_order(col: tuple[str, str]) -> tuple:
     dataset, a = col
-    return (dataset, TECHNIQUES.index(a) if a in TECHNIQUES else len(TECHNIQUES), a)
+    return (dataset, names.technique_order(a), a)
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -313,7 +307,7 @@ def search_table(search_dirs: dict[str, str | Path]) -> pd.DataFrame:
     rejections, from each search's best.json / summary.json. Cache hits stay out (they differ
     between a fresh and a resumed search; see cache_stats.json), so the table is reproducible."""
     rows = []
-    for a in sorted(search_dirs, key=lambda x: (TECHNIQUES.index(x) if x in TECHNIQUES else 99, x)):
+    for a in sorted(search_dirs, key=lambda x: (names.technique_order(x), x)):
         d = Path(search_dirs[a])
         try:
             best = json.loads((d / "best.json").read_text())
@@ -357,7 +351,7 @@ def _pct(v) -> str:
 def correlation_table(study: dict) -> pd.DataFrame:
     rows = []
     for pair in sorted(study["spearman"], key=lambda p: [
-            TECHNIQUES.index(x) if x in TECHNIQUES else 99 for x in p.split("|")]):
+            names.technique_order(x) for x in p.split("|")]):
         a, b = pair.split("|")
         s, k = study["spearman"][pair], study["kendall"][pair]
         rows.append({"augmentation_a": a, "augmentation_b": b, "spearman_rho": s["rho"],
@@ -414,8 +408,7 @@ def plot_evolution(search_dirs: dict[str, str | Path], path: str | Path) -> Path
     """Best and median population fitness vs children, one colour per augmentation."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, a in enumerate(sorted(search_dirs, key=lambda x: TECHNIQUES.index(x)
-                                 if x in TECHNIQUES else 99)):
+    for i, a in enumerate(sorted(search_dirs, key=names.technique_order)):
         curve = json.loads((Path(search_dirs[a]) / "summary.json").read_text())["curve"]
         x = [c["children"] for c in curve]
         colour = f"C{i}"

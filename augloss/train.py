@@ -22,93 +22,22 @@ from __future__ import annotations
 import logging
 import math
 import os
-import platform
-import socket
-import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from augloss import augment as aug
-from augloss.io import atomic_path, config_hash, dataclass_from_dict, write_json
+from augloss.config import OPTIMIZERS, PIPELINES, SCHEDULES, LossSpec, TrainConfig  # noqa: F401
+from augloss.io import atomic_path, config_hash, write_json
+from augloss.provenance import code_version, provenance
 
 log = logging.getLogger("augloss.train")
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
 STATUSES = ("completed", "diverged", "aborted", "failed")
-PIPELINES = ("auto", "tensor", "loader")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training hyper-parameters (a recipe). Field defaults are the WRN standard recipe's."""
-
-    epochs: int = 200
-    steps_per_epoch: int | None = None
-    batch_size: int = 128
-    eval_batch_size: int = 512
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.2
-    lr_floor: float = 0.0
-    total_steps: int | None = None  # schedule length (default epochs x steps per epoch)
-    grad_clip: float | None = None
-    abort: tuple[tuple[int, float], ...] = ()
-    fail_below: float | None = None
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    num_workers: int = 0
-    evaluate_test: bool = True
-    # Data path: "tensor" keeps the training set as one uint8 tensor on the device and augments
-    # whole batches (augloss.batch_augment); "loader" is the per-sample torchvision DataLoader;
-    # "auto" takes the tensor path wherever it applies (in-memory 32 px data, not fine-tuning).
-    pipeline: str = "auto"
-
-    def __post_init__(self):
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
-        object.__setattr__(self, "abort", tuple((int(e), float(a)) for e, a in self.abort))
-        checks = {
-            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
-            "eval_batch_size": self.eval_batch_size >= 1, "lr": self.lr > 0,
-            "weight_decay": self.weight_decay >= 0, "warmup_steps": self.warmup_steps >= 0,
-            "num_workers": self.num_workers >= 0,
-            "steps_per_epoch": self.steps_per_epoch is None or self.steps_per_epoch >= 1,
-            "total_steps": self.total_steps is None or self.total_steps >= 1,
-            "optimizer": self.optimizer in OPTIMIZERS, "schedule": self.schedule in SCHEDULES,
-            "pipeline": self.pipeline in PIPELINES,
-        }
-        for key, ok in checks.items():
-            if not ok:
-                raise ValueError(f"train.{key}: invalid value {getattr(self, key)!r}")
-        for key in ("epochs", "batch_size", "eval_batch_size", "warmup_steps", "num_workers"):
-            if not isinstance(getattr(self, key), int) or isinstance(getattr(self, key), bool):
-                raise ValueError(f"train.{key} must be an integer, got {getattr(self, key)!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return dataclass_from_dict(cls, d, "train")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["betas"], d["milestones"] = list(self.betas), list(self.milestones)
-        d["abort"] = [list(a) for a in self.abort]
-        return d
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -305,183 +234,250 @@ def _copy_params(model: nn.Module, k: int) -> list[torch.Tensor]:
     return model.copy_parameters(k) if hasattr(model, "copies") else list(model.parameters())
 
 
-def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed, device,
-         checkpoint, callback, identity) -> list[FitResult]:
+@dataclass
+class _Loop:
+    """What one training run's loop works on (built once by :func:`_setup`)."""
+
+    model: nn.Module
+    step_model: nn.Module  # the model, or its torch.compile wrapper
+    optimizer: torch.optim.Optimizer
+    loss_fns: list
+    technique: aug.Technique
+    cfg: TrainConfig
+    seed: int
+    device: torch.device
+    amp: bool
+    per_epoch: int
+    total_steps: int
+    batches: Callable[[int, int], Iterator]  # (epoch, step) -> (x, y) batches
+    gen: torch.Generator | None  # the tensor pipeline's generator (None: torch's global one)
+    eval_tensors: aug.AugmentConfig | None
+    copies: list[_Copy]
+    images_seen: int = 0
+
+    def any_live(self) -> bool:
+        return any(c.live for c in self.copies)
+
+
+def _tensor_batches(train_data, technique, cfg: TrainConfig, seed: int, device: torch.device,
+                    gen: torch.Generator) -> Callable[[int, int], Iterator]:
+    """Batches from the training set held on the device, augmented as whole batches."""
     from augloss import batch_augment
 
-    K = len(loss_fns)
-    device = torch.device(device)
-    cuda = device.type == "cuda"
-    amp = cfg.amp and cuda
-    torch.manual_seed(_epoch_seed(seed, -1))
-    model.to(device)
-    if cuda and cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(cfg, model)
-    step_model = torch.compile(model) if cfg.compile else model
-    n_train = len(train_data)
-    per_epoch = cfg.steps_per_epoch or max(1, n_train // cfg.batch_size)
-    total_steps = cfg.total_steps or per_epoch * cfg.epochs
-    chash = config_hash({"train": cfg.to_dict(), "seed": seed, "identity": identity,
-                         "augment": technique.config.to_dict(), "technique": technique.name})
-    ckpt_path = Path(checkpoint) if checkpoint else None
-    tensors = _use_tensors(cfg, technique, train_data)
-    eval_tensors = technique.config if tensors and getattr(val_data, "in_memory", False) \
-        else None
-    if tensors:
-        pipeline = batch_augment.BatchAugment(technique)
-        images, labels = train_data.images.to(device), train_data.labels.to(device)
-        gen = torch.Generator(device=device)
+    pipeline = batch_augment.BatchAugment(technique)
+    images, labels = train_data.images.to(device), train_data.labels.to(device)
+    n, bs = len(labels), cfg.batch_size
 
-    copies = [_Copy() for _ in range(K)]
-    start_epoch = 0
-    if ckpt_path is not None:
-        state = _load_checkpoint(ckpt_path, chash)
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            copies[0].history = list(state["history"])
-            start_epoch = int(state["epoch"])
-            copies[0].status, copies[0].reason = state["status"], state["reason"]
-            log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
-
-    def batches(epoch: int, steps: int):
-        """One pass over the shuffled training set (reseeded from the step it starts at)."""
-        if not tensors:
-            yield from _loader(train_data, technique.train_transform, cfg.batch_size, True,
-                               seed, epoch * 1000 + steps, cfg.num_workers,
-                               drop_last=n_train >= cfg.batch_size)
-            return
+    def batches(epoch: int, steps: int) -> Iterator:
+        # One shuffled pass, reseeded from the step it starts at (so a resume sees the same).
         gen.manual_seed(_epoch_seed(seed, epoch * 1000 + steps))
-        order = torch.randperm(n_train, generator=gen, device=device)
-        bs = cfg.batch_size
-        stop = n_train - n_train % bs if n_train >= bs else n_train
-        for i in range(0, stop, bs):
+        order = torch.randperm(n, generator=gen, device=device)
+        for i in range(0, n - n % bs if n >= bs else n, bs):
             idx = order[i:i + bs]
             yield pipeline(images[idx], gen), labels[idx]
 
-    images_seen = 0
-    lr = learning_rate(cfg, start_epoch * per_epoch, total_steps, per_epoch)
-    t_start = time.perf_counter()
-    epoch = start_epoch
-    while epoch < cfg.epochs and any(c.live for c in copies):
-        torch.manual_seed(_epoch_seed(seed, epoch))
-        model.train()
-        started = [k for k, c in enumerate(copies) if c.live]
-        for c in copies:
-            c.loss_sum, c.correct, c.seen, c.lr = 0.0, 0, 0, lr
-        steps = 0
-        t_epoch = time.perf_counter()
-        while steps < per_epoch and any(c.live for c in copies):
-            got_batch = False
-            for x, y in batches(epoch, steps):
-                if steps >= per_epoch or not any(c.live for c in copies):
-                    break
-                got_batch = True
-                step = epoch * per_epoch + steps
-                lr = learning_rate(cfg, step, total_steps, per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if cuda and cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                mixed = None
-                if technique.mixup:
-                    alpha = technique.config.mixup_alpha
-                    mixed = batch_augment.mixup(x, y, alpha, gen) if tensors else \
-                        aug.mixup(x, y, alpha)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits = step_model(mixed.images if mixed else x)
-                if logits.ndim == 2:
-                    logits = logits[:, None]
-                hard = y if mixed is None else \
-                    (mixed.target_a if mixed.lam >= 0.5 else mixed.target_b)
-                total = None
-                for k, c in enumerate(copies):
-                    if not c.live:
-                        continue
-                    c.lr = lr
-                    out = logits[:, k]
-                    loss = aug.mixed_loss(loss_fns[k], out, mixed, technique.config.mixup_mode) \
-                        if mixed is not None else loss_fns[k](out, y)
-                    if not torch.isfinite(loss):
-                        c.status, c.reason = "diverged", \
-                            f"non-finite loss at epoch {epoch} step {steps}"
-                        continue
-                    total = loss if total is None else total + loss
-                    c.loss_sum += float(loss.detach()) * len(y)
-                    c.correct += int((out.detach().argmax(-1) == hard).sum())
-                    c.seen += len(y)
-                if total is None:
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                if cfg.grad_clip:
-                    _clip_grad_norms(model, K, cfg.grad_clip)
-                optimizer.step()
-                images_seen += len(y)
-                steps += 1
-            if not got_batch and all(c.seen == 0 for c in copies):
-                raise ValueError("the training set is empty")
-        for k in started:
-            if copies[k].live and not all(torch.isfinite(p).all()
-                                          for p in _copy_params(model, k)):
-                copies[k].status = "diverged"
-                copies[k].reason = f"non-finite weights after epoch {epoch}"
-        live = [k for k in started if copies[k].live]
-        accs = evaluate(model, val_data, None if eval_tensors else technique.eval_transform,
-                        cfg.eval_batch_size,
-                        device, cfg.num_workers, amp, eval_tensors) if live else []
-        for k in started:
-            c = copies[k]
-            train_acc = c.correct / max(1, c.seen)
-            c.history.append({"epoch": epoch + 1, "train_loss": c.loss_sum / max(1, c.seen),
-                              "train_acc": train_acc,
-                              "val_acc": accs[k] if c.live else float("nan"), "lr": c.lr})
-            for from_epoch, min_acc in cfg.abort:
-                if c.live and epoch >= from_epoch and train_acc < min_acc:
-                    c.status, c.reason = "aborted", (f"training accuracy {train_acc:.4f} < "
-                                                     f"{min_acc} at epoch {epoch + 1}")
-        epoch += 1
-        dt = time.perf_counter() - t_epoch
-        c0 = copies[0]
-        if K == 1:
-            rec = c0.history[-1]
-            eta = (cfg.epochs - epoch) * dt
-            log.info("epoch %d/%d loss %.4f train_acc %.4f val_acc %.4f lr %.3g %.0f img/s "
-                     "ETA %s%s", epoch, cfg.epochs, rec["train_loss"], rec["train_acc"],
-                     rec["val_acc"], lr, c0.seen / dt if dt > 0 else float("nan"),
-                     time.strftime("%H:%M:%S", time.gmtime(eta)),
-                     f" [{c0.status}: {c0.reason}]" if not c0.live else "")
-        else:
-            log.info("epoch %d/%d: %d of %d copies training", epoch, cfg.epochs,
-                     sum(c.live for c in copies), K)
-        if ckpt_path is not None:
-            _save_checkpoint(ckpt_path, {"model": model.state_dict(),
-                                         "optimizer": optimizer.state_dict(), "epoch": epoch,
-                                         "history": c0.history, "status": c0.status,
-                                         "reason": c0.reason, "config_hash": chash})
-        if callback is not None:
-            callback(c0.history[-1])
+    return batches
 
+
+def _loader_batches(train_data, technique, cfg: TrainConfig, seed: int
+                    ) -> Callable[[int, int], Iterator]:
+    """Batches from a DataLoader that augments sample by sample (torchvision transforms)."""
+    def batches(epoch: int, steps: int) -> Iterator:
+        yield from _loader(train_data, technique.train_transform, cfg.batch_size, True, seed,
+                           epoch * 1000 + steps, cfg.num_workers,
+                           drop_last=len(train_data) >= cfg.batch_size)
+
+    return batches
+
+
+def _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device) -> _Loop:
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    torch.manual_seed(_epoch_seed(seed, -1))
+    model.to(device)
+    if cuda and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    optimizer = _optimizer(cfg, model)
+    per_epoch = cfg.steps_per_epoch or max(1, len(train_data) // cfg.batch_size)
+    tensors = _use_tensors(cfg, technique, train_data)
+    gen = torch.Generator(device=device) if tensors else None
+    batches = _tensor_batches(train_data, technique, cfg, seed, device, gen) if tensors \
+        else _loader_batches(train_data, technique, cfg, seed)
+    return _Loop(model, torch.compile(model) if cfg.compile else model, optimizer,
+                 list(loss_fns), technique, cfg, seed, device, cfg.amp and cuda, per_epoch,
+                 cfg.total_steps or per_epoch * cfg.epochs, batches, gen,
+                 technique.config if tensors and getattr(val_data, "in_memory", False) else None,
+                 [_Copy() for _ in loss_fns])
+
+
+def _train_step(run: _Loop, x: torch.Tensor, y: torch.Tensor, epoch: int, steps: int,
+                lr: float) -> bool:
+    """One optimizer step of every live copy; False when no copy is left to step."""
+    from augloss import batch_augment
+
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+    if run.device.type == "cuda" and run.cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    mixed = None
+    if run.technique.mixup:
+        alpha = run.technique.config.mixup_alpha
+        mixed = batch_augment.mixup(x, y, alpha, run.gen) if run.gen is not None else \
+            aug.mixup(x, y, alpha)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+        logits = run.step_model(mixed.images if mixed else x)
+    if logits.ndim == 2:
+        logits = logits[:, None]  # a plain model is a population of one
+    hard = y if mixed is None else (mixed.target_a if mixed.lam >= 0.5 else mixed.target_b)
+    total = None
+    for k, c in enumerate(run.copies):
+        if not c.live:
+            continue
+        c.lr = lr
+        out = logits[:, k]
+        loss = aug.mixed_loss(run.loss_fns[k], out, mixed, run.technique.config.mixup_mode) \
+            if mixed is not None else run.loss_fns[k](out, y)
+        if not torch.isfinite(loss):
+            c.status, c.reason = "diverged", f"non-finite loss at epoch {epoch} step {steps}"
+            continue
+        total = loss if total is None else total + loss  # copies share no parameters
+        c.loss_sum += float(loss.detach()) * len(y)
+        c.correct += int((out.detach().argmax(-1) == hard).sum())
+        c.seen += len(y)
+    if total is None:
+        return False
+    run.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if run.cfg.grad_clip:
+        _clip_grad_norms(run.model, len(run.copies), run.cfg.grad_clip)
+    run.optimizer.step()
+    run.images_seen += len(y)
+    return True
+
+
+def _train_epoch(run: _Loop, epoch: int, lr: float) -> float:
+    """``per_epoch`` steps (fewer if every copy stops); returns the last learning rate."""
+    steps = 0
+    while steps < run.per_epoch and run.any_live():
+        got_batch = False
+        for x, y in run.batches(epoch, steps):
+            if steps >= run.per_epoch or not run.any_live():
+                break
+            got_batch = True
+            lr = learning_rate(run.cfg, epoch * run.per_epoch + steps, run.total_steps,
+                               run.per_epoch)
+            if not _train_step(run, x, y, epoch, steps, lr):
+                break
+            steps += 1
+        if not got_batch and all(c.seen == 0 for c in run.copies):
+            raise ValueError("the training set is empty")
+    return lr
+
+
+def _end_epoch(run: _Loop, epoch: int, started: list[int], val_data) -> None:
+    """Check weights, evaluate, record the epoch and apply the abort rules."""
+    for k in started:
+        c = run.copies[k]
+        if c.live and not all(torch.isfinite(p).all() for p in _copy_params(run.model, k)):
+            c.status, c.reason = "diverged", f"non-finite weights after epoch {epoch}"
+    live = [k for k in started if run.copies[k].live]
+    accs = evaluate(run.model, val_data,
+                    None if run.eval_tensors else run.technique.eval_transform,
+                    run.cfg.eval_batch_size, run.device, run.cfg.num_workers, run.amp,
+                    run.eval_tensors) if live else []
+    for k in started:
+        c = run.copies[k]
+        train_acc = c.correct / max(1, c.seen)
+        c.history.append({"epoch": epoch + 1, "train_loss": c.loss_sum / max(1, c.seen),
+                          "train_acc": train_acc,
+                          "val_acc": accs[k] if c.live else float("nan"), "lr": c.lr})
+        for from_epoch, min_acc in run.cfg.abort:
+            if c.live and epoch >= from_epoch and train_acc < min_acc:
+                c.status, c.reason = "aborted", (f"training accuracy {train_acc:.4f} < "
+                                                 f"{min_acc} at epoch {epoch + 1}")
+
+
+def _log_epoch(run: _Loop, epoch: int, lr: float, seconds: float) -> None:
+    c0 = run.copies[0]
+    if len(run.copies) > 1:
+        log.info("epoch %d/%d: %d of %d copies training", epoch, run.cfg.epochs,
+                 sum(c.live for c in run.copies), len(run.copies))
+        return
+    rec = c0.history[-1]
+    log.info("epoch %d/%d loss %.4f train_acc %.4f val_acc %.4f lr %.3g %.0f img/s ETA %s%s",
+             epoch, run.cfg.epochs, rec["train_loss"], rec["train_acc"], rec["val_acc"], lr,
+             c0.seen / seconds if seconds > 0 else float("nan"),
+             time.strftime("%H:%M:%S", time.gmtime((run.cfg.epochs - epoch) * seconds)),
+             f" [{c0.status}: {c0.reason}]" if not c0.live else "")
+
+
+def _finish(run: _Loop, test_data, start_epoch: int, seconds: float) -> list[FitResult]:
+    """Final statuses (``fail_below``), test accuracy, one result per copy."""
     results = []
-    seconds = time.perf_counter() - t_start
-    for k, c in enumerate(copies):
+    cfg = run.cfg
+    for k, c in enumerate(run.copies):
         status, reason = c.status, c.reason
         if status in ("completed", "aborted") and cfg.fail_below is not None and c.history \
                 and max(h["train_acc"] for h in c.history) < cfg.fail_below:
             status, reason = "failed", f"best training accuracy below {cfg.fail_below}"
         test_acc = None
         if cfg.evaluate_test and test_data is not None and status in ("completed", "failed"):
-            test_tensors = technique.config if tensors and test_data.in_memory else None
-            test_acc = evaluate(model, test_data,
-                                None if test_tensors else technique.eval_transform,
-                                cfg.eval_batch_size, device, cfg.num_workers, amp,
+            test_tensors = run.technique.config \
+                if run.gen is not None and test_data.in_memory else None
+            test_acc = evaluate(run.model, test_data,
+                                None if test_tensors else run.technique.eval_transform,
+                                cfg.eval_batch_size, run.device, cfg.num_workers, run.amp,
                                 test_tensors)[k]
         results.append(FitResult(status, c.history, test_acc, len(c.history), start_epoch,
-                                 images_seen / seconds if seconds > 0 and images_seen
+                                 run.images_seen / seconds if seconds > 0 and run.images_seen
                                  else float("nan"), seconds, reason))
     return results
+
+
+def _resume(run: _Loop, ckpt_path: Path | None, chash: str) -> int:
+    """Load the checkpoint of this job if there is one; the epoch to start from."""
+    state = _load_checkpoint(ckpt_path, chash) if ckpt_path is not None else None
+    if state is None:
+        return 0
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    c0 = run.copies[0]
+    c0.history, c0.status, c0.reason = list(state["history"]), state["status"], state["reason"]
+    log.info("resumed from %s at epoch %d", ckpt_path, int(state["epoch"]))
+    return int(state["epoch"])
+
+
+def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed, device,
+         checkpoint, callback, identity) -> list[FitResult]:
+    run = _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device)
+    chash = config_hash({"train": cfg.to_dict(), "seed": seed, "identity": identity,
+                         "augment": technique.config.to_dict(), "technique": technique.name})
+    ckpt_path = Path(checkpoint) if checkpoint else None
+    start_epoch = epoch = _resume(run, ckpt_path, chash)
+    lr = learning_rate(cfg, start_epoch * run.per_epoch, run.total_steps, run.per_epoch)
+    t_start = time.perf_counter()
+    while epoch < cfg.epochs and run.any_live():
+        torch.manual_seed(_epoch_seed(seed, epoch))  # dropout and per-sample augmentation
+        model.train()
+        started = [k for k, c in enumerate(run.copies) if c.live]
+        for c in run.copies:
+            c.loss_sum, c.correct, c.seen, c.lr = 0.0, 0, 0, lr
+        t_epoch = time.perf_counter()
+        lr = _train_epoch(run, epoch, lr)
+        _end_epoch(run, epoch, started, val_data)
+        epoch += 1
+        _log_epoch(run, epoch, lr, time.perf_counter() - t_epoch)
+        c0 = run.copies[0]
+        if ckpt_path is not None:
+            _save_checkpoint(ckpt_path, {"model": model.state_dict(),
+                                         "optimizer": run.optimizer.state_dict(),
+                                         "epoch": epoch, "history": c0.history,
+                                         "status": c0.status, "reason": c0.reason,
+                                         "config_hash": chash})
+        if callback is not None:
+            callback(c0.history[-1])
+    return _finish(run, test_data, start_epoch, time.perf_counter() - t_start)
 
 
 def _clip_grad_norms(model: nn.Module, K: int, max_norm: float) -> None:
@@ -507,7 +503,7 @@ class Job:
     stage: str
     dataset: str
     augmentation: str
-    loss: dict  # {"name", "expression" (optional), "label_smoothing", "class_weights"}
+    loss: LossSpec  # a dict is read with LossSpec.from_dict
     model: dict  # {"name", options...}
     train: dict
     seed: int
@@ -516,58 +512,13 @@ class Job:
     eval_split: str = "val"
     train_split: str = "train"
 
+    def __post_init__(self):
+        if isinstance(self.loss, dict):
+            object.__setattr__(self, "loss", LossSpec.from_dict(self.loss))
+
     def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _resolve_loss(spec: dict):
-    from augloss import losses
-
-    name = spec.get("name", "ce")
-    text = spec.get("expression") or name
-    loss = losses.get(text, label_smoothing=float(spec.get("label_smoothing", 0.0)),
-                      class_weights=spec.get("class_weights"))
-    return name, loss
-
-
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def code_version() -> dict:
-    """git commit and dirty flag of the augloss checkout (empty when not a checkout)."""
-    commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else False
-    from augloss import __version__
-
-    return {"augloss": __version__, "git_commit": commit, "git_dirty": dirty}
-
-
-def provenance(device: torch.device, started: float, ended: float, extra: dict) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def v(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return ""
-
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
-    return {
-        **code_version(), "python": sys.version.split()[0], "platform": platform.platform(),
-        "hostname": socket.gethostname(), "torch": torch.__version__,
-        "torchvision": v("torchvision"), "timm": v("timm"), "numpy": v("numpy"),
-        "device": str(device), "gpu_name": gpu,
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "threads": torch.get_num_threads(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended)), **extra,
-    }
+        """The job as JSON values; the loss by its identity (its origin does not count)."""
+        return {**asdict(replace(self, loss=None)), "loss": self.loss.identity()}
 
 
 def _deterministic(cfg_compile: bool) -> None:
@@ -610,7 +561,11 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
     cfg = TrainConfig.from_dict(job.train)
     test_set = data.load(job.dataset, job.data_root, "test") if cfg.evaluate_test else None
     technique = aug.build(job.augmentation, aug.AugmentConfig(**job.augment))
-    loss_name, loss_fn = _resolve_loss(job.loss)
+    from augloss import losses
+
+    loss_name = job.loss.name
+    loss_fn = losses.get(job.loss.expression, label_smoothing=job.loss.label_smoothing,
+                         class_weights=job.loss.class_weights)
     options = {k: v for k, v in job.model.items() if k != "name"}
     if init_weights:
         options["weights"] = init_weights

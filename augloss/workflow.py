@@ -7,27 +7,22 @@ Nothing here reads Snakemake's config: every function takes plain values, so the
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
+import copy
 import logging
 import os
-import platform
-import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from augloss import names
+from augloss.config import FitnessConfig, LossSpec, SearchConfig, TrainConfig
 from augloss.io import read_json, write_json
+from augloss.losses.registry import resolve
+from augloss.names import slug  # noqa: F401 (the workflow's name for it)
+from augloss.provenance import environment
 
 log = logging.getLogger("augloss.workflow")
-
-EVOLVED = re.compile(r"^evolved-(?P<aug>[a-z]+)-(?P<rank>\d+)$")
-TRANSFER_BEST = re.compile(r"^transfer-best-(?P<rank>\d+)$")
-
-
-def slug(name: str) -> str:
-    """A path- and wildcard-safe form of a dataset name (``digits:0-4`` -> ``digits_0-4``)."""
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")
-
 
 @contextlib.contextmanager
 def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True
@@ -102,6 +97,215 @@ def unwritable(path: str | Path) -> str | None:
     return None
 
 
+# --- the experiment: config -> names, checks and job parameters -------------------------------
+
+class ConfigError(ValueError):
+    """A config value the schema cannot check (a cross-field rule); the message names the key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"config: {key}: {message}")
+
+
+def canonical(obj):
+    """Sorted-key copy: Snakemake compares params by their text, so key order must not count."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override`` merged in, recursively for dicts (copies; inputs untouched)."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
+            else copy.deepcopy(v)
+    return out
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What the rules need from a validated config: names, wildcard values and job params.
+
+    Build it with :meth:`from_config`, which runs every cross-field check first.
+    """
+
+    config: dict
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Experiment":
+        exp = cls(config)
+        exp.check()
+        return exp
+
+    # --- names ------------------------------------------------------------------------------
+    @property
+    def results(self) -> str:
+        return f"results/{self.config['experiment']}"
+
+    @property
+    def augmentations(self) -> list[str]:
+        return list(self.config["augmentations"])
+
+    def baselines(self, stage: str) -> dict[str, dict]:
+        return {b["name"]: b for b in self.config[stage]["baselines"]}
+
+    def datasets(self, stage: str) -> dict[str, str]:
+        """``{slug: dataset name}`` of ``stage`` (transfer, finetune)."""
+        return {names.slug(d): d for d in self.config[stage]["datasets"]}
+
+    @property
+    def pretrain(self) -> dict | None:
+        return self.config["finetune"]["pretrain"]
+
+    def all_datasets(self) -> dict[str, str]:
+        """Every dataset some rule reads, by slug (the prepare rule's wildcard values)."""
+        out = {names.slug(self.config["search"]["dataset"]): self.config["search"]["dataset"]}
+        out.update(self.datasets("transfer"))
+        out.update(self.datasets("finetune"))
+        if self.pretrain is not None:
+            out[names.slug(self.pretrain["dataset"])] = self.pretrain["dataset"]
+        return out
+
+    def losses(self, stage: str) -> list[str]:
+        """The loss wildcard values of ``stage``: ce, the baselines, then the generated names."""
+        c = self.config[stage]
+        if stage == "transfer":
+            generated = [names.evolved(a, k) for a in self.augmentations
+                         for k in range(1, c["evolved_per_augmentation"] + 1)]
+        else:
+            generated = [names.transfer_best(k) for k in range(1, c["from_transfer"] + 1)]
+        return [names.CE, *self.baselines(stage), *generated]
+
+    def seeds(self) -> dict[str, list[int]]:
+        return {s: list(self.config[s]["seeds"]) for s in ("transfer", "finetune")}
+
+    # --- job parameters (everything a job depends on; canonical so key order never reruns) ---
+    def _fitness(self) -> dict:
+        s = self.config["search"]
+        return {**s["fitness"], "model": s["model"], "augment": self.config["augment"]}
+
+    def _search_job(self, aug: str) -> dict:
+        s = self.config["search"]
+        over = s.get("overrides", {}).get(aug, {})
+        return {"augmentation": aug, "dataset": s["dataset"],
+                "data_root": self.config["data_root"], "seed": s["seed"],
+                "device": s["device"],
+                "algorithm": deep_merge(s["algorithm"], over.get("algorithm", {})),
+                "fitness": deep_merge(self._fitness(), over.get("fitness", {}))}
+
+    def search_job(self, aug: str) -> dict:
+        """The ``search`` rule's ``params.job`` for augmentation ``aug``."""
+        return canonical(self._search_job(aug))
+
+    def correlation_job(self) -> dict:
+        s = self.config["search"]
+        return canonical({"top_n": self.config["correlation"]["top_n"],
+                          "augmentations": self.augmentations, "dataset": s["dataset"],
+                          "data_root": self.config["data_root"], "seed": s["seed"],
+                          "device": s["device"], "fitness": self._fitness()})
+
+    def stage_augment(self, stage: str) -> dict:
+        """The augmentation parameters of ``stage`` (fine-tuning overrides some)."""
+        if stage in ("finetune", "pretrain"):
+            return {**self.config["augment"], **self.config["finetune"]["augment"]}
+        return self.config["augment"]
+
+    def train_job(self, stage: str, dataset: str, aug: str, loss: str, seed: int) -> dict:
+        """``params.job`` of a transfer or fine-tune run; ``dataset`` is the wildcard (a slug)."""
+        c = self.config[stage]
+        return canonical({"stage": stage, "dataset": self.datasets(stage)[dataset],
+                          "augmentation": aug, "loss": loss,
+                          "baseline": self.baselines(stage).get(loss), "model": c["model"],
+                          "train": c["train"], "seed": int(seed),
+                          "augment": self.stage_augment(stage),
+                          "data_root": self.config["data_root"]})
+
+    def pretrain_job(self) -> dict:
+        p = self.pretrain
+        model = {k: v for k, v in self.config["finetune"]["model"].items() if k != "weights"}
+        return canonical({"stage": "pretrain", "dataset": p["dataset"],
+                          "augmentation": p.get("augmentation", "base"), "loss": names.CE,
+                          "baseline": None, "model": model, "train": p["train"], "seed": 0,
+                          "augment": self.stage_augment("pretrain"),
+                          "data_root": self.config["data_root"]})
+
+    def upstream(self, stage: str, loss: str) -> tuple[str, str | None] | None:
+        """The upstream output a loss wildcard needs: ``("best", aug)`` (a search's top-k),
+        ``("selection", None)`` (the transfer selection) or None (ce and baselines)."""
+        parsed = names.parse_loss(loss)
+        if stage == "transfer" and parsed.kind == "evolved":
+            return ("best", parsed.augmentation)
+        if stage == "finetune" and parsed.kind == "transfer-best":
+            return ("selection", None)
+        return None
+
+    def resources(self, stage: str) -> dict:
+        """``resources:`` of a GPU rule of ``stage`` (memory grows with the attempt)."""
+        c = self.config[stage]
+        return {"gpu": c["gpu"], "runtime": c["runtime"],
+                "mem_mb": lambda wildcards, attempt: c["mem_mb"] * attempt}
+
+    # --- cross-field checks ----------------------------------------------------------------
+    def check(self) -> None:
+        """Every rule the schema cannot state; raises :class:`ConfigError` naming the key."""
+        for aug in self.augmentations:
+            self._check_search(aug)
+        _check_dataset("search.dataset", self.config["search"]["dataset"])
+        for stage in ("transfer", "finetune"):
+            self._check_stage(stage)
+        n_evolved = len(self.augmentations) * self.config["transfer"]["evolved_per_augmentation"]
+        if self.config["finetune"]["from_transfer"] > n_evolved:
+            raise ConfigError("finetune.from_transfer",
+                              f"{self.config['finetune']['from_transfer']} is more than the "
+                              f"{n_evolved} evolved losses of the transfer stage")
+        if self.pretrain is not None:
+            _check_dataset("finetune.pretrain.dataset", self.pretrain["dataset"])
+
+    def _check_search(self, aug: str) -> None:
+        job = self._search_job(aug)
+        try:
+            algo = SearchConfig.from_dict(job["algorithm"])
+            FitnessConfig.from_dict({**job["fitness"], "dataset": job["dataset"],
+                                     "data_root": "."})
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"search (augmentation {aug})", str(exc)) from None
+        per_aug = self.config["transfer"]["evolved_per_augmentation"]
+        if per_aug > algo.top_k:
+            raise ConfigError("transfer.evolved_per_augmentation",
+                              f"{per_aug} is more than search.algorithm.top_k ({algo.top_k})")
+        if self.config["correlation"]["top_n"] > algo.top_k:
+            raise ConfigError("correlation.top_n",
+                              f"more than search.algorithm.top_k ({algo.top_k})")
+
+    def _check_stage(self, stage: str) -> None:
+        c = self.config[stage]
+        for i, name in enumerate(c["datasets"]):
+            _check_dataset(f"{stage}.datasets[{i}]", name)
+        try:
+            TrainConfig.from_dict(c["train"])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{stage}.train", str(exc)) from None
+        baseline_names = [b["name"] for b in c["baselines"]]
+        if len(set(baseline_names)) != len(baseline_names):
+            raise ConfigError(f"{stage}.baselines", "baseline names must be unique")
+        for i, b in enumerate(c["baselines"]):
+            text = b.get("expression")
+            try:
+                resolve(text if text is not None else b.get("loss", b["name"]),
+                        b.get("label_smoothing", 0.0), b.get("class_weights"))
+            except ValueError as exc:
+                raise ConfigError(f"{stage}.baselines[{i}]", str(exc)) from None
+
+
+def _check_dataset(key: str, name: str) -> None:
+    try:
+        names.check_dataset(name)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
 # --- datasets -------------------------------------------------------------------------------
 
 def prepare_dataset(name: str, root: str, splits: list[str]) -> dict:
@@ -119,56 +323,41 @@ def prepare_dataset(name: str, root: str, splits: list[str]) -> dict:
 # --- losses ---------------------------------------------------------------------------------
 
 def resolve_loss(name: str, baseline: dict | None, best_json: str | None,
-                 selection_json: str | None) -> dict:
-    """The loss spec a training job uses, from its wildcard value.
+                 selection_json: str | None) -> LossSpec:
+    """The loss a training job uses, from its wildcard value (forms: :mod:`augloss.names`).
 
     ``ce`` and baseline names come from config (``baseline``); ``evolved-<aug>-<k>`` from the
     search's ``best.json``; ``transfer-best-<k>`` from the transfer stage's ``selection.json``.
     """
-    if name == "ce":
-        return {"name": "ce", "expression": None, "label_smoothing": 0.0,
-                "class_weights": None, "origin": "baseline"}
+    if name == names.CE:
+        return LossSpec(names.CE, "ce")
     if baseline is not None:
-        expression = baseline.get("expression")
-        return {"name": name, "expression": expression,
-                "registry": None if expression else baseline.get("loss", name),
-                "label_smoothing": float(baseline.get("label_smoothing", 0.0)),
-                "class_weights": baseline.get("class_weights"), "origin": "baseline"}
-    m = EVOLVED.match(name)
-    if m:
+        return LossSpec(name, baseline.get("expression") or baseline.get("loss", name),
+                        float(baseline.get("label_smoothing", 0.0)),
+                        baseline.get("class_weights"))
+    parsed = names.parse_loss(name)
+    if parsed.kind == "evolved":
         if not best_json:
             raise ValueError(f"loss {name}: the search's best.json is missing")
         best = read_json(best_json)
-        rank = int(m["rank"])
-        if rank > len(best["losses"]):
+        if parsed.rank > len(best["losses"]):
             raise ValueError(f"loss {name}: {best_json} holds only {len(best['losses'])} "
                              f"losses; lower transfer.evolved_per_augmentation or raise "
                              f"search.algorithm.top_k")
-        e = best["losses"][rank - 1]
-        return {"name": name, "expression": e["expression"], "label_smoothing": 0.0,
-                "class_weights": None, "origin": f"search:{m['aug']}", "key": e["key"]}
-    m = TRANSFER_BEST.match(name)
-    if m:
+        e = best["losses"][parsed.rank - 1]
+        return LossSpec(name, e["expression"], origin=f"search:{parsed.augmentation}",
+                        key=e["key"])
+    if parsed.kind == "transfer-best":
         if not selection_json:
             raise ValueError(f"loss {name}: the transfer selection is missing")
         sel = read_json(selection_json)["selected"]
-        rank = int(m["rank"])
-        if rank > len(sel):
+        if parsed.rank > len(sel):
             raise ValueError(f"loss {name}: {selection_json} selected only {len(sel)} losses")
-        e = sel[rank - 1]
-        return {"name": e["loss"], "slot": name, "expression": e["expression"],
-                "label_smoothing": float(e.get("label_smoothing") or 0.0),
-                "class_weights": None, "origin": f"transfer:{name}"}
+        e = sel[parsed.rank - 1]
+        return LossSpec(e["loss"], e["expression"], float(e.get("label_smoothing") or 0.0),
+                        origin=f"transfer:{name}")
     raise ValueError(f"unknown loss {name!r}: not ce, a configured baseline, "
                      f"evolved-<augmentation>-<rank> or transfer-best-<rank>")
-
-
-def loss_for_job(spec: dict) -> dict:
-    """The ``loss`` dict of :class:`augloss.train.Job` for a resolved spec."""
-    text = spec.get("expression") or spec.get("registry") or spec["name"]
-    return {"name": spec["name"], "expression": text,
-            "label_smoothing": spec.get("label_smoothing", 0.0),
-            "class_weights": spec.get("class_weights")}
 
 
 def select_transfer(metrics_files: list[str], top_k: int, metric: str) -> dict:
@@ -183,7 +372,7 @@ def select_transfer(metrics_files: list[str], top_k: int, metric: str) -> dict:
     df = pd.DataFrame([{"loss": r["loss"], "expression": r["expression"],
                         "label_smoothing": r.get("label_smoothing", 0.0),
                         "value": r.get(metric)} for r in rows])
-    evolved = df[df["loss"].str.match(EVOLVED.pattern)]
+    evolved = df[df["loss"].map(names.is_evolved)]
     if evolved.empty:
         raise ValueError("no evolved losses among the transfer runs to select from")
     ranked = (evolved.groupby(["loss", "expression"], as_index=False)
@@ -204,22 +393,6 @@ def select_transfer(metrics_files: list[str], top_k: int, metric: str) -> dict:
 
 # --- provenance -------------------------------------------------------------------------------
 
-def environment() -> dict:
-    """Installed packages, Python, platform, snakemake version and the git state."""
-    from augloss.train import code_version
-
-    packages = sorted(f"{d.metadata['Name']}=={d.version}"
-                      for d in importlib.metadata.distributions() if d.metadata["Name"])
-    try:
-        import snakemake
-
-        smk = snakemake.__version__
-    except ImportError:  # pragma: no cover - the workflow always has it
-        smk = ""
-    return {**code_version(), "python": sys.version.split()[0],
-            "platform": platform.platform(), "snakemake": smk, "pip_freeze": packages}
-
-
 def write_environment(path: str) -> None:
+    """``provenance/environment.json``: packages, Python, platform, snakemake, git state."""
     write_json(path, environment())
-

@@ -5,7 +5,7 @@
 Writes ``results/bench/report.json`` and ``results/bench/report.md``. Every figure is
 ``{min, median, max}`` over ``repeats`` (``n`` says how many):
 
-(a) ``eval_vs_floor``: one surrogate fitness evaluation (:class:`augloss.search.Evaluator`,
+(a) ``eval_vs_floor``: one surrogate fitness evaluation (:class:`augloss.search.SurrogateEvaluator`,
     cache off, ``base`` augmentation, per-epoch validation) over the **floor**: a bare loop of
     forward, backward and optimizer step on the same model and number of steps, one batch
     already in a tensor, no augmentation, no checks. Per technique in ``eval_vs_floor_<aug>``.
@@ -84,11 +84,11 @@ def _recipe(steps: int, epochs: int, batch: int) -> dict:
 
 
 def _evaluator(steps, epochs, batch, device):
-    from augloss.search import Evaluator, FitnessConfig
+    from augloss.search import FitnessConfig, SurrogateEvaluator
 
     fitness = FitnessConfig(dataset="digits", model={"name": "surrogate", "bn_momentum": 0.1},
                             main=_recipe(steps, epochs, batch), device=str(device))
-    return Evaluator(fitness, None, seed=0)
+    return SurrogateEvaluator(fitness, None, seed=0)
 
 
 def floor(steps: int, batch: int, device: torch.device) -> float:

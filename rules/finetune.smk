@@ -15,9 +15,7 @@ if PRETRAIN is not None:
             "../envs/augloss.yaml"
         threads: config["finetune"]["threads"]
         resources:
-            gpu=config["finetune"]["gpu"],
-            runtime=config["finetune"]["runtime"],
-            mem_mb=lambda wc, attempt: config["finetune"]["mem_mb"] * attempt,
+            **EXP.resources("finetune"),
         params:
             job=pretrain_job,
         script:
@@ -39,9 +37,7 @@ rule finetune:
         "../envs/augloss.yaml"
     threads: config["finetune"]["threads"]
     resources:
-        gpu=config["finetune"]["gpu"],
-        runtime=config["finetune"]["runtime"],
-        mem_mb=lambda wc, attempt: config["finetune"]["mem_mb"] * attempt,
+        **EXP.resources("finetune"),
     params:
         job=finetune_job,
     script:

@@ -15,9 +15,7 @@ rule search:
         "../envs/augloss.yaml"
     threads: config["search"]["threads"]
     resources:
-        gpu=config["search"]["gpu"],
-        runtime=config["search"]["runtime"],
-        mem_mb=lambda wc, attempt: config["search"]["mem_mb"] * attempt,
+        **EXP.resources("search"),
     params:
         job=search_job,
         workdir=lambda wc: f"{R}/search/{wc.aug}/work",
@@ -28,7 +26,7 @@ rule search:
 
 rule correlation_study:
     input:
-        best=expand(f"{R}/search/{{aug}}/best.json", aug=AUGS),
+        best=expand(rules.search.output.best, aug=AUGS),
     output:
         study=f"{R}/search/correlation.json",
     log:
@@ -39,9 +37,7 @@ rule correlation_study:
         "../envs/augloss.yaml"
     threads: config["search"]["threads"]
     resources:
-        gpu=config["search"]["gpu"],
-        runtime=config["search"]["runtime"],
-        mem_mb=lambda wc, attempt: config["search"]["mem_mb"] * attempt,
+        **EXP.resources("search"),
     params:
         job=correlation_job,
         cache_dir=f"{R}/cache/search",

@@ -1,7 +1,7 @@
 rule table_search:
     input:
-        summaries=expand(f"{R}/search/{{aug}}/summary.json", aug=AUGS),
-        best=expand(f"{R}/search/{{aug}}/best.json", aug=AUGS),
+        summaries=expand(rules.search.output.summary, aug=AUGS),
+        best=expand(rules.search.output.best, aug=AUGS),
     output:
         md=report(
             f"{R}/tables/search.md",
@@ -36,7 +36,7 @@ rule table_search:
 
 rule table_correlation:
     input:
-        study=f"{R}/search/correlation.json",
+        study=rules.correlation_study.output.study,
     output:
         md=report(
             f"{R}/tables/correlation.md",
@@ -63,9 +63,7 @@ rule table_correlation:
 
 rule table_stage:
     input:
-        metrics=lambda wc: (
-            transfer_runs() if wc.stage == "transfer" else finetune_runs()
-        ),
+        metrics=lambda wc: stage_runs(wc.stage),
     output:
         md=report(
             f"{R}/tables/{{stage}}.md",
@@ -97,7 +95,7 @@ rule table_stage:
 
 rule audit:
     input:
-        metrics=transfer_runs() + finetune_runs(),
+        metrics=stage_runs("transfer") + stage_runs("finetune"),
     output:
         md=report(f"{R}/audit/audit.md", category="Audit"),
         csv=f"{R}/audit/audit.csv",
@@ -107,7 +105,7 @@ rule audit:
     conda:
         "../envs/augloss.yaml"
     params:
-        expected_seeds=expected_seeds(),
+        expected_seeds=EXP.seeds(),
     script:
         "../scripts/audit.py"
 

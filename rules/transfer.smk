@@ -13,9 +13,7 @@ rule train_transfer:
         "../envs/augloss.yaml"
     threads: config["transfer"]["threads"]
     resources:
-        gpu=config["transfer"]["gpu"],
-        runtime=config["transfer"]["runtime"],
-        mem_mb=lambda wc, attempt: config["transfer"]["mem_mb"] * attempt,
+        **EXP.resources("transfer"),
     params:
         job=transfer_job,
     script:
@@ -24,7 +22,7 @@ rule train_transfer:
 
 rule select_transfer:
     input:
-        metrics=transfer_runs(),
+        metrics=stage_runs("transfer"),
     output:
         selection=f"{R}/transfer/selection.json",
     log:

@@ -11,7 +11,7 @@ with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resourc
     spec = workflow.resolve_loss(job["loss"], job["baseline"], snakemake.input.get("best"),
                                  snakemake.input.get("selection"))
     run = train.Job(stage=job["stage"], dataset=job["dataset"],
-                    augmentation=job["augmentation"], loss=workflow.loss_for_job(spec),
+                    augmentation=job["augmentation"], loss=spec,
                     model=job["model"], train=job["train"], seed=job["seed"],
                     augment=job["augment"], data_root=job["data_root"])
     train.run(run, out_dir, device=dev, init_weights=snakemake.input.get("weights"),

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from augloss import losses, search
-from augloss.search import Evaluator, FitnessConfig, Search, SearchConfig, SearchStateError
+from augloss.search import (FitnessConfig, Search, SearchConfig, SearchStateError,
+                            SurrogateEvaluator)
 
 SMALL = {"epochs": 1, "steps_per_epoch": 3, "batch_size": 32, "eval_batch_size": 300,
          "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "nesterov": False}
@@ -24,11 +25,11 @@ def _outputs(path):
     return {name: (path / name).read_bytes() for name in OUTPUTS}
 
 
-class FakeEvaluator(Evaluator):
-    """Deterministic pseudo-fitness from the loss key; some keys diverge or fail the screen."""
+class FakeEvaluator:
+    """The search.Evaluator protocol: pseudo-fitness from the loss key; some keys diverge or
+    fail the screen."""
 
     def __init__(self, diverge_every=0, fail_every=0):
-        self.cfg, self.seed, self.cache_dir = FITNESS, 0, None
         self.hits = self.trainings = 0
         self.diverge_every, self.fail_every = diverge_every, fail_every
         self.calls: list[tuple[str, str]] = []
@@ -39,13 +40,13 @@ class FakeEvaluator(Evaluator):
         h = int(hashlib.sha256(expr.key.encode()).hexdigest()[:8], 16)
         if expr.key == losses.parse(losses.REGISTRY["ce"]).key:
             h = 1
-        status = "completed"
+        status = "accepted"
         if self.diverge_every and stage == "main" and h % self.diverge_every == 0:
             status = "diverged"
         if self.fail_every and stage == "prefilter" and h % self.fail_every == 0:
             status = "failed"
-        fit = (h % 1000) / 1000 if status == "completed" else 0.0
-        return {"status": status, "reason": "" if status == "completed" else status,
+        fit = (h % 1000) / 1000 if status == "accepted" else 0.0
+        return {"status": status, "reason": "" if status == "accepted" else status,
                 "fitness": fit, "fitness_final": fit, "fitness_max": fit, "epochs_run": 1}
 
     def evaluate_many(self, exprs, augmentation, stage):  # what the search calls
@@ -173,7 +174,7 @@ def test_diverging_and_failing_candidates_get_worst_fitness_and_the_search_goes_
 
 
 def test_real_nan_loss_scores_zero():
-    ev = Evaluator(FITNESS, None, seed=0)
+    ev = SurrogateEvaluator(FITNESS, None, seed=0)
     rec = ev.evaluate(losses.parse("exp(exp(exp(exp(p * 4))))"), "base", "main")
     assert rec["status"] == "diverged" and rec["fitness"] == 0.0
 
@@ -196,20 +197,20 @@ def test_corrupted_state_and_history_are_detected(tmp_path):
 
 
 def test_corrupted_cache_entry_is_recomputed(tmp_path):
-    ev = Evaluator(FITNESS, tmp_path, seed=0)
+    ev = SurrogateEvaluator(FITNESS, tmp_path, seed=0)
     e = losses.parse("-(y * ln(p))")
     first = ev.evaluate(e, "base", "main")
     path = next(tmp_path.rglob("*.json"))
     path.write_text(path.read_text()[:20])
-    ev2 = Evaluator(FITNESS, tmp_path, seed=0)
+    ev2 = SurrogateEvaluator(FITNESS, tmp_path, seed=0)
     again = ev2.evaluate(e, "base", "main")
     assert ev2.trainings == 1 and again["fitness"] == first["fitness"]
-    ev3 = Evaluator(FITNESS, tmp_path, seed=0)
+    ev3 = SurrogateEvaluator(FITNESS, tmp_path, seed=0)
     ev3.evaluate(e, "base", "main")
     assert ev3.hits == 1 and ev3.trainings == 0
     # Another seed, augmentation or stage is another entry.
     assert ev3.cache_key(e, "base", "main") != ev3.cache_key(e, "cutout", "main")
-    assert ev3.cache_key(e, "base", "main") != Evaluator(FITNESS, None, 1).cache_key(
+    assert ev3.cache_key(e, "base", "main") != SurrogateEvaluator(FITNESS, None, 1).cache_key(
         e, "base", "main")
 
 
@@ -244,7 +245,7 @@ def test_config_errors_name_the_key():
 
 
 def test_metric_choice_is_recorded(tmp_path):
-    ev = Evaluator(FitnessConfig(**{**FITNESS.__dict__, "metric": "max"}), None, seed=0)
+    ev = SurrogateEvaluator(FitnessConfig(**{**FITNESS.__dict__, "metric": "max"}), None, seed=0)
     rec = ev.evaluate(losses.parse("-(y * ln(p))"), "base", "main")
     assert rec["fitness"] == rec["fitness_max"] >= rec["fitness_final"]
 
@@ -264,3 +265,76 @@ def test_correlation_study_on_three_augmentations(tmp_path):
     for pair in study["spearman"].values():
         assert pair["rho"] is None or -1.0 <= pair["rho"] <= 1.0
     json.dumps(study)
+
+
+def test_eta_counts_only_this_runs_work_and_shows_days():
+    assert search.format_eta(59) == "00:00:59"
+    assert search.format_eta(3 * 86400 + 4 * 3600 + 5 * 60 + 6) == "3d 04:05:06"
+    p = search.evolution.Progress(total=100, done_at_start=40, started=0.0)
+    assert p.eta(40, now=10.0) is None  # nothing done in this run yet
+    # 10 children in 20 s since the (resumed) start: 2 s each, 50 left.
+    assert p.eta(50, now=20.0) == pytest.approx(100.0)
+
+
+def test_top_losses_keep_each_loss_once_with_its_best_main_run():
+    history = [
+        {"stage": "main", "status": "accepted", "key": "a", "fitness": 0.5},
+        {"stage": "main", "status": "aborted", "key": "a", "fitness": 0.7},
+        {"stage": "main", "status": "diverged", "key": "b", "fitness": 0.9},
+        {"stage": "prescreen", "status": "accepted", "key": "c", "fitness": 0.99},
+        {"stage": "main", "status": "accepted", "key": "d", "fitness": 0.6},
+    ]
+    top = search.top_losses(history, 5)
+    assert [(e["key"], e["fitness"]) for e in top] == [("a", 0.7), ("d", 0.6)]
+    assert search.top_losses(history, 1)[0]["key"] == "a"
+
+
+def test_reports_are_a_pure_function_of_the_state(tmp_path):
+    s = Search("base", TINY, FITNESS, seed=9, out_dir=tmp_path, evaluator=FakeEvaluator())
+    s.run()
+    state = json.loads((tmp_path / "state.json").read_text())
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").open()]
+    ce = {"fitness": 0.5, "fitness_final": 0.5, "fitness_max": 0.6}
+    kw = dict(augmentation="base", seed=9, metric="final", top_k=3, config_hash="h", ce=ce)
+    first = search.reports(state, history, **kw)
+    assert search.reports(state, iter(history), **kw) == first
+    assert json.loads((tmp_path / "population.json").read_text()) == first["population.json"]
+    assert first["summary.json"]["ce_fitness"] == 0.5
+    assert first["summary.json"]["children"] == TINY.children
+
+
+def test_state_store_appends_and_cuts_back_to_the_saved_state(tmp_path):
+    store = search.StateStore(tmp_path, "hash", seed=0)
+    state = store.load()
+    rng = np.random.default_rng(0)
+    store.append(state, [{"a": 1}, {"a": 2}])
+    store.save(state, rng)
+    store.append(dict(state), [{"a": 3}])  # appended, but the state was never saved
+    again = search.StateStore(tmp_path, "hash", seed=0).load()
+    assert again["history_len"] == 2
+    assert list(search.StateStore(tmp_path, "hash", 0).history()) == [{"a": 1}, {"a": 2}]
+    with pytest.raises(SearchStateError, match="another search configuration"):
+        search.StateStore(tmp_path, "other", seed=0).load()
+
+
+def test_a_cache_entry_of_another_status_vocabulary_is_recomputed(tmp_path):
+    ev = SurrogateEvaluator(FITNESS, tmp_path, seed=0)
+    e = losses.parse("-(y * ln(p))")
+    first = ev.evaluate(e, "base", "prefilter")
+    assert first["status"] in search.status.TRAINED
+    path = next(tmp_path.rglob("*.json"))
+    record = json.loads(path.read_text())
+    record["status"] = "completed"  # the trainer's word, never a search status
+    path.write_text(json.dumps(record))
+    ev2 = SurrogateEvaluator(FITNESS, tmp_path, seed=0)
+    assert ev2.evaluate(e, "base", "prefilter")["status"] == first["status"]
+    assert ev2.trainings == 1 and ev2.hits == 0
+
+
+def test_every_history_status_belongs_to_the_one_vocabulary(tmp_path):
+    ev = FakeEvaluator(diverge_every=2, fail_every=3)
+    cfg = SearchConfig(**{**TINY.__dict__, "children": 20})
+    Search("base", cfg, FITNESS, seed=10, out_dir=tmp_path, evaluator=ev).run()
+    statuses = {json.loads(line)["status"] for line in (tmp_path / "history.jsonl").open()}
+    assert statuses <= set(search.status.ALL)
+    assert {"accepted", "diverged", "failed-prefilter"} <= statuses

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from augloss import workflow
+from augloss.config import LossSpec
 
 
 def test_slug():
@@ -21,18 +22,18 @@ def _best(tmp_path):
 
 
 def test_resolve_ce_baselines_and_evolved(tmp_path):
-    assert workflow.resolve_loss("ce", None, None, None)["name"] == "ce"
+    assert workflow.resolve_loss("ce", None, None, None) == LossSpec("ce", "ce")
     ls = workflow.resolve_loss("ce_ls", {"name": "ce_ls", "loss": "ce", "label_smoothing": 0.1},
                                None, None)
-    assert workflow.loss_for_job(ls) == {"name": "ce_ls", "expression": "ce",
-                                         "label_smoothing": 0.1, "class_weights": None}
+    assert ls.identity() == {"name": "ce_ls", "expression": "ce", "label_smoothing": 0.1,
+                             "class_weights": None}
     mine = workflow.resolve_loss("mine", {"name": "mine", "expression": "abs(y - p)"}, None, None)
-    assert workflow.loss_for_job(mine)["expression"] == "abs(y - p)"
+    assert mine.expression == "abs(y - p)"
     focal = workflow.resolve_loss("focal", {"name": "focal"}, None, None)
-    assert workflow.loss_for_job(focal)["expression"] == "focal"
+    assert focal.expression == "focal" and focal.origin == "baseline"
     best = _best(tmp_path)
     e = workflow.resolve_loss("evolved-cutout-2", None, best, None)
-    assert e["expression"] == "abs(y - p)" and e["origin"] == "search:cutout"
+    assert e.expression == "abs(y - p)" and e.origin == "search:cutout" and e.key == "k2"
     with pytest.raises(ValueError, match="holds only 2 losses"):
         workflow.resolve_loss("evolved-cutout-3", None, best, None)
     with pytest.raises(ValueError, match="unknown loss"):
@@ -59,7 +60,7 @@ def test_select_transfer_ranks_evolved_losses_by_validation_accuracy(tmp_path):
     assert [r["loss"] for r in sel["ranking"]][-1] == "evolved-all-1"
     e = workflow.resolve_loss("transfer-best-1", None, None,
                               str(_write(tmp_path / "sel.json", sel)))
-    assert e["name"] == "evolved-cutout-1" and e["slot"] == "transfer-best-1"
+    assert e.name == "evolved-cutout-1" and e.origin == "transfer:transfer-best-1"
     with pytest.raises(ValueError, match="only 3 distinct"):
         workflow.select_transfer(files, 4, "final_val_acc")
 

@@ -21,11 +21,12 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from augloss.losses.ops import EPS, OPS, Op
+
+if TYPE_CHECKING:  # torch is imported only to evaluate a loss (parsing never needs it)
+    import torch
 
 MAX_LENGTH = 10_000  # characters of expression text
 MAX_DEPTH = 200  # nesting depth of the parsed tree
@@ -127,6 +128,8 @@ class Expr:
         instead of the search space's guarded ``ln(|p| + eps)``: exact cross-entropy for the
         textbook baselines. Search candidates are always evaluated with the guarded form.
         """
+        import torch
+
         fn = _compile(self, exact_log)
 
         def term(y: torch.Tensor, p: torch.Tensor, logp: torch.Tensor | None = None):
@@ -432,6 +435,8 @@ def _compile(e: Expr, exact_log: bool) -> Callable[..., torch.Tensor]:
             return lambda y, p, logp: y
         return lambda y, p, logp: p
     if isinstance(e, Const):
+        import torch
+
         value = e.value
         return lambda y, p, logp: torch.full((), value, dtype=p.dtype, device=p.device)
     assert isinstance(e, Call)

@@ -1,44 +1,15 @@
-"""Loss modules and the baseline registry: the one door is :func:`get`."""
+"""Loss modules: the one door is :func:`get` (the registry and spec checks: :mod:`.registry`)."""
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from augloss.losses.expr import LEAVES, Expr, LossSyntaxError, parse
-
-#: name -> expression text. Each is a per-class term summed over classes and averaged over the
-#: batch; ``ln`` and ``/`` are eps-guarded as in the search space.
-REGISTRY: dict[str, str] = {
-    # Cross-entropy: -sum_c y_c ln(p_c).
-    "ce": "-(y * ln(p))",
-    # Cross-entropy with per-class weights: pass class_weights=[...] to get().
-    "weighted_ce": "-(y * ln(p))",
-    # Focal loss, gamma = 2 (Lin et al. 2017, softmax form): -sum_c y_c (1 - p_c)^2 ln(p_c).
-    "focal": "-(y * square(1 - p) * ln(p))",
-    # Poly-1 (Leng et al. 2022), epsilon = 1: CE + (1 - p_t), written per class.
-    "poly1": "-(y * ln(p)) + y * (1 - p)",
-    # Squared and absolute error on probabilities (the computer-vision loss survey's
-    # classification-applicable regression losses).
-    "mse": "square(y - p)",
-    "mae": "abs(y - p)",
-    # Baikal loss (Gonzalez & Miikkulainen 2020), in the form of the earlier code's baseline:
-    # -sum_c [ln(p_c + eps) - y_c / (p_c + eps)].
-    "baikal": "-(ln(p) - y / p)",
-}
-
-#: Registry names that require class weights.
-NEEDS_CLASS_WEIGHTS = frozenset({"weighted_ce"})
-
-#: Textbook losses whose ``ln(p)`` is the exact log-softmax (so ``get("ce")`` is PyTorch's
-#: cross-entropy to float precision). Baikal keeps the earlier code's eps-guarded form, and so
-#: does every expression that is not a registry name: the search space's ``ln(|p| + eps)``.
-EXACT_LOG = frozenset({"ce", "weighted_ce", "focal", "poly1"})
-
+from augloss.losses.expr import Expr
+from augloss.losses.registry import EXACT_LOG, resolve
 
 class ExpressionLoss(nn.Module):
     """``loss(logits, target)`` for a loss expression.
@@ -114,23 +85,6 @@ def get(spec: str | Expr, label_smoothing: float = 0.0,
 
     ``get("ce")`` equals ``torch.nn.functional.cross_entropy``; see :data:`EXACT_LOG`.
     """
-    name = None
-    if isinstance(spec, Expr):
-        expr = spec
-    elif isinstance(spec, str):
-        if spec in REGISTRY:
-            name = spec
-            if spec in NEEDS_CLASS_WEIGHTS and class_weights is None:
-                raise ValueError(f"loss {spec!r} needs class_weights")
-            expr = parse(REGISTRY[spec])
-        elif re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*", spec) and spec.strip() not in LEAVES:
-            raise LossSyntaxError(f"unknown loss name {spec.strip()!r} (registry: "
-                                  f"{', '.join(REGISTRY)}; or give expression text)", spec,
-                                  len(spec) - len(spec.lstrip()))
-        else:
-            expr = parse(spec)
-    else:
-        raise TypeError(f"loss spec must be a registry name, expression text or Expr, "
-                        f"got {type(spec).__name__}")
+    expr, name = resolve(spec, label_smoothing, class_weights)
     return ExpressionLoss(expr, name=name, label_smoothing=label_smoothing,
                           class_weights=class_weights, exact_log=name in EXACT_LOG)

@@ -56,128 +56,88 @@ id  name   semantics                text syntax
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
 EPS = 1e-7
-_LN10 = math.log(10.0)
 
 
 @dataclass(frozen=True)
 class Op:
-    """One operator: its genome id, name, arity, PyTorch function and printing templates."""
+    """One operator: its genome id, name, arity and printing templates.
+
+    The PyTorch function is :attr:`fn`, looked up in :mod:`augloss.losses.kernels` on first use,
+    so the language (parsing, printing, the genome's tables) is usable without importing torch.
+    """
 
     id: int
     name: str
     arity: int
-    fn: Callable[..., torch.Tensor]
     source: str  # PyTorch source template; {0}, {1} are operand expressions, EPS a module constant
     latex: str  # LaTeX template; {0}, {1} are operand LaTeX
     doc: str
     commutative: bool = False
 
+    @property
+    def fn(self) -> Callable:
+        from augloss.losses.kernels import KERNELS
 
-def _ln(x):
-    return torch.log(torch.abs(x) + EPS)
-
-
-def _log10(x):
-    return torch.log(torch.abs(x) + EPS) / _LN10
-
-
-def _dsoft(x):
-    return 1.0 / (1.0 + torch.abs(x))
-
-
-def _softplus(x):
-    return torch.log(torch.abs(1.0 + torch.exp(x)) + EPS)
-
-
-def _inv(x):
-    return 1.0 / (x + EPS)
-
-
-def _sqrt(x):
-    return torch.sqrt(torch.abs(x))
-
-
-def _softsign(x):
-    return x / (1.0 + torch.abs(x))
-
-
-def _dtanh(x):
-    return 1.0 - torch.tanh(x) ** 2
-
-
-def _dsigmoid(x):
-    s = torch.sigmoid(x)
-    return s * (1.0 - s)
-
-
-def _div(a, b):
-    return a / (b + EPS)
-
-
-def _aq(a, b):
-    return a / torch.sqrt(1.0 + b * b)
+        return KERNELS[self.name]
 
 
 _A = r"\left({0}\right)"
 
 UNARY: tuple[Op, ...] = (
-    Op(0, "neg", 1, torch.neg, "-({0})", "-{0}", "-x"),
-    Op(1, "ln", 1, _ln, "torch.log(torch.abs({0}) + EPS)", r"\ln\left|{0}\right|", "ln(|x| + eps)"),
-    Op(2, "log10", 1, _log10, "torch.log(torch.abs({0}) + EPS) / math.log(10.0)",
+    Op(0, "neg", 1, "-({0})", "-{0}", "-x"),
+    Op(1, "ln", 1, "torch.log(torch.abs({0}) + EPS)", r"\ln\left|{0}\right|", "ln(|x| + eps)"),
+    Op(2, "log10", 1, "torch.log(torch.abs({0}) + EPS) / math.log(10.0)",
        r"\log_{{10}}\left|{0}\right|", "ln(|x| + eps) / ln(10)"),
-    Op(3, "exp", 1, torch.exp, "torch.exp({0})", r"e^{{{0}}}", "e^x"),
-    Op(4, "abs", 1, torch.abs, "torch.abs({0})", r"\left|{0}\right|", "|x|"),
-    Op(5, "sigmoid", 1, torch.sigmoid, "torch.sigmoid({0})", r"\sigma" + _A, "1 / (1 + e^-x)"),
-    Op(6, "dsoft", 1, _dsoft, "1.0 / (1.0 + torch.abs({0}))", r"\frac{{1}}{{1 + \left|{0}\right|}}",
+    Op(3, "exp", 1, "torch.exp({0})", r"e^{{{0}}}", "e^x"),
+    Op(4, "abs", 1, "torch.abs({0})", r"\left|{0}\right|", "|x|"),
+    Op(5, "sigmoid", 1, "torch.sigmoid({0})", r"\sigma" + _A, "1 / (1 + e^-x)"),
+    Op(6, "dsoft", 1, "1.0 / (1.0 + torch.abs({0}))", r"\frac{{1}}{{1 + \left|{0}\right|}}",
        "1 / (1 + |x|)"),
-    Op(7, "softplus", 1, _softplus, "torch.log(torch.abs(1.0 + torch.exp({0})) + EPS)",
+    Op(7, "softplus", 1, "torch.log(torch.abs(1.0 + torch.exp({0})) + EPS)",
        r"\ln\left|1 + e^{{{0}}}\right|", "ln(|1 + e^x| + eps)"),
-    Op(8, "erf", 1, torch.erf, "torch.erf({0})", r"\operatorname{{erf}}" + _A, "erf(x)"),
-    Op(9, "erfc", 1, torch.erfc, "torch.erfc({0})", r"\operatorname{{erfc}}" + _A, "erfc(x)"),
-    Op(10, "sin", 1, torch.sin, "torch.sin({0})", r"\sin" + _A, "sin(x)"),
-    Op(11, "sinh", 1, torch.sinh, "torch.sinh({0})", r"\sinh" + _A, "sinh(x)"),
-    Op(12, "asinh", 1, torch.asinh, "torch.asinh({0})", r"\operatorname{{asinh}}" + _A, "asinh(x)"),
-    Op(13, "tanh", 1, torch.tanh, "torch.tanh({0})", r"\tanh" + _A, "tanh(x)"),
-    Op(14, "atan", 1, torch.atan, "torch.atan({0})", r"\arctan" + _A, "atan(x)"),
-    Op(15, "inv", 1, _inv, "1.0 / (({0}) + EPS)", r"\frac{{1}}{{{0}}}", "1 / (x + eps)"),
-    Op(16, "i0", 1, torch.special.i0, "torch.special.i0({0})", r"I_0" + _A, "Bessel I0(x)"),
-    Op(17, "i0e", 1, torch.special.i0e, "torch.special.i0e({0})", r"I_0^{{e}}" + _A,
+    Op(8, "erf", 1, "torch.erf({0})", r"\operatorname{{erf}}" + _A, "erf(x)"),
+    Op(9, "erfc", 1, "torch.erfc({0})", r"\operatorname{{erfc}}" + _A, "erfc(x)"),
+    Op(10, "sin", 1, "torch.sin({0})", r"\sin" + _A, "sin(x)"),
+    Op(11, "sinh", 1, "torch.sinh({0})", r"\sinh" + _A, "sinh(x)"),
+    Op(12, "asinh", 1, "torch.asinh({0})", r"\operatorname{{asinh}}" + _A, "asinh(x)"),
+    Op(13, "tanh", 1, "torch.tanh({0})", r"\tanh" + _A, "tanh(x)"),
+    Op(14, "atan", 1, "torch.atan({0})", r"\arctan" + _A, "atan(x)"),
+    Op(15, "inv", 1, "1.0 / (({0}) + EPS)", r"\frac{{1}}{{{0}}}", "1 / (x + eps)"),
+    Op(16, "i0", 1, "torch.special.i0({0})", r"I_0" + _A, "Bessel I0(x)"),
+    Op(17, "i0e", 1, "torch.special.i0e({0})", r"I_0^{{e}}" + _A,
        "e^-|x| I0(x)"),
-    Op(18, "i1", 1, torch.special.i1, "torch.special.i1({0})", r"I_1" + _A, "Bessel I1(x)"),
-    Op(19, "i1e", 1, torch.special.i1e, "torch.special.i1e({0})", r"I_1^{{e}}" + _A,
+    Op(18, "i1", 1, "torch.special.i1({0})", r"I_1" + _A, "Bessel I1(x)"),
+    Op(19, "i1e", 1, "torch.special.i1e({0})", r"I_1^{{e}}" + _A,
        "e^-|x| I1(x)"),
-    Op(20, "relu", 1, torch.relu, "torch.clamp_min({0}, 0.0)", r"\max\left({0}, 0\right)",
+    Op(20, "relu", 1, "torch.clamp_min({0}, 0.0)", r"\max\left({0}, 0\right)",
        "max(x, 0)"),
-    Op(21, "nrelu", 1, lambda x: torch.clamp_max(x, 0.0), "torch.clamp_max({0}, 0.0)",
+    Op(21, "nrelu", 1, "torch.clamp_max({0}, 0.0)",
        r"\min\left({0}, 0\right)", "min(x, 0)"),
-    Op(22, "square", 1, torch.square, "torch.square({0})", r"\left({0}\right)^{{2}}", "x^2"),
-    Op(23, "sqrt", 1, _sqrt, "torch.sqrt(torch.abs({0}))", r"\sqrt{{\left|{0}\right|}}",
+    Op(22, "square", 1, "torch.square({0})", r"\left({0}\right)^{{2}}", "x^2"),
+    Op(23, "sqrt", 1, "torch.sqrt(torch.abs({0}))", r"\sqrt{{\left|{0}\right|}}",
        "sqrt(|x|)"),
-    Op(24, "softsign", 1, _softsign, "({0}) / (1.0 + torch.abs({0}))",
+    Op(24, "softsign", 1, "({0}) / (1.0 + torch.abs({0}))",
        r"\frac{{{0}}}{{1 + \left|{0}\right|}}", "x / (1 + |x|)"),
-    Op(25, "dtanh", 1, _dtanh, "1.0 - torch.tanh({0}) ** 2", r"\operatorname{{sech}}^{{2}}" + _A,
+    Op(25, "dtanh", 1, "1.0 - torch.tanh({0}) ** 2", r"\operatorname{{sech}}^{{2}}" + _A,
        "1 - tanh(x)^2"),
-    Op(26, "dsigmoid", 1, _dsigmoid, "torch.sigmoid({0}) * (1.0 - torch.sigmoid({0}))",
+    Op(26, "dsigmoid", 1, "torch.sigmoid({0}) * (1.0 - torch.sigmoid({0}))",
        r"\sigma'" + _A, "sigmoid(x) (1 - sigmoid(x))"),
 )
 
 BINARY: tuple[Op, ...] = (
-    Op(0, "add", 2, torch.add, "({0}) + ({1})", "{0} + {1}", "a + b", commutative=True),
-    Op(1, "sub", 2, torch.sub, "({0}) - ({1})", "{0} - {1}", "a - b"),
-    Op(2, "mul", 2, torch.mul, "({0}) * ({1})", r"{0} \cdot {1}", "a * b", commutative=True),
-    Op(3, "max", 2, torch.maximum, "torch.maximum({0}, {1})", r"\max\left({0}, {1}\right)",
+    Op(0, "add", 2, "({0}) + ({1})", "{0} + {1}", "a + b", commutative=True),
+    Op(1, "sub", 2, "({0}) - ({1})", "{0} - {1}", "a - b"),
+    Op(2, "mul", 2, "({0}) * ({1})", r"{0} \cdot {1}", "a * b", commutative=True),
+    Op(3, "max", 2, "torch.maximum({0}, {1})", r"\max\left({0}, {1}\right)",
        "max(a, b)", commutative=True),
-    Op(4, "min", 2, torch.minimum, "torch.minimum({0}, {1})", r"\min\left({0}, {1}\right)",
+    Op(4, "min", 2, "torch.minimum({0}, {1})", r"\min\left({0}, {1}\right)",
        "min(a, b)", commutative=True),
-    Op(5, "div", 2, _div, "({0}) / (({1}) + EPS)", r"\frac{{{0}}}{{{1}}}", "a / (b + eps)"),
-    Op(6, "aq", 2, _aq, "({0}) / torch.sqrt(1.0 + ({1}) * ({1}))",
+    Op(5, "div", 2, "({0}) / (({1}) + EPS)", r"\frac{{{0}}}{{{1}}}", "a / (b + eps)"),
+    Op(6, "aq", 2, "({0}) / torch.sqrt(1.0 + ({1}) * ({1}))",
        r"\frac{{{0}}}{{\sqrt{{1 + \left({1}\right)^{{2}}}}}}", "a / sqrt(1 + b^2)"),
 )
 

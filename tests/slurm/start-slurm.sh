@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a throwaway single-node SLURM cluster on Debian 12 (as root, no systemd needed):
 # munged + slurmctld + slurmd, no accounting database, FAKE_GPUS fake GPUs declared through GRES
-# device files (char devices identical to /dev/null). Recipe: ../shared/reference/slurm.md.
+# device files (char devices identical to /dev/null); the steps are commented below.
 # Writes the PIDs of the daemons it started to $STATE/pids for stop-slurm.sh.
 set -euo pipefail
 NGPU=${FAKE_GPUS:-2}

@@ -1,0 +1,259 @@
+"""Every configuration dataclass, torch-free: the workflow validates configs at parse time.
+
+* :class:`TrainConfig`: a training recipe (used by :mod:`augloss.train`);
+* :class:`AugmentConfig`: the techniques' parameters (:mod:`augloss.augment`);
+* :class:`SearchConfig`, :class:`FitnessConfig`: a search and how it scores (:mod:`augloss.search`);
+* :class:`LossSpec`: the loss a training job trains with, from the workflow to :class:`augloss.train.Job`.
+
+Unknown keys are refused by name (:func:`augloss.io.dataclass_from_dict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from augloss.io import config_hash, dataclass_from_dict
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+PIPELINES = ("auto", "tensor", "loader")
+MIXUP_MODES = ("targets", "losses")
+FITNESS_METRICS = ("final", "max")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (a recipe). Field defaults are the WRN standard recipe's."""
+
+    epochs: int = 200
+    steps_per_epoch: int | None = None
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.2
+    lr_floor: float = 0.0
+    total_steps: int | None = None  # schedule length (default epochs x steps per epoch)
+    grad_clip: float | None = None
+    abort: tuple[tuple[int, float], ...] = ()
+    fail_below: float | None = None
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    num_workers: int = 0
+    evaluate_test: bool = True
+    # Data path: "tensor" keeps the training set as one uint8 tensor on the device and augments
+    # whole batches (augloss.batch_augment); "loader" is the per-sample torchvision DataLoader;
+    # "auto" takes the tensor path wherever it applies (in-memory 32 px data, not fine-tuning).
+    pipeline: str = "auto"
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        object.__setattr__(self, "abort", tuple((int(e), float(a)) for e, a in self.abort))
+        checks = {
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
+            "eval_batch_size": self.eval_batch_size >= 1, "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0, "warmup_steps": self.warmup_steps >= 0,
+            "num_workers": self.num_workers >= 0,
+            "steps_per_epoch": self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+            "total_steps": self.total_steps is None or self.total_steps >= 1,
+            "optimizer": self.optimizer in OPTIMIZERS, "schedule": self.schedule in SCHEDULES,
+            "pipeline": self.pipeline in PIPELINES,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"train.{key}: invalid value {getattr(self, key)!r}")
+        for key in ("epochs", "batch_size", "eval_batch_size", "warmup_steps", "num_workers"):
+            if not isinstance(getattr(self, key), int) or isinstance(getattr(self, key), bool):
+                raise ValueError(f"train.{key} must be an integer, got {getattr(self, key)!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return dataclass_from_dict(cls, d, "train")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"], d["milestones"] = list(self.betas), list(self.milestones)
+        d["abort"] = [list(a) for a in self.abort]
+        return d
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Parameters of the techniques (defaults: see the module table; none is from the paper)."""
+
+    image_size: int = 32
+    finetune: bool = False  # random-resized crop instead of pad-crop
+    pad: int = 4
+    cutout_size: int = 16
+    mixup_alpha: float = 1.0
+    mixup_mode: str = "targets"
+    randaugment_n: int = 2
+    randaugment_m: int = 9
+    normalize: str = "unit"  # "unit": x / 255; "imagenet": ImageNet mean/std
+
+    def __post_init__(self):
+        if self.mixup_mode not in MIXUP_MODES:
+            raise ValueError(f"mixup_mode must be one of {MIXUP_MODES}, got {self.mixup_mode!r}")
+        if self.normalize not in ("unit", "imagenet"):
+            raise ValueError(f"normalize must be 'unit' or 'imagenet', got {self.normalize!r}")
+        for key in ("image_size", "cutout_size", "randaugment_n"):
+            if int(getattr(self, key)) < 0 or (key == "image_size" and self.image_size < 1):
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.mixup_alpha <= 0:
+            raise ValueError(f"mixup_alpha must be > 0, got {self.mixup_alpha}")
+        if not 0 <= self.randaugment_m <= 30:
+            raise ValueError(f"randaugment_m must be in 0..30, got {self.randaugment_m}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Regularized-evolution constants (defaults: the authors' earlier code)."""
+
+    population: int = 100
+    initial_pool: int = 1000
+    children: int = 4000
+    tournament: int = 20
+    max_mutation_attempts: int = 2500
+    max_evaluations: int = 7
+    phenotype_threshold: float = 0.01
+    gradient_fingerprint: bool = False
+    fingerprint_tolerance: float = 1e-3
+    faithful_quirks: bool = False
+    top_k: int = 5
+    log_every: int = 10
+    report_every: int = 100
+    # Children bred per step from as many tournaments and trained together as one stacked
+    # surrogate (augloss.population). 1 is the faithful algorithm (one child per step).
+    batch_children: int = 1
+
+    def __post_init__(self):
+        positive = ("population", "initial_pool", "tournament", "max_mutation_attempts",
+                    "max_evaluations", "top_k", "log_every", "report_every", "batch_children")
+        for key in positive:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"search.{key} must be a positive integer, got {value!r}")
+        if not isinstance(self.children, int) or isinstance(self.children, bool) \
+                or self.children < 0:
+            raise ValueError(f"search.children must be a non-negative integer, "
+                             f"got {self.children!r}")
+        if self.initial_pool < self.population:
+            raise ValueError(f"search.initial_pool ({self.initial_pool}) must be >= "
+                             f"search.population ({self.population})")
+        if self.top_k > self.population:
+            raise ValueError(f"search.top_k ({self.top_k}) must not exceed "
+                             f"search.population ({self.population})")
+        if self.phenotype_threshold < 0 or self.fingerprint_tolerance <= 0:
+            raise ValueError("search.phenotype_threshold must be >= 0 and "
+                             "search.fingerprint_tolerance > 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchConfig":
+        return dataclass_from_dict(cls, d, "search")
+
+
+@dataclass(frozen=True)
+class FitnessConfig:
+    """How a candidate is scored: the surrogate, the data and the three training recipes.
+
+    ``prescreen`` (FF1) scores the initial pool, ``prefilter`` is FF2's short screen and ``main``
+    FF2's training run; both screens train without augmentation, the main run under the
+    search's technique. ``threshold_scale`` multiplies every abort/fail threshold. ``metric``:
+    validation accuracy at the ``final`` epoch (default) or the ``max`` over epochs (the earlier
+    code); both are recorded.
+    """
+
+    dataset: str = "cifar10"
+    data_root: str = "data"
+    train_split: str = "train"
+    val_split: str = "val"
+    model: dict = field(default_factory=lambda: {"name": "surrogate"})
+    prescreen: dict | None = None
+    prefilter: dict | None = None
+    main: dict = field(default_factory=dict)
+    augment: dict = field(default_factory=dict)
+    metric: str = "final"
+    threshold_scale: float = 1.0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.metric not in FITNESS_METRICS:
+            raise ValueError(f"fitness.metric must be one of {FITNESS_METRICS}, "
+                             f"got {self.metric!r}")
+        if self.threshold_scale < 0:
+            raise ValueError("fitness.threshold_scale must be >= 0")
+        for key in ("prescreen", "prefilter", "main"):
+            recipe = getattr(self, key)
+            if recipe is not None:
+                TrainConfig.from_dict(recipe)  # validates, naming the key
+        AugmentConfig(**self.augment)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FitnessConfig":
+        return dataclass_from_dict(cls, d, "fitness")
+
+    def recipe(self, stage: str) -> TrainConfig:
+        d = dict(getattr(self, stage))
+        s = self.threshold_scale
+        d["abort"] = [[e, a * s] for e, a in d.get("abort", [])]
+        if d.get("fail_below") is not None:
+            d["fail_below"] = d["fail_below"] * s
+        d["evaluate_test"] = False
+        return TrainConfig.from_dict(d)
+
+    def stage_hash(self, stage: str, data_digest: str) -> str:
+        return config_hash({"stage": stage, "recipe": self.recipe(stage).to_dict(),
+                            "model": self.model, "augment": self.augment,
+                            "dataset": self.dataset, "data": data_digest,
+                            "train_split": self.train_split, "val_split": self.val_split})
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """The loss of one training job, resolved from its wildcard (:func:`augloss.workflow.resolve_loss`).
+
+    ``expression`` is expression text or a registry name (:func:`augloss.losses.get` takes both);
+    ``origin`` says where it came from (``baseline``, ``search:<aug>``, ``transfer:<slot>``).
+    """
+
+    name: str
+    expression: str
+    label_smoothing: float = 0.0
+    class_weights: tuple[float, ...] | None = None
+    origin: str = "baseline"
+    key: str | None = None  # the canonical key, for evolved losses
+
+    def identity(self) -> dict:
+        """What makes two jobs' losses the same (part of a run's hash; no origin)."""
+        return {"name": self.name, "expression": self.expression,
+                "label_smoothing": self.label_smoothing,
+                "class_weights": None if self.class_weights is None else list(self.class_weights)}
+
+    def __post_init__(self):
+        if self.class_weights is not None:
+            object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
+    def to_dict(self) -> dict:
+        return {**self.identity(), "origin": self.origin, "key": self.key}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LossSpec":
+        """From a dict; a missing ``expression`` means the registry entry of ``name``."""
+        d = dict(d)
+        d["expression"] = d.get("expression") or d.get("name", "ce")
+        d.setdefault("name", "ce")
+        return dataclass_from_dict(cls, d, "loss")

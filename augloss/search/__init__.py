@@ -1,0 +1,24 @@
+"""The loss-function search, one module per responsibility.
+
+* :mod:`.evolution`: :class:`Search`, the regularized evolution as named phases;
+* :mod:`.breed`: members, tournaments, mutants and the duplicate tests;
+* :mod:`.evaluator`: the :class:`Evaluator` protocol and :class:`SurrogateEvaluator` (cached);
+* :mod:`.state`: the resumable state and history (:class:`StateStore`);
+* :mod:`.summary`: the reports, a pure function of the state;
+* :mod:`.status`: the one status vocabulary;
+* :mod:`.correlation`: the cross-augmentation study.
+"""
+
+from augloss.config import FITNESS_METRICS, FitnessConfig, SearchConfig
+from augloss.search.breed import Breeder, Member, gradient_fingerprint
+from augloss.search.correlation import correlation_study
+from augloss.search.evaluator import Evaluator, SurrogateEvaluator
+from augloss.search.evolution import Search, format_eta
+from augloss.search.state import STATE_VERSION, SearchStateError, StateStore
+from augloss.search.summary import reports, top_losses
+
+__all__ = [
+    "FITNESS_METRICS", "STATE_VERSION", "Breeder", "Evaluator", "FitnessConfig", "Member",
+    "Search", "SearchConfig", "SearchStateError", "StateStore", "SurrogateEvaluator",
+    "correlation_study", "format_eta", "gradient_fingerprint", "reports", "top_losses",
+]

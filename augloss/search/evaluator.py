@@ -1,0 +1,184 @@
+"""Scoring a candidate: the :class:`Evaluator` protocol and the surrogate that implements it.
+
+A record is ``{"status", "reason", "fitness", "fitness_final", "fitness_max", "epochs_run"}``
+(status from :mod:`.status`); the fitness of a failed or diverged run is 0. Every evaluation is
+cached on disk by (loss key, augmentation, fitness stage, training config, data, seed): reruns,
+resumed runs and larger budgets never train a candidate twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+from typing import Protocol
+
+from augloss import augment as aug
+from augloss import losses
+from augloss.config import FitnessConfig
+from augloss.io import config_hash, read_json, write_json
+from augloss.losses import Expr
+from augloss.search import status as st
+from augloss.train import fit, fit_population
+
+log = logging.getLogger("augloss.search")
+
+STAGES = ("prescreen", "prefilter", "main")
+
+
+class Evaluator(Protocol):
+    """What a search needs from its scorer (tests implement it with pseudo-fitness)."""
+
+    hits: int  # evaluations answered without training (cache, or a repeat within a batch)
+    trainings: int  # evaluations that trained
+
+    def evaluate_many(self, exprs: list[Expr], augmentation: str, stage: str) -> list[dict]:
+        """One record per expression, in order; ``stage`` is one of :data:`STAGES`."""
+
+
+def lost(reason: str, status: str = st.FAILED) -> dict:
+    """The record of a candidate that scores 0 without a finished training run."""
+    return {"status": status, "reason": reason, "fitness": 0.0, "fitness_final": 0.0,
+            "fitness_max": 0.0, "epochs_run": 0}
+
+
+def record_of(res, metric: str) -> dict:
+    """The record of a :class:`augloss.train.FitResult`; ``metric`` is ``final`` or ``max``."""
+    status = st.from_trainer(res.status)
+    vals = [v for v in res.val_accs if not math.isnan(v)]
+    final = vals[-1] if vals else 0.0
+    best = max(vals) if vals else 0.0
+    if status in st.LOST:
+        final = best = 0.0
+    fitness = final if metric == "final" else best
+    return {"status": status, "reason": res.reason, "fitness": fitness,
+            "fitness_final": final, "fitness_max": best, "epochs_run": res.epochs_run}
+
+
+class SurrogateEvaluator:
+    """Trains the surrogate with a candidate loss; caches every result on disk."""
+
+    def __init__(self, fitness: FitnessConfig, cache_dir: str | Path | None, seed: int):
+        from augloss import data
+
+        self.cfg = fitness
+        self.seed = int(seed)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.train_set = data.load(fitness.dataset, fitness.data_root, fitness.train_split)
+        self.val_set = data.load(fitness.dataset, fitness.data_root, fitness.val_split)
+        self.digest = hashlib.sha256((self.train_set.digest() + self.val_set.digest())
+                                     .encode()).hexdigest()[:16]
+        self.hits = 0
+        self.trainings = 0
+
+    def cache_key(self, expr: Expr, augmentation: str, stage: str) -> str:
+        return config_hash({"loss": expr.key, "augmentation": augmentation, "stage": stage,
+                            "config": self.cfg.stage_hash(stage, self.digest),
+                            "seed": self.seed})
+
+    def _cache_path(self, key: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / key[:2] / f"{key}.json"
+
+    def _read_cache(self, path: Path | None, expr: Expr) -> dict | None:
+        if path is None or not path.exists():
+            return None
+        try:
+            record = read_json(path)
+            if record.get("loss_key") != expr.key or "fitness" not in record:
+                raise ValueError("entry does not match its key")
+            if record.get("status") not in st.TRAINED:
+                raise ValueError(f"status {record.get('status')!r} is not a search status")
+            return record
+        except (OSError, ValueError) as exc:  # corrupted, truncated or stale: recompute
+            log.warning("discarding unusable cache entry %s (%s)", path, exc)
+            return None
+
+    def evaluate(self, expr: Expr, augmentation: str, stage: str) -> dict:
+        """Score ``expr`` with fitness stage ``stage`` (prescreen / prefilter / main)."""
+        return self.evaluate_many([expr], augmentation, stage)[0]
+
+    def evaluate_many(self, exprs: list[Expr], augmentation: str, stage: str) -> list[dict]:
+        """Score several expressions; those not cached are trained together in one run.
+
+        Each gets the record a one-by-one evaluation gives it (within float tolerance): the
+        copies of the stacked surrogate see the same batches and never interact.
+        """
+        records: list[dict | None] = []
+        todo: dict[str, Expr] = {}
+        for expr in exprs:
+            record = self._read_cache(self._cache_path(self.cache_key(expr, augmentation, stage)),
+                                      expr)
+            if record is not None or expr.key in todo:  # a repeat within a batch trains once
+                self.hits += 1
+            else:
+                todo[expr.key] = expr
+            records.append(record)
+        pending = list(todo.values())
+        trained = self._train_many(pending, augmentation if stage == "main" else "none", stage)
+        fresh = {}
+        for expr, record in zip(pending, trained):
+            self.trainings += 1
+            record.update({"loss_key": expr.key, "expression": str(expr), "stage": stage,
+                           "augmentation": augmentation, "seed": self.seed})
+            path = self._cache_path(self.cache_key(expr, augmentation, stage))
+            if path is not None:
+                write_json(path, record)
+            fresh[expr.key] = record
+        return [r if r is not None else fresh[e.key] for r, e in zip(records, exprs)]
+
+    def _model(self):
+        import torch
+
+        from augloss import models
+
+        torch.manual_seed(self.seed)
+        return models.create(self.cfg.model["name"], self.train_set.num_classes,
+                             **{k: v for k, v in self.cfg.model.items() if k != "name"})
+
+    def _train_many(self, exprs: list[Expr], technique: str, stage: str) -> list[dict]:
+        """Train ``exprs`` as one stacked surrogate (one by one for other models or one loss)."""
+        from augloss.population import GroupedSurrogate
+
+        if len(exprs) <= 1 or self.cfg.model["name"] != "surrogate":
+            return [self._train(e, technique, stage) for e in exprs]
+        out: list[dict | None] = [None] * len(exprs)
+        fns, slots = [], []
+        for i, expr in enumerate(exprs):
+            try:
+                fns.append(losses.get(expr))
+                slots.append(i)
+            except ValueError as exc:
+                out[i] = lost(str(exc))
+        if len(slots) <= 1:
+            for i in slots:
+                out[i] = self._train(exprs[i], technique, stage)
+            return out
+        model = GroupedSurrogate([self._model() for _ in slots])
+        technique_obj = aug.build(technique, aug.AugmentConfig(**self.cfg.augment))
+        try:
+            results = fit_population(model, fns, self.train_set, self.val_set, technique_obj,
+                                     self.cfg.recipe(stage), self.seed, device=self.cfg.device)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            log.warning("joint evaluation failed (%s); evaluating one by one", exc)
+            for i in slots:
+                out[i] = self._train(exprs[i], technique, stage)
+            return out
+        for i, res in zip(slots, results):
+            out[i] = record_of(res, self.cfg.metric)
+        return out
+
+    def _train(self, expr: Expr, technique: str, stage: str) -> dict:
+        cfg = self.cfg.recipe(stage)
+        try:
+            loss_fn = losses.get(expr)
+        except ValueError as exc:
+            return lost(str(exc))
+        model = self._model()
+        technique_obj = aug.build(technique, aug.AugmentConfig(**self.cfg.augment))
+        try:
+            res = fit(model, loss_fn, self.train_set, self.val_set, None, technique_obj, cfg,
+                      self.seed, device=self.cfg.device)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:  # never kill the search
+            return lost(f"{type(exc).__name__}: {exc}"[:300], st.DIVERGED)
+        return record_of(res, self.cfg.metric)

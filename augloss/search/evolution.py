@@ -1,0 +1,288 @@
+"""Regularized evolution of loss functions for one augmentation technique.
+
+The algorithm and every default constant are the authors' earlier code's (arXiv 2403.08793);
+the paper's own constants are unknown (docs/reference.md).
+
+1. **pool**: draw ``initial_pool`` random valid genomes; score each with the pre-screen fitness
+   (FF1; a failure scores 0); keep the best ``population``.
+2. **rescore**: re-score the kept members with the main fitness (FF2).
+3. **evolve**, ``children`` times: the fittest of ``tournament`` members drawn with replacement is
+   the parent; a valid, new mutant of it is evaluated (:mod:`.breed`). A child that fails the
+   pre-filter or diverges is replaced by a new mutant of the same parent, up to
+   ``max_evaluations`` times, after which it is discarded. Every member ages by one; a kept child
+   replaces the oldest member (ties: the lowest fitness). ``batch_children`` > 1 breeds that many
+   children per step and trains them together (1 is the faithful algorithm).
+
+The state is checkpointed atomically after every evaluation (:mod:`.state`); a killed search
+resumes where it stopped and ends with the same population and history as an uninterrupted one.
+Outputs in ``out_dir``: ``history.jsonl`` (one line per candidate considered),
+``population.json``, ``best.json`` (top-k), ``summary.json``, ``cache_stats.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from augloss import losses
+from augloss.config import FitnessConfig, SearchConfig
+from augloss.io import config_hash, write_json
+from augloss.losses import Genome, MutationFailed
+from augloss.names import TECHNIQUES
+from augloss.search import status as st
+from augloss.search.breed import Breeder, Member
+from augloss.search.evaluator import Evaluator, SurrogateEvaluator
+from augloss.search.state import StateStore, count
+from augloss.search.summary import reports
+
+log = logging.getLogger("augloss.search")
+
+
+def format_eta(seconds: float) -> str:
+    """``HH:MM:SS``, with a day count past 24 h (``3d 04:05:06``)."""
+    seconds = max(0, int(round(seconds)))
+    days, rest = divmod(seconds, 86400)
+    clock = time.strftime("%H:%M:%S", time.gmtime(rest))
+    return f"{days}d {clock}" if days else clock
+
+
+@dataclass
+class Progress:
+    """Rate and ETA from the work done in this run (a resumed run counts from its start)."""
+
+    total: int
+    done_at_start: int
+    started: float = field(default_factory=time.perf_counter)
+
+    def eta(self, done: int, now: float | None = None) -> float | None:
+        """Seconds left at ``done`` of ``total``, or None before anything was done in this run."""
+        elapsed = (time.perf_counter() if now is None else now) - self.started
+        done_here = done - self.done_at_start
+        if done_here <= 0:
+            return None
+        return elapsed / done_here * (self.total - done)
+
+
+@dataclass
+class _Slot:
+    """One child being bred in an evolution step."""
+
+    iteration: int
+    parent: Member
+    entries: list[dict] = field(default_factory=list)
+    kept: Member | None = None
+    done: bool = False
+
+
+class Search:
+    """One regularized-evolution search for ``augmentation``; call :meth:`run`."""
+
+    def __init__(self, augmentation: str, search: SearchConfig, fitness: FitnessConfig,
+                 seed: int, out_dir: str | Path, cache_dir: str | Path | None = None,
+                 evaluator: Evaluator | None = None):
+        if augmentation not in TECHNIQUES:
+            raise ValueError(f"unknown augmentation {augmentation!r}; techniques are "
+                             f"{', '.join(TECHNIQUES)}")
+        self.augmentation = augmentation
+        self.cfg = search
+        self.fitness = fitness
+        self.seed = int(seed)
+        self.out = Path(out_dir)
+        self.evaluator = evaluator or SurrogateEvaluator(fitness, cache_dir, seed)
+        self.config_hash = config_hash({"search": asdict(search), "fitness": asdict(fitness),
+                                        "augmentation": augmentation, "seed": self.seed})
+        self.store = StateStore(self.out, self.config_hash, self.seed)
+        self.breeder = Breeder(search)
+
+    def run(self, callback: Callable[[dict], None] | None = None) -> dict:
+        """Run (or resume) the search; ``callback(state)`` runs after every checkpoint."""
+        state = self.store.load()
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        self._state, self._rng, self._callback = state, rng, callback
+        self._progress = Progress(self.cfg.children, state["iteration"])
+        self._hits_at_start = self.evaluator.hits
+        self._trainings_at_start = self.evaluator.trainings
+        if state["phase"] == "pool":
+            self._pool()
+        while state["phase"] == "rescore":
+            self._rescore_next()
+        while state["phase"] == "evolve" and state["iteration"] < self.cfg.children:
+            self._evolve_step()
+        if state["phase"] == "evolve":
+            state["phase"] = "done"
+            self._checkpoint()
+        return self.write_outputs(state)
+
+    def _checkpoint(self) -> None:
+        self.store.save(self._state, self._rng)
+        if self._callback is not None:
+            self._callback(self._state)
+
+    # --- phase 1: the initial pool, drawn up front, scored one by one ---------------------------
+    def _pool(self) -> None:
+        state = self._state
+        if not state["pool"]:
+            state["pool"] = self.breeder.pool(self._rng)
+            self._checkpoint()
+        stage = "prescreen" if self.fitness.prescreen is not None else "main"
+        while len(state["pool_scores"]) < len(state["pool"]):
+            i = len(state["pool_scores"])
+            expr = Genome.from_dict(state["pool"][i]).to_expr()
+            rec = self.evaluator.evaluate_many([expr], self.augmentation, stage)[0]
+            score = rec["fitness"] if rec["status"] not in st.LOST else 0.0
+            state["pool_scores"].append(score)
+            self.store.append(state, [{
+                "phase": "pool", "iteration": -1, "index": i, "parent": None,
+                "expression": str(expr), "key": expr.key, "fitness": score,
+                "fitness_final": rec["fitness_final"], "fitness_max": rec["fitness_max"],
+                "status": rec["status"], "reason": rec["reason"], "stage": stage}])
+            count(state, "evaluations")
+            self._checkpoint()
+        scores = state["pool_scores"]
+        order = sorted(range(len(state["pool"])), key=lambda j: (-scores[j], j))
+        state["population"] = [Member(Genome.from_dict(state["pool"][j]), scores[j], 0,
+                                      {}).to_dict() for j in order[:self.cfg.population]]
+        state["phase"] = "rescore" if stage == "prescreen" else "evolve"
+        self._checkpoint()
+
+    # --- phase 2: re-score the kept members with the main fitness (FF2) -------------------------
+    def _rescore_next(self) -> None:
+        state = self._state
+        i = state["rescore_index"]
+        if i >= len(state["population"]):
+            state["phase"] = "evolve"
+            self._checkpoint()
+            return
+        m = Member.from_dict(state["population"][i])
+        rec, entries = self._ff2([m.genome], [None], [0], "rescore", i)[0]
+        m.fitness = rec["fitness"] if rec["status"] not in st.LOST else 0.0
+        m.record = rec
+        state["population"][i] = m.to_dict()
+        state["rescore_index"] = i + 1
+        self.store.append(state, entries)
+        count(state, "evaluations", len(entries))
+        self._checkpoint()
+
+    # --- phase 3: one evolution step of ``batch_children`` children -----------------------------
+    def _evolve_step(self) -> None:
+        state, it = self._state, self._state["iteration"]
+        population = [Member.from_dict(d) for d in state["population"]]
+        slots = [_Slot(it + j, self.breeder.tournament(population, self._rng))
+                 for j in range(min(self.cfg.batch_children, self.cfg.children - it))]
+        for attempt in range(1, self.cfg.max_evaluations + 1):
+            bred = self._breed(slots, population, attempt)
+            if not bred:
+                break
+            scored = self._ff2([c for _, c in bred], [s.parent.expr.key for s, _ in bred],
+                               [s.iteration for s, _ in bred], "evolve", attempt)
+            for (slot, child), (rec, evaluated) in zip(bred, scored):
+                slot.entries.extend(evaluated)
+                count(state, "evaluations", len(evaluated))
+                if rec["status"] in st.LOST:
+                    continue  # a brand-new mutant of the same parent next round
+                slot.kept = Member(child, rec["fitness"], 0, rec)
+                slot.done = True
+        for slot in slots:
+            self._insert(population, slot)
+        state["population"] = [m.to_dict() for m in population]
+        self._checkpoint()
+
+    def _breed(self, slots: list[_Slot], population: list[Member],
+               attempt: int) -> list[tuple[_Slot, Genome]]:
+        """A new mutant for every slot still open; a slot without one is closed."""
+        bred = []
+        for slot in (s for s in slots if not s.done):
+            base = {"phase": "evolve", "iteration": slot.iteration,
+                    "parent": slot.parent.expr.key, "evaluation": attempt}
+            try:
+                child = self.breeder.mutant(slot.parent.genome, self._rng, population, base,
+                                            slot.entries, self._state)
+            except MutationFailed as exc:
+                count(self._state, st.MUTATION_FAILED)
+                slot.entries.append({**base, "status": st.MUTATION_FAILED, "reason": str(exc),
+                                     "fitness": None, "expression": None, "key": None})
+                slot.done = True
+                continue
+            bred.append((slot, child))
+        return bred
+
+    def _insert(self, population: list[Member], slot: _Slot) -> None:
+        """Age everyone; a kept child replaces the oldest member. Records the child's history."""
+        state = self._state
+        for m in population:
+            m.age += 1
+        if slot.kept is None:
+            count(state, "children-discarded")
+        else:
+            oldest = max(range(len(population)),
+                         key=lambda j: (population[j].age, -population[j].fitness, -j))
+            population[oldest] = slot.kept
+        state["iteration"] += 1
+        self.store.append(state, slot.entries)
+        fits = [m.fitness for m in population]
+        done = state["iteration"]
+        if done % self.cfg.report_every == 0 or done == self.cfg.children:
+            state["curve"].append({"children": done, "best": max(fits),
+                                   "median": statistics.median(fits)})
+        if done % self.cfg.log_every == 0:
+            self._log_progress(done, fits)
+
+    def _log_progress(self, done: int, fits: list[float]) -> None:
+        hits = self.evaluator.hits - self._hits_at_start
+        seen = self.evaluator.trainings - self._trainings_at_start + hits
+        eta = self._progress.eta(done)
+        log.info("[%s] child %d/%d best %.4f median %.4f cache hits %.0f%% ETA %s",
+                 self.augmentation, done, self.cfg.children, max(fits), statistics.median(fits),
+                 100 * hits / max(1, seen), "?" if eta is None else format_eta(eta))
+
+    # --- fitness -------------------------------------------------------------------------------
+    def _ff2(self, genomes: list[Genome], parents: list[str | None], iterations: list[int],
+             phase: str, index: int) -> list[tuple[dict, list[dict]]]:
+        """FF2 for several genomes: the pre-filter (if configured), then the main run, each stage
+        trained jointly for all of them; per genome its record and history entries."""
+        exprs = [g.to_expr() for g in genomes]
+        bases = []
+        for expr, parent, iteration in zip(exprs, parents, iterations):
+            base = {"phase": phase, "iteration": iteration, "parent": parent,
+                    "expression": str(expr), "key": expr.key}
+            base["index" if phase == "rescore" else "evaluation"] = index
+            bases.append(base)
+        out: list[tuple[dict, list[dict]] | None] = [None] * len(exprs)
+        if self.fitness.prefilter is not None:
+            pres = self.evaluator.evaluate_many(exprs, self.augmentation, "prefilter")
+            for i, pre in enumerate(pres):
+                if pre["status"] in st.LOST:
+                    status = st.DIVERGED if pre["status"] == st.DIVERGED else st.FAILED_PREFILTER
+                    out[i] = ({**pre, "fitness": 0.0},
+                              [{**bases[i], "status": status, "reason": pre["reason"],
+                                "fitness": 0.0, "stage": "prefilter"}])
+        alive = [i for i in range(len(exprs)) if out[i] is None]
+        recs = self.evaluator.evaluate_many([exprs[i] for i in alive], self.augmentation, "main")
+        for i, rec in zip(alive, recs):
+            out[i] = (rec, [{**bases[i], "status": rec["status"], "reason": rec["reason"],
+                             "fitness": rec["fitness"] if rec["status"] != st.DIVERGED else 0.0,
+                             "fitness_final": rec["fitness_final"],
+                             "fitness_max": rec["fitness_max"], "stage": "main"}])
+        return out
+
+    # --- outputs -------------------------------------------------------------------------------
+    def write_outputs(self, state: dict) -> dict:
+        """Write the reports of ``state`` (:func:`.summary.reports`) and the cache counts."""
+        ce = self.evaluator.evaluate_many([losses.parse(losses.REGISTRY["ce"])],
+                                          self.augmentation, "main")[0]
+        files = reports(state, self.store.history(), augmentation=self.augmentation,
+                        seed=self.seed, metric=self.fitness.metric, top_k=self.cfg.top_k,
+                        config_hash=self.config_hash, ce=ce)
+        for name, obj in files.items():
+            write_json(self.out / name, obj)
+        # Cache use differs between a fresh and a resumed run: kept out of summary.json.
+        write_json(self.out / "cache_stats.json", {"trainings": self.evaluator.trainings,
+                                                    "cache_hits": self.evaluator.hits})
+        return files["summary.json"]

@@ -1,0 +1,58 @@
+"""A finished (or interrupted) search's reports, as a pure function of its state and history."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from augloss import losses, names
+from augloss.search import status as st
+from augloss.search.breed import Member
+
+
+def top_losses(history: Iterable[dict], top_k: int) -> list[dict]:
+    """The ``top_k`` distinct losses of the main fitness runs, best first (ties: by key).
+
+    Each loss counts with its best main-run entry; failed and diverged runs never count.
+    """
+    best: dict[str, dict] = {}
+    for e in history:
+        if e.get("stage") == "main" and e["status"] in st.SCORED:
+            prev = best.get(e["key"])
+            if prev is None or e["fitness"] > prev["fitness"]:
+                best[e["key"]] = e
+    return sorted(best.values(), key=lambda e: (-e["fitness"], e["key"]))[:top_k]
+
+
+def reports(state: dict, history: Iterable[dict], *, augmentation: str, seed: int,
+            metric: str, top_k: int, config_hash: str, ce: dict) -> dict[str, dict]:
+    """``population.json``, ``best.json`` and ``summary.json`` of a search, by file name.
+
+    ``ce`` is cross-entropy's record under the same fitness (the reference line).
+    """
+    population = sorted((Member.from_dict(d) for d in state["population"]),
+                        key=lambda m: (-m.fitness, m.expr.key))
+    top = top_losses(history, top_k)
+    best = {
+        "augmentation": augmentation, "seed": seed, "metric": metric,
+        "losses": [{"rank": r + 1, "name": names.evolved(augmentation, r + 1),
+                    "expression": e["expression"], "key": e["key"],
+                    "latex": losses.parse(e["expression"]).latex(),
+                    "fitness": e["fitness"], "fitness_final": e["fitness_final"],
+                    "fitness_max": e["fitness_max"]} for r, e in enumerate(top)],
+        "reference": {"ce": {"fitness": ce["fitness"], "fitness_final": ce["fitness_final"],
+                             "fitness_max": ce["fitness_max"]}},
+    }
+    counters = dict(sorted(state["counters"].items()))
+    summary = {
+        "augmentation": augmentation, "seed": seed,
+        "config_hash": config_hash, "children": state["iteration"],
+        "evaluations": counters.get("evaluations", 0),
+        "rejections": {k: v for k, v in counters.items()
+                       if k.startswith(("rejected", "duplicate", st.MUTATION_FAILED))},
+        "counters": counters, "curve": state["curve"],
+        "best_fitness": top[0]["fitness"] if top else None,
+        "ce_fitness": ce["fitness"],
+    }
+    return {"population.json": {"augmentation": augmentation, "seed": seed,
+                                "members": [m.to_dict() for m in population]},
+            "best.json": best, "summary.json": summary}

@@ -1,0 +1,242 @@
+"""augloss.workflow.Experiment, augloss.names and augloss.config: the torch-free parse layer."""
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augloss import names
+from augloss.config import LossSpec
+from augloss.workflow import ConfigError, Experiment, canonical, deep_merge
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(name="config.yaml"):
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.fixture(params=["config.yaml", "demo/config.yaml"])
+def config(request):
+    return _config(request.param)
+
+
+def test_names_round_trip():
+    assert names.evolved("cutout", 2) == "evolved-cutout-2"
+    parsed = names.parse_loss("evolved-randaugment-12")
+    assert (parsed.kind, parsed.augmentation, parsed.rank) == ("evolved", "randaugment", 12)
+    assert str(parsed) == "evolved-randaugment-12"
+    assert str(names.parse_loss("transfer-best-3")) == names.transfer_best(3)
+    assert names.parse_loss("ce_ls").kind == "named"
+    assert names.parse_loss("evolved-cutout").kind == "named"
+    assert names.display("evolved-mixup-1") == "evolved[mixup]#1"
+    assert names.display("focal") == "focal"
+    assert names.technique_order("all") == 4 and names.technique_order("zzz") == 5
+
+
+def test_dataset_names_are_checked_in_one_place():
+    for ok in ("cifar10", "digits:0-4", "imagefolder:/x/y", "stanford_cars"):
+        names.check_dataset(ok)
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'.*imagefolder:<path>"):
+        names.check_dataset("mnist")
+    assert names.slug("digits:0-4") == "digits_0-4"
+
+
+def test_paper_experiment_lists_the_paper_jobs():
+    x = Experiment.from_config(_config())
+    assert x.results == "results/paper"
+    assert x.losses("transfer") == ["ce", "ce_ls", "focal", "poly1", "evolved-base-1",
+                                    "evolved-cutout-1", "evolved-mixup-1",
+                                    "evolved-randaugment-1", "evolved-all-1"]
+    assert x.losses("finetune") == ["ce", "transfer-best-1", "transfer-best-2"]
+    assert set(x.all_datasets()) == {"cifar10", "cifar100", "stanford_cars", "flowers102",
+                                     "caltech101"}
+    assert x.seeds() == {"transfer": [0, 1, 2], "finetune": [0, 1, 2]}
+
+
+def test_upstream_names_what_a_loss_reads():
+    x = Experiment.from_config(_config())
+    assert x.upstream("transfer", "evolved-mixup-1") == ("best", "mixup")
+    assert x.upstream("finetune", "transfer-best-2") == ("selection", None)
+    assert x.upstream("transfer", "ce") is None and x.upstream("finetune", "ce_ls") is None
+
+
+def test_search_job_applies_overrides_and_is_canonical(config):
+    config = copy.deepcopy(config)
+    config["search"]["overrides"] = {"cutout": {"algorithm": {"children": 3},
+                                                "fitness": {"metric": "max"}}}
+    x = Experiment.from_config(config)
+    job = x.search_job("cutout")
+    assert job["algorithm"]["children"] == 3 and job["fitness"]["metric"] == "max"
+    assert x.search_job("base")["algorithm"]["children"] == \
+        config["search"]["algorithm"]["children"]
+    assert list(job) == sorted(job)  # key order never triggers a rerun
+    assert job["fitness"]["model"] == config["search"]["model"]
+
+
+def test_train_jobs_carry_everything_a_run_depends_on(config):
+    x = Experiment.from_config(config)
+    slug = next(iter(x.datasets("finetune")))
+    job = x.train_job("finetune", slug, "mixup", "ce", "1")
+    assert job["seed"] == 1 and job["dataset"] == config["finetune"]["datasets"][0]
+    assert job["augment"] == {**config["augment"], **config["finetune"]["augment"]}
+    assert job["train"] == config["finetune"]["train"] and job["baseline"] is None
+    t = x.train_job("transfer", next(iter(x.datasets("transfer"))), "base", "ce", 0)
+    assert t["augment"] == config["augment"]
+
+
+def test_gpu_resources_grow_memory_with_the_attempt(config):
+    res = Experiment.from_config(config).resources("transfer")
+    assert res["gpu"] == config["transfer"]["gpu"]
+    assert res["mem_mb"](None, 2) == 2 * config["transfer"]["mem_mb"]
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["transfer"].update(evolved_per_augmentation=9), "transfer.evolved_per_augmentation"),
+    (lambda c: c["correlation"].update(top_n=99), "correlation.top_n"),
+    (lambda c: c["finetune"].update(from_transfer=99), "finetune.from_transfer"),
+    (lambda c: c["transfer"]["datasets"].append("mnist"), "transfer.datasets[2]"),
+    (lambda c: c["search"].update(dataset="svhn"), "search.dataset"),
+    (lambda c: c["transfer"]["train"].update(epochs=0), "transfer.train"),
+    (lambda c: c["search"]["algorithm"].update(population=0), "search (augmentation base)"),
+    (lambda c: c["transfer"]["baselines"].append({"name": "focal"}), "transfer.baselines"),
+    (lambda c: c["transfer"]["baselines"].append({"name": "x", "expression": "sin(y"}),
+     "transfer.baselines[3]"),
+])
+def test_cross_field_errors_name_the_key(edit, key):
+    config = _config()
+    edit(config)
+    with pytest.raises(ConfigError, match="^config: " + re.escape(key) + ": "):
+        Experiment.from_config(config)
+
+
+def test_canonical_and_deep_merge():
+    assert list(canonical({"b": 1, "a": {"d": 2, "c": 3}})["a"]) == ["c", "d"]
+    base = {"a": {"b": 1, "c": 2}, "d": [1]}
+    merged = deep_merge(base, {"a": {"b": 5}, "d": [2]})
+    assert merged == {"a": {"b": 5, "c": 2}, "d": [2]} and base["a"]["b"] == 1
+
+
+def test_loss_spec_identity_leaves_out_the_origin():
+    a = LossSpec("evolved-base-1", "abs(y - p)", origin="search:base", key="k")
+    b = LossSpec.from_dict({"name": "evolved-base-1", "expression": "abs(y - p)"})
+    assert a.identity() == b.identity() and a != b
+    assert LossSpec.from_dict({"name": "focal"}).expression == "focal"
+    with pytest.raises(ValueError, match="loss: unknown key"):
+        LossSpec.from_dict({"name": "x", "weight": 2})
+
+
+def test_workflow_parse_never_imports_torch(tmp_path):
+    """A dry run of the paper config builds the DAG without torch (or torchvision, timm)."""
+    code = (
+        "import sys\n"
+        "from snakemake.cli import main\n"
+        "try:\n"
+        f"    main(['-n', '-q', '--directory', {str(tmp_path)!r}, '-s', "
+        f"{str(ROOT / 'Snakefile')!r}, '--configfile', {str(ROOT / 'config.yaml')!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+def _properties(node, path="config"):
+    """Every (path, schema) of a named key in the schema."""
+    if isinstance(node, dict):
+        for key, sub in (node.get("properties") or {}).items():
+            yield f"{path}.{key}", sub
+            yield from _properties(sub, f"{path}.{key}")
+        for key in ("oneOf", "anyOf", "allOf"):
+            for i, sub in enumerate(node.get(key, [])):
+                yield from _properties(sub, path)
+        for key in ("$defs", "additionalProperties", "items"):
+            sub = node.get(key)
+            if isinstance(sub, dict):
+                if key == "$defs":
+                    for name, d in sub.items():
+                        yield from _properties(d, f"$defs.{name}")
+                else:
+                    yield from _properties(sub, path)
+
+
+def test_every_schema_key_is_described():
+    schema = yaml.safe_load((ROOT / "config.schema.yaml").read_text())
+    keys = list(_properties(schema))
+    assert len(keys) > 100
+    missing = [path for path, sub in keys if "description" not in sub]
+    assert not missing, missing
+
+
+def test_schema_and_names_agree_on_the_techniques():
+    schema = yaml.safe_load((ROOT / "config.schema.yaml").read_text())
+    assert tuple(schema["$defs"]["augmentation"]["enum"]) == names.TECHNIQUES
+
+
+# Layers, lowest first: a module imports only from its own layer or below.
+LAYERS = [
+    {"names", "config", "io", "losses", "provenance", "gpu"},
+    {"data", "augment", "batch_augment", "models", "population"},
+    {"train"},
+    {"search"},
+    {"tables", "workflow"},
+]
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if module.startswith("augloss.") else ""
+    return next((i for i, layer in enumerate(LAYERS) if top in layer), -1)
+
+
+def test_no_module_imports_upward():
+    import ast
+
+    bad = []
+    for path in sorted((ROOT / "augloss").rglob("*.py")):
+        mod = "augloss." + ".".join(path.relative_to(ROOT / "augloss").with_suffix("").parts)
+        mod = mod.removesuffix(".__init__")
+        own = _layer(mod)
+        if own < 0:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + ([f"{node.module}.{a.name}" for a in node.names]
+                                           if node.module == "augloss" else [])
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for t in targets:
+                if _layer(t) > own:
+                    bad.append(f"{mod} imports {t}")
+    assert not bad, bad
+
+
+def test_every_module_has_a_layer():
+    tops = {p.stem if p.name != "__init__.py" else p.parent.name
+            for p in (ROOT / "augloss").glob("*.py")} | {
+        p.name for p in (ROOT / "augloss").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    tops.discard("augloss")
+    assert tops <= set().union(*LAYERS), tops - set().union(*LAYERS)
+
+
+def test_no_file_points_outside_the_repository():
+    """The repository stands alone: its docs hold the facts it relies on."""
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    files = out.stdout.split() if out.returncode == 0 else []
+    assert files, "not a git checkout"
+    hits = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix in {".png", ".gz"} or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        if "../shared" in text and name != "tests/test_experiment.py":
+            hits.append(name)
+    assert not hits, hits
