@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from augloss import names
+from augloss import names, stats
 from augloss.io import atomic_path, atomic_write_text
 
 BASELINE = "ce"
@@ -122,41 +122,10 @@ def _column_order(col: tuple[str, str]) -> tuple:
     return (dataset, names.technique_order(a), a)
 
 
-# --- statistics ----------------------------------------------------------------------------------
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and are not counted)."""
-    idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
-    m = len(idx)
-    out = [float("nan")] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda i: (pvalues[i], i))):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        out[i] = running
-    return out
-
-
-def compare(values: dict[int, float], baseline: dict[int, float]) -> tuple[float, str]:
-    """Two-sided p-value of ``values`` vs ``baseline`` (seed -> value) and the test used."""
-    from scipy import stats
-
-    common = sorted(set(values) & set(baseline))
-    if len(common) >= 2 and set(values) == set(baseline):
-        a = np.array([values[s] for s in common])
-        b = np.array([baseline[s] for s in common])
-        d = a - b
-        if np.all(d == d[0]):
-            return (0.0 if d[0] != 0 else 1.0), "paired"
-        return float(stats.ttest_rel(a, b).pvalue), "paired"
-    a, b = np.array(list(values.values())), np.array(list(baseline.values()))
-    if len(a) >= 2 and len(b) >= 2:
-        if a.std() == 0 and b.std() == 0:
-            return (0.0 if a[0] != b[0] else 1.0), "welch"
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue), "welch"
-    return float("nan"), "none"
-
-
 # --- comparison tables -----------------------------------------------------------------------------
+
+holm = stats.holm
+
 
 @dataclass
 class Comparison:
@@ -174,10 +143,28 @@ class Comparison:
                             "significant_wins": g["significant"].sum().astype(int)})
         return out.reindex([l for l in self.losses if l != BASELINE]).fillna(0).astype(int)
 
+    def detectable(self) -> tuple[float, float, float] | None:
+        """(min, median, max) over testable cells of the smallest Δ their seeds could detect."""
+        hw = ((self.cells["ci_high"] - self.cells["ci_low"]) / 2).dropna()
+        return None if hw.empty else (float(hw.min()), float(hw.median()), float(hw.max()))
+
+
+def run_values(g: pd.DataFrame, metric: str) -> dict[int, float]:
+    """``seed -> value`` of a cell's runs; a diverged run scores 0 (it never earns credit), a
+    run without a value (not diverged) is left out."""
+    out = {}
+    for seed, value, diverged in zip(g["seed"], g[metric], g["diverged"]):
+        if diverged:
+            out[int(seed)] = 0.0
+        elif value is not None and not pd.isna(value):
+            out[int(seed)] = float(value)
+    return out
+
 
 def comparison(df: pd.DataFrame, stage: str, metric: str = "test_acc",
-               baseline: str = BASELINE, alpha: float = 0.05) -> Comparison:
-    """The comparison table of ``stage`` on ``metric`` against ``baseline``."""
+               baseline: str = BASELINE, alpha: float = stats.ALPHA) -> Comparison:
+    """The comparison table of ``stage`` on ``metric`` against ``baseline`` (rules:
+    :mod:`augloss.stats`; Holm within each loss's cells)."""
     runs = df[df["stage"] == stage]
     if runs.empty:
         raise TableError(f"no runs of stage {stage!r}")
@@ -189,53 +176,73 @@ def comparison(df: pd.DataFrame, stage: str, metric: str = "test_acc",
     rows = []
     for (dataset, a) in columns:
         col = runs[(runs["dataset"] == dataset) & (runs["augmentation"] == a)]
-        base_runs = col[(col["loss"] == baseline)]
-        base = {int(s): float(v) for s, v in zip(base_runs["seed"], base_runs[metric])
-                if v is not None and not pd.isna(v)}
-        base_mean = float(np.mean(list(base.values()))) if base else float("nan")
+        base = run_values(col[col["loss"] == baseline], metric)
         for loss in losses:
             g = col[col["loss"] == loss]
-            if g.empty:
-                continue
-            vals = {int(s): float(v) for s, v in zip(g["seed"], g[metric])
-                    if v is not None and not pd.isna(v)}
-            arr = np.array([vals[s] for s in sorted(vals)])
-            mean = float(arr.mean()) if len(arr) else float("nan")
-            std = float(arr.std(ddof=1)) if len(arr) >= 2 else float("nan")
-            p, test = (float("nan"), "none") if loss == baseline or not base \
-                else compare(vals, base)
-            rows.append({"loss": loss, "display": display_name(loss), "dataset": dataset,
-                         "augmentation": a, "n": len(arr), "mean": mean, "std": std,
-                         "delta_vs_ce": mean - base_mean if loss != baseline else 0.0,
-                         "p_value": p, "test": test, "runs": len(g),
-                         "diverged": int(g["diverged"].sum()),
-                         "seeds": " ".join(str(s) for s in sorted(g["seed"]))})
+            if not g.empty:
+                rows.append(_cell(loss, loss == baseline, dataset, a, g, run_values(g, metric),
+                                  base or None, alpha))
     cells = pd.DataFrame(rows)
-    cells["p_holm"] = holm(list(cells["p_value"]))
+    cells["p_holm"] = None
+    for loss, g in cells.groupby("loss", sort=False):
+        cells.loc[g.index, "p_holm"] = pd.Series(holm(list(g["p_value"])), index=g.index,
+                                                 dtype=object)
     cells["beats_ce"] = (cells["loss"] != baseline) & (cells["delta_vs_ce"] > 0)
-    cells["significant"] = cells["beats_ce"] & (cells["p_holm"] < alpha)
+    cells["significant"] = cells["beats_ce"] & cells["p_holm"].map(
+        lambda p: p is not None and p < alpha)
     best = cells.groupby(["dataset", "augmentation"])["mean"].transform("max")
     cells["best"] = cells["mean"] == best
     return Comparison(stage, metric, cells, losses, columns)
 
 
+def _cell(loss, is_baseline, dataset, a, g, vals, base, alpha) -> dict:
+    arr = np.array([vals[s] for s in sorted(vals)])
+    nan = float("nan")
+    d = stats.delta(vals, base, alpha) if base is not None and vals and not is_baseline \
+        else None
+    return {"loss": loss, "display": display_name(loss), "dataset": dataset, "augmentation": a,
+            "n": len(arr), "runs": len(g), "diverged": int(g["diverged"].sum()),
+            "mean": float(arr.mean()) if len(arr) else nan,
+            "std": float(arr.std(ddof=1)) if len(arr) >= 2 else nan,
+            "delta_vs_ce": 0.0 if is_baseline else (d.delta if d else nan),
+            "ci_low": d.low if d else nan, "ci_high": d.high if d else nan,
+            "p_value": d.p if d else None, "test": d.test if d else "",
+            "seeds": " ".join(str(s) for s in sorted(g["seed"]))}
+
+
 def _fmt_cell(row, style: str) -> str:
     if row is None:
-        return "—"
+        return "—" if style != "latex" else "---"
     if math.isnan(row["mean"]):
-        return f"— ({row['runs']} diverged)" if style != "latex" else "---"
+        return f"— ({row['runs']} runs, no value)" if style != "latex" else "---"
     pct = 100 * row["mean"]
     text = f"{pct:.2f}"
     if not math.isnan(row["std"]):
         text += f" ± {100 * row['std']:.2f}" if style != "latex" else \
             f" $\\pm$ {100 * row['std']:.2f}"
-    text += f" ({row['n']})"
+    text += f" ({row['n']}, {row['diverged']} div.)" if row["diverged"] else f" ({row['n']})"
     if row["significant"]:
         text += "*" if style != "latex" else "$^{*}$"
     if row["best"]:
         text = f"**{text}**" if style == "markdown" else (
             f"\\textbf{{{text}}}" if style == "latex" else text)
     return text
+
+
+def notes(t: Comparison) -> list[str]:
+    """The lines under a comparison table: what the marks mean, the Holm family, the seeds."""
+    lines = ["**bold**: best mean of the column. (n): runs; a diverged run (div.) scores 0. "
+             "*: beats cross-entropy with p < 0.05 after Holm's correction within the loss's "
+             "own cells (the family \"does this loss beat CE?\"); t-test paired over matching "
+             "seeds, else Welch's; cells with n < 2 or no variance are untestable (no p)."]
+    d = t.detectable()
+    if d is None:
+        lines.append("Smallest Δ the seeds could detect: no cell is testable.")
+    else:
+        lines.append(f"Smallest Δ the seeds could detect at α = 0.05 (half-width of the 95 % "
+                     f"interval): median {100 * d[1]:.2f} pp over the testable cells "
+                     f"(range {100 * d[0]:.2f}–{100 * d[2]:.2f} pp).")
+    return lines
 
 
 def _grid(t: Comparison, style: str) -> tuple[list[str], list[list[str]]]:
@@ -261,10 +268,8 @@ def to_markdown(t: Comparison) -> str:
 
     headers, body = _grid(t, "markdown")
     title = f"{t.stage}: {t.metric} (%), mean ± std over seeds (n)"
-    note = ("**bold**: best mean of the column; *: beats cross-entropy with p < 0.05 (Holm-"
-            "corrected t-test: paired over matching seeds, else Welch).")
     grid = tabulate(body, headers, tablefmt="github", disable_numparse=True)
-    return f"### {title}\n\n{grid}\n\n{note}\n"
+    return f"### {title}\n\n{grid}\n\n" + "\n\n".join(notes(t)) + "\n"
 
 
 def to_latex(t: Comparison) -> str:
@@ -280,7 +285,8 @@ def to_latex(t: Comparison) -> str:
 
 def to_csv(t: Comparison) -> str:
     cols = ["loss", "display", "dataset", "augmentation", "n", "mean", "std", "delta_vs_ce",
-            "p_value", "p_holm", "test", "significant", "best", "runs", "diverged", "seeds"]
+            "ci_low", "ci_high", "p_value", "p_holm", "test", "significant", "best", "runs",
+            "diverged", "seeds"]
     return t.cells[cols].to_csv(index=False, lineterminator="\n")
 
 
@@ -298,6 +304,62 @@ def _write_formats(prefix: str | Path, md: str, csv: str, tex: str) -> list[Path
         atomic_write_text(path, text)
         paths.append(path)
     return paths
+
+
+# --- the claims table -------------------------------------------------------------------------
+
+CLAIMS_NOTE = (
+    "wins / ties / losses: cells whose mean is above / equal to / below cross-entropy's "
+    "(a diverged run scores 0). majority: wins in more than half of the cells, the paper's "
+    "claim \"outperforms cross-entropy in the majority of experiments\". sign test: exact "
+    "two-sided binomial test of wins against losses (ties dropped); Wilcoxon: two-sided "
+    "signed-rank test of the cell Δs (zero Δs dropped); — : untestable (no non-tied cell).")
+
+
+def claims(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    """Per stage and loss: wins, ties and losses against CE over the cells, and the sign and
+    Wilcoxon signed-rank tests of the cell Δs (:func:`augloss.stats.claim`)."""
+    rows = []
+    for t in comparisons:
+        for loss in t.losses:
+            if loss == BASELINE:
+                continue
+            c = stats.claim(list(t.cells.loc[t.cells["loss"] == loss, "delta_vs_ce"]))
+            rows.append({"stage": t.stage, "metric": t.metric, "loss": loss,
+                         "display": display_name(loss), "cells": c.cells, "wins": c.wins,
+                         "ties": c.ties, "losses": c.losses, "majority": c.majority,
+                         "mean_delta": c.mean_delta, "p_sign": c.p_sign,
+                         "p_wilcoxon": c.p_wilcoxon})
+    return pd.DataFrame(rows, columns=["stage", "metric", "loss", "display", "cells", "wins",
+                                       "ties", "losses", "majority", "mean_delta", "p_sign",
+                                       "p_wilcoxon"])
+
+
+def _p(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
+
+
+def write_claims(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
+    """``claims.{md,csv,tex}``: one section per stage."""
+    from tabulate import tabulate
+
+    headers = ["loss", "cells", "wins", "ties", "losses", "majority", "mean Δ (pp)",
+               "sign test p", "Wilcoxon p"]
+    md, tex = [], []
+    for stage, g in df.groupby("stage", sort=False):
+        body = [[r.display, r.cells, r.wins, r.ties, r.losses, "yes" if r.majority else "no",
+                 f"{100 * r.mean_delta:+.2f}" if not math.isnan(r.mean_delta) else "—",
+                 _p(r.p_sign), _p(r.p_wilcoxon)] for r in g.itertuples()]
+        md.append(f"### Claims, {stage}: does each loss beat cross-entropy "
+                  f"({g['metric'].iloc[0]})?\n\n"
+                  + tabulate(body, headers, tablefmt="github", disable_numparse=True))
+        tex_body = [[str(x).replace("—", "---") for x in row] for row in body]
+        # tabulate's booktabs format escapes LaTeX's special characters itself.
+        tex.append(f"% {stage}\n" + tabulate(tex_body, headers, tablefmt="latex_booktabs",
+                                             disable_numparse=True))
+    text = "\n\n".join(md) + f"\n\n{CLAIMS_NOTE}\n"
+    return _write_formats(prefix, text, df.to_csv(index=False, lineterminator="\n"),
+                          "\n\n".join(tex).replace("Δ", r"$\Delta$") + "\n")
 
 
 # --- search and correlation tables --------------------------------------------------------------

@@ -364,14 +364,15 @@ def select_transfer(metrics_files: list[str], top_k: int, metric: str) -> dict:
     """Rank the evolved losses of the transfer stage by mean ``metric`` over all its cells.
 
     Selection uses validation accuracy by default (``final_val_acc``): choosing on test accuracy
-    would leak the test set into the fine-tune stage.
+    would leak the test set into the fine-tune stage. A diverged run scores 0 (as in the tables).
     """
     import pandas as pd
 
     rows = [read_json(f) for f in metrics_files]
+    # A diverged run scores 0, as in the tables: its last finite accuracy earns no credit.
     df = pd.DataFrame([{"loss": r["loss"], "expression": r["expression"],
                         "label_smoothing": r.get("label_smoothing", 0.0),
-                        "value": r.get(metric)} for r in rows])
+                        "value": 0.0 if r.get("diverged") else r.get(metric)} for r in rows])
     evolved = df[df["loss"].map(names.is_evolved)]
     if evolved.empty:
         raise ValueError("no evolved losses among the transfer runs to select from")

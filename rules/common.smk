@@ -13,7 +13,7 @@ TRANSFER_DATASETS = EXP.datasets("transfer")
 FINETUNE_DATASETS = EXP.datasets("finetune")
 DATASETS = EXP.all_datasets()
 PRETRAIN = EXP.pretrain
-TABLES = ["search", "correlation", "transfer", "finetune"]
+TABLES = ["search", "correlation", "transfer", "finetune", "claims"]
 PLOTS = ["evolution", "correlation", "transfer_delta", "finetune_delta", "probe_curves"]
 if (_why := wf.unwritable(R)) is not None:
     raise wf.ConfigError(

@@ -93,6 +93,31 @@ rule table_stage:
         "../scripts/table_stage.py"
 
 
+rule table_claims:
+    input:
+        metrics=stage_runs("transfer") + stage_runs("finetune"),
+    output:
+        md=report(
+            f"{R}/tables/claims.md",
+            caption="../report/claims.rst",
+            category="Tables",
+            subcategory="Claims",
+        ),
+        csv=f"{R}/tables/claims.csv",
+        tex=f"{R}/tables/claims.tex",
+    log:
+        f"{R}/logs/tables/claims.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    params:
+        stages=["transfer", "finetune"],
+        metric=config["tables"]["metric"],
+        allow_mixed=config["tables"]["allow_mixed"],
+    script:
+        "../scripts/table_claims.py"
+
+
 rule audit:
     input:
         metrics=stage_runs("transfer") + stage_runs("finetune"),

@@ -3,8 +3,10 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from augloss import tables
 from augloss.tables import TableError
@@ -62,15 +64,22 @@ def test_comparison_table_numbers_bold_significance_and_wins(tmp_path):
     ce_b, ce_c = [0.90, 0.91, 0.92], [0.88, 0.89, 0.90]
     p = {("focal", "base"): stats.ttest_rel([0.905, 0.915, 0.93], ce_b).pvalue,
          ("evolved-cutout-1", "base"): stats.ttest_rel([0.95, 0.965, 0.97], ce_b).pvalue,
-         ("focal", "cutout"): stats.ttest_ind([0.93, 0.95], ce_c, equal_var=False).pvalue,
-         ("evolved-cutout-1", "cutout"): stats.ttest_rel([0.87, 0.88, 0.89], ce_c).pvalue}
-    keys = list(p)
-    adj = dict(zip(keys, _holm([p[k] for k in keys])))
-    for k in keys:
+         ("focal", "cutout"): stats.ttest_ind([0.93, 0.95], ce_c, equal_var=False).pvalue}
+    # A constant paired difference (-0.01 on every seed) is untestable, never p = 0 (scipy's
+    # ttest_rel returns 0 there, with a precision warning).
+    untestable = c.loc[("evolved-cutout-1", "cutout")]
+    assert untestable["test"] == "untestable" and pd.isna(untestable["p_value"])
+    assert pd.isna(untestable["p_holm"]) and untestable["delta_vs_ce"] == pytest.approx(-0.01)
+    # Holm within each loss's own cells (the family "does this loss beat CE?").
+    adj = {}
+    for loss in ("focal", "evolved-cutout-1"):
+        keys = [k for k in p if k[0] == loss]
+        adj.update(zip(keys, multipletests([p[k] for k in keys], method="holm")[1]))
+    for k in p:
         assert c.loc[k, "p_value"] == pytest.approx(p[k], rel=1e-9)
         assert c.loc[k, "p_holm"] == pytest.approx(adj[k], rel=1e-9)
-    assert c.loc[("focal", "cutout"), "test"] == "welch"
-    assert c.loc[("focal", "base"), "test"] == "paired"
+    assert c.loc[("focal", "cutout"), "test"] == "Welch t"
+    assert c.loc[("focal", "base"), "test"] == "paired t"
     assert bool(c.loc[("evolved-cutout-1", "base"), "significant"])
     assert not c.loc[("focal", "base"), "significant"]  # better mean, p too large
     assert not c.loc[("evolved-cutout-1", "cutout"), "beats_ce"]
@@ -91,7 +100,8 @@ def test_comparison_table_numbers_bold_significance_and_wins(tmp_path):
     assert r"\toprule" in tex and r"\textbf{96.17 $\pm$ 1.04 (3)$^{*}$}" in tex
     assert r"evolved[cutout]\#1" in tex
     csv = tables.to_csv(t).splitlines()
-    assert csv[0].startswith("loss,display,dataset,augmentation,n,mean,std,delta_vs_ce,p_value")
+    assert csv[0].startswith("loss,display,dataset,augmentation,n,mean,std,delta_vs_ce,ci_low,"
+                             "ci_high,p_value,p_holm")
     assert len(csv) == 1 + 6
 
 
@@ -168,7 +178,11 @@ def test_audit_flags_missing_seeds_and_diverged_runs(tmp_path):
     assert "H100" in a.loc[("base", "ce"), "device"]
     t = tables.comparison(df, "transfer")
     row = t.cells.set_index(["loss", "augmentation"]).loc[("evolved-cutout-1", "cutout")]
-    assert row["n"] == 3 and row["runs"] == 4 and row["diverged"] == 1
+    # The diverged run scores 0 (no credit), as in select_transfer; its seeds no longer pair.
+    assert row["n"] == 4 and row["runs"] == 4 and row["diverged"] == 1
+    assert row["mean"] == pytest.approx(np.mean([0.87, 0.88, 0.89, 0.0]))
+    assert row["test"] == "Welch t"
+    assert "(4, 1 div.)" in tables.to_markdown(t)
     tables.write_audit(tables.audit(df), tmp_path / "audit.md", tmp_path / "audit.csv")
     text = (tmp_path / "audit.md").read_text()
     assert "evolved[cutout]#1" in text and "diverged" in text
@@ -227,8 +241,8 @@ def test_search_and_correlation_tables_and_plots(tmp_path):
 
 
 def test_holm_correction():
-    assert tables.holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
-    assert np.isnan(tables.holm([0.01, float("nan")])[1])
+    assert tables.holm([0.01, 0.04, 0.03, None])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert tables.holm([0.01, None])[1] is None
     assert tables.display_name("evolved-all-2") == "evolved[all]#2"
     assert tables.display_name("focal") == "focal"
 

@@ -53,7 +53,8 @@ def expected_jobs(cfg) -> Counter:
         "train_transfer": len(t["datasets"]) * augs * n_transfer_losses * len(t["seeds"]),
         "select_transfer": 1,
         "finetune": len(f["datasets"]) * augs * n_finetune_losses * len(f["seeds"]),
-        "table_search": 1, "table_correlation": 1, "table_stage": 2, "audit": 1,
+        "table_search": 1, "table_correlation": 1, "table_stage": 2, "table_claims": 1,
+        "audit": 1,
         "environment": 1, "all": 1})
     if f.get("pretrain"):
         out["pretrain"] = 1
@@ -137,9 +138,17 @@ def test_demo_writes_only_under_results(demo):
 
 def test_demo_runs_end_to_end(demo):
     r = demo / "results" / "demo"
-    for table in ("search", "correlation", "transfer", "finetune"):
+    for table in ("search", "correlation", "transfer", "finetune", "claims"):
         for ext in ("md", "csv", "tex"):
             assert (r / "tables" / f"{table}.{ext}").stat().st_size > 0
+    claims = (r / "tables" / "claims.md").read_text()
+    assert "### Claims, transfer" in claims and "### Claims, finetune" in claims
+    # No table reports p = 0: an untestable cell has an empty p-value.
+    import pandas as pd
+
+    for stage in ("transfer", "finetune"):
+        cells = pd.read_csv(r / "tables" / f"{stage}.csv")
+        assert not (cells["p_value"] == 0).any() and not (cells["p_holm"] == 0).any()
     for plot in ("evolution", "correlation", "transfer_delta", "finetune_delta",
                  "probe_curves"):
         assert (r / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
