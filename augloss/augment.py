@@ -3,8 +3,10 @@
 ============  ===============================================================================
 technique     what it does (defaults; every parameter is a config value)
 ============  ===============================================================================
-base          32 px: pad-4 random crop + horizontal flip. Fine-tuning (``image_size`` > 32 or
-              ``finetune=True``): random-resized crop to ``image_size`` + horizontal flip.
+base          pad-4 random crop + horizontal flip (the padding scales with ``image_size`` / 32).
+              An image of another size is first cropped to a random square of its shorter side
+              and resized to ``image_size`` (the earlier code's 80-px surrogate input).
+              Fine-tuning (``finetune=True``): random-resized crop to ``image_size`` + flip.
 cutout        base + one square hole of side ``cutout_size`` (16 px on 32 px images; scaled
               with the image otherwise) whose centre is uniform over the image (DeVries &
               Taylor 2017), clipped at the borders, filled with zeros.
@@ -32,12 +34,9 @@ from dataclasses import dataclass
 
 import torch
 
+from augloss.config import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 (re-exported)
 from augloss.config import MIXUP_MODES, AugmentConfig  # noqa: F401 (re-exported)
 from augloss.names import TECHNIQUES  # noqa: F401 (re-exported)
-
-# ImageNet statistics for pretrained models; CIFAR-size models use a plain [0, 1] scale.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Cutout(torch.nn.Module):
@@ -82,12 +81,39 @@ class Technique:
         return _transforms(self.name, self.config)[1]
 
 
+class SquareCrop(torch.nn.Module):
+    """A square of side min(H, W): random (training, the earlier code's first step) or centred
+    (evaluation). Square images pass unchanged, drawing nothing."""
+
+    def __init__(self, random: bool = True):
+        super().__init__()
+        self.random = random
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        if h == w:
+            return img
+        side = min(h, w)
+        if self.random:
+            y0 = int(torch.randint(h - side + 1, (1,)))
+            x0 = int(torch.randint(w - side + 1, (1,)))
+        else:
+            y0, x0 = (h - side) // 2, (w - side) // 2
+        return img[..., y0:y0 + side, x0:x0 + side]
+
+
+def interpolation(cfg: AugmentConfig):
+    from torchvision.transforms import InterpolationMode
+
+    return InterpolationMode(cfg.interpolation)
+
+
 def _normalise(cfg: AugmentConfig) -> list:
     from torchvision.transforms import v2
 
     out = [v2.ToDtype(torch.float32, scale=True)]
-    if cfg.normalize == "imagenet":
-        out.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    if cfg.mean_std() is not None:
+        out.append(v2.Normalize(*cfg.mean_std()))
     return out
 
 
@@ -102,22 +128,28 @@ def _transforms(name: str, cfg: AugmentConfig) -> tuple:
     """The per-sample (train, eval) ``v2.Compose`` pipelines of technique ``name``."""
     from torchvision.transforms import v2
 
-    size = cfg.image_size
+    size, mode = cfg.image_size, interpolation(cfg)
+    if cfg.finetune:
+        resize: list = []
+        geometry = [v2.RandomResizedCrop(size, interpolation=mode, antialias=True),
+                    v2.RandomHorizontalFlip()]
+        # timm's evaluation: resize the short side to floor(size / crop_pct), centre crop.
+        eval_geometry = [v2.Resize(int(size / cfg.crop_pct), interpolation=mode, antialias=True),
+                         v2.CenterCrop(size)]
+    else:  # square crop + resize: no-ops on square images of side ``size``
+        resize = [SquareCrop(), v2.Resize((size, size), interpolation=mode, antialias=True)]
+        geometry = [v2.RandomCrop(size, padding=cfg.scaled(cfg.pad)), v2.RandomHorizontalFlip()]
+        eval_geometry = [SquareCrop(random=False),
+                         v2.Resize((size, size), interpolation=mode, antialias=True)]
     if name == "none":
-        plain = v2.Compose(_normalise(cfg))
+        plain = v2.Compose(eval_geometry + _normalise(cfg))
         return plain, plain
-    if cfg.finetune or size != 32:
-        geometry = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
-        eval_geometry = [v2.Resize(int(round(size * 1.14)), antialias=True), v2.CenterCrop(size)]
-    else:
-        geometry = [v2.RandomCrop(size, padding=cfg.pad), v2.RandomHorizontalFlip()]
-        eval_geometry = []
-    steps: list = []
+    steps = list(resize)
     if name in ("randaugment", "all"):
         steps.append(v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m))
     steps += geometry
     if name in ("cutout", "all"):
-        steps.append(Cutout(round(cfg.cutout_size * size / 32)))
+        steps.append(Cutout(cfg.scaled(cfg.cutout_size)))
     return v2.Compose(steps + _normalise(cfg)), v2.Compose(eval_geometry + _normalise(cfg))
 
 

@@ -15,8 +15,10 @@ transform calls:
   every op is exactly torchvision's (at most 2 x 14 x 2 grouped calls per batch);
 * mixup: unchanged (it is a batch operation already), with ``lam`` drawn from the generator.
 
-Only CIFAR-size training (``finetune: false``, images already at ``image_size``) is batched;
-fine-tuning's random-resized crop stays on the per-sample path.
+Training on square in-memory images (``finetune: false``) is batched: images of another side
+than ``image_size`` are resized once, up front (:func:`at_size`, the per-sample path's resize
+step; the earlier code resized to 80 px before augmenting). Fine-tuning's random-resized crop
+stays on the per-sample path.
 """
 
 from __future__ import annotations
@@ -28,10 +30,27 @@ import torch.nn.functional as F
 from augloss import augment as aug
 
 
-def supported(technique: aug.Technique, image_size: int) -> bool:
-    """Whether ``technique`` on images of side ``image_size`` has a batched path."""
-    cfg = technique.config
-    return not cfg.finetune and cfg.image_size == image_size == 32
+def supported(technique: aug.Technique, height: int, width: int) -> bool:
+    """Whether ``technique`` on in-memory images of ``height`` x ``width`` has a batched path."""
+    return not technique.config.finetune and height == width
+
+
+def at_size(data, cfg: aug.AugmentConfig):
+    """``data`` (an in-memory :class:`augloss.data.ImageSet`, or None) with its square images
+    resized to ``cfg.image_size`` as uint8, as the per-sample path's resize step does."""
+    if data is None or not getattr(data, "in_memory", False) or \
+            data.images.shape[-1] == cfg.image_size:
+        return data
+    from dataclasses import replace
+
+    from torchvision.transforms.v2 import functional as TF
+
+    size = cfg.image_size
+    chunks = [TF.resize(data.images[i:i + 4096], [size, size],
+                        interpolation=aug.interpolation(cfg), antialias=True)
+              for i in range(0, len(data.images), 4096)]
+    return replace(data, images=torch.cat(chunks) if chunks else
+                   data.images.new_zeros((0, 3, size, size)))
 
 
 class BatchAugment:
@@ -39,13 +58,14 @@ class BatchAugment:
 
     def __init__(self, technique: aug.Technique):
         cfg = technique.config
-        if cfg.finetune or cfg.image_size != 32:
-            raise ValueError("the batched path covers CIFAR-size training (32 px, finetune: false)")
+        if cfg.finetune:
+            raise ValueError("the batched path covers pad-crop training (finetune: false)")
         self.name = technique.name
         self.cfg = cfg
         self.geometry = technique.name != "none"
         self.randaugment = technique.name in ("randaugment", "all")
-        self.cutout = round(cfg.cutout_size) if technique.name in ("cutout", "all") else 0
+        self.cutout = cfg.scaled(cfg.cutout_size) if technique.name in ("cutout", "all") else 0
+        self.pad = cfg.scaled(cfg.pad)
         self.mixup = technique.mixup
         if self.randaugment:  # torchvision only where its ops are used
             from torchvision.transforms import v2
@@ -57,6 +77,8 @@ class BatchAugment:
         """Augment the uint8 batch ``x``; returns float32, normalised like the per-sample path."""
         if x.dtype != torch.uint8 or x.ndim != 4:
             raise ValueError("expected a uint8 batch of shape (N, C, H, W)")
+        if x.shape[-1] != self.cfg.image_size or x.shape[-2] != self.cfg.image_size:
+            raise ValueError(f"expected {self.cfg.image_size}-px images (resize with at_size)")
         if self.randaugment:
             x = self.rand_augment(x, g)
         if self.geometry:
@@ -69,7 +91,7 @@ class BatchAugment:
     def crop(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """``v2.RandomCrop(H, padding=pad)`` per sample: zero padding, uniform offsets."""
         n, _, h, w = x.shape
-        p = int(self.cfg.pad)
+        p = self.pad
         if p == 0:
             return x
         padded = F.pad(x, (p, p, p, p))
@@ -128,11 +150,10 @@ class BatchAugment:
 
 
 def normalise(x: torch.Tensor, cfg: aug.AugmentConfig) -> torch.Tensor:
-    """uint8 -> float32 in [0, 1], then ImageNet mean/std if configured (as ``_normalise``)."""
+    """uint8 -> float32 in [0, 1], then the configured mean/std (as ``augment._normalise``)."""
     out = x.float().div_(255.0)
-    if cfg.normalize == "imagenet":
-        mean = torch.tensor(aug.IMAGENET_MEAN, device=x.device)[:, None, None]
-        std = torch.tensor(aug.IMAGENET_STD, device=x.device)[:, None, None]
+    if cfg.mean_std() is not None:
+        mean, std = (torch.tensor(v, device=x.device)[:, None, None] for v in cfg.mean_std())
         out = (out - mean) / std
     return out
 

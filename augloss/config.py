@@ -10,7 +10,7 @@ Unknown keys are refused by name (:func:`augloss.io.dataclass_from_dict`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from augloss.io import config_hash, dataclass_from_dict
 
@@ -19,6 +19,14 @@ SCHEDULES = ("cosine", "step", "constant")
 PIPELINES = ("auto", "tensor", "loader")
 MIXUP_MODES = ("targets", "losses")
 FITNESS_METRICS = ("final", "max")
+NORMALIZE = ("unit", "imagenet", "tf", "mean_std")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+DIVERGED_POLICIES = ("keep", "discard")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Bump when a change to training or scoring code changes a candidate's fitness: evaluation-cache
+# entries of another version are never reused (augloss.search.evaluator).
+FITNESS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,15 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Parameters of the techniques (defaults: see the module table; none is from the paper)."""
+    """Parameters of the techniques and the input pipeline (none is from the paper).
+
+    ``pad`` and ``cutout_size`` are pixels of a 32-px image and scale with ``image_size``.
+    ``normalize``: ``unit`` (x / 255), ``imagenet`` (ImageNet mean/std), ``tf`` ((x - 127.5) /
+    128, the earlier code's surrogate) or ``mean_std`` (``mean`` / ``std`` given, in [0, 1]
+    units; what a pretrained model's own config resolves to). ``interpolation`` and
+    ``crop_pct`` shape the resizes (fine-tuning evaluates a centre crop of side ``image_size``
+    from the image resized to ``image_size / crop_pct``).
+    """
 
     image_size: int = 32
     finetune: bool = False  # random-resized crop instead of pad-crop
@@ -99,14 +115,31 @@ class AugmentConfig:
     mixup_mode: str = "targets"
     randaugment_n: int = 2
     randaugment_m: int = 9
-    normalize: str = "unit"  # "unit": x / 255; "imagenet": ImageNet mean/std
+    normalize: str = "unit"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
 
     def __post_init__(self):
+        for key in ("mean", "std"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
         if self.mixup_mode not in MIXUP_MODES:
             raise ValueError(f"mixup_mode must be one of {MIXUP_MODES}, got {self.mixup_mode!r}")
-        if self.normalize not in ("unit", "imagenet"):
-            raise ValueError(f"normalize must be 'unit' or 'imagenet', got {self.normalize!r}")
-        for key in ("image_size", "cutout_size", "randaugment_n"):
+        if self.normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
+        if (self.normalize == "mean_std") != (self.mean is not None and self.std is not None):
+            raise ValueError("normalize: mean_std needs mean and std (and only it uses them)")
+        if self.normalize == "mean_std" and (len(self.mean) != 3 or len(self.std) != 3
+                                             or min(self.std) <= 0):
+            raise ValueError("mean and std need three values each, std > 0")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, "
+                             f"got {self.interpolation!r}")
+        if not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        for key in ("image_size", "cutout_size", "randaugment_n", "pad"):
             if int(getattr(self, key)) < 0 or (key == "image_size" and self.image_size < 1):
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
         if self.mixup_alpha <= 0:
@@ -114,8 +147,25 @@ class AugmentConfig:
         if not 0 <= self.randaugment_m <= 30:
             raise ValueError(f"randaugment_m must be in 0..30, got {self.randaugment_m}")
 
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std) applied after scaling to [0, 1]; None for ``unit``."""
+        if self.normalize == "imagenet":
+            return IMAGENET_MEAN, IMAGENET_STD
+        if self.normalize == "tf":  # (x - 127.5) / 128 = (x / 255 - 0.5) / (128 / 255)
+            return (0.5,) * 3, (128 / 255,) * 3
+        if self.normalize == "mean_std":
+            return self.mean, self.std
+        return None
+
+    def scaled(self, pixels: int) -> int:
+        """``pixels`` of a 32-px image at this config's ``image_size``."""
+        return int(round(pixels * self.image_size / 32))
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for key in ("mean", "std"):
+            d[key] = None if d[key] is None else list(d[key])
+        return d
 
 
 @dataclass(frozen=True)
@@ -172,8 +222,12 @@ class FitnessConfig:
     ``prescreen`` (FF1) scores the initial pool, ``prefilter`` is FF2's short screen and ``main``
     FF2's training run; both screens train without augmentation, the main run under the
     search's technique. ``threshold_scale`` multiplies every abort/fail threshold. ``metric``:
-    validation accuracy at the ``final`` epoch (default) or the ``max`` over epochs (the earlier
-    code); both are recorded.
+    the ``max`` validation accuracy over epochs (the earlier code) or the one at the ``final``
+    epoch; both are recorded. ``image_size`` and ``normalize`` are the main run's input (the
+    earlier code: 80 px, ``(x - 127.5) / 128``); the screens train on the data's own size,
+    scaled ``x / 255``. ``diverged``: ``keep`` stops a run at its first non-finite loss and
+    scores it by the epochs that ran (the earlier code's ``TerminateOnNaN``); ``discard``
+    scores it 0.
     """
 
     dataset: str = "cifar10"
@@ -185,21 +239,27 @@ class FitnessConfig:
     prefilter: dict | None = None
     main: dict = field(default_factory=dict)
     augment: dict = field(default_factory=dict)
-    metric: str = "final"
+    metric: str = "max"
     threshold_scale: float = 1.0
     device: str = "cpu"
+    image_size: int = 80
+    normalize: str = "tf"
+    diverged: str = "keep"
 
     def __post_init__(self):
         if self.metric not in FITNESS_METRICS:
             raise ValueError(f"fitness.metric must be one of {FITNESS_METRICS}, "
                              f"got {self.metric!r}")
+        if self.diverged not in DIVERGED_POLICIES:
+            raise ValueError(f"fitness.diverged must be one of {DIVERGED_POLICIES}, "
+                             f"got {self.diverged!r}")
         if self.threshold_scale < 0:
             raise ValueError("fitness.threshold_scale must be >= 0")
         for key in ("prescreen", "prefilter", "main"):
             recipe = getattr(self, key)
             if recipe is not None:
                 TrainConfig.from_dict(recipe)  # validates, naming the key
-        AugmentConfig(**self.augment)
+        self.augment_config("main")  # validates image_size and normalize
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitnessConfig":
@@ -214,9 +274,19 @@ class FitnessConfig:
         d["evaluate_test"] = False
         return TrainConfig.from_dict(d)
 
+    def augment_config(self, stage: str) -> AugmentConfig:
+        """The input pipeline of ``stage``: the main run's size and scaling, or the screens'."""
+        base = AugmentConfig(**self.augment)
+        if stage != "main":
+            return replace(base, normalize="unit")
+        return replace(base, image_size=self.image_size, normalize=self.normalize)
+
     def stage_hash(self, stage: str, data_digest: str) -> str:
-        return config_hash({"stage": stage, "recipe": self.recipe(stage).to_dict(),
-                            "model": self.model, "augment": self.augment,
+        """What an evaluation of ``stage`` depends on, besides the loss, technique and seed."""
+        return config_hash({"version": FITNESS_VERSION, "stage": stage,
+                            "recipe": self.recipe(stage).to_dict(), "model": self.model,
+                            "augment": self.augment_config(stage).to_dict(),
+                            "metric": self.metric, "diverged": self.diverged,
                             "dataset": self.dataset, "data": data_digest,
                             "train_split": self.train_split, "val_split": self.val_split})
 

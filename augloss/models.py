@@ -8,11 +8,15 @@
   0.01), eps 1e-3, Glorot-uniform weights, zero biases, 'same' padding with biases.
 * ``wrn`` - WideResNet (Zagoruyko & Komodakis 2016), options ``depth`` (28), ``width`` (10),
   ``dropout`` (0.0): WRN-28-10 has ~36.5 M parameters on CIFAR-10.
-* ``efficientnetv2_s`` - timm ``tf_efficientnetv2_s`` (TF-ported weights). ``pretrained=True``
-  loads timm's weights; ``weights="path"`` loads a local state-dict file (``.safetensors``,
-  ``.pth``; ``weights_only`` loading) for offline clusters; the classifier is always
-  re-initialised for the new classes (num_classes -1 in the overlay never matches).
+* ``efficientnetv2_s`` - timm ``tf_efficientnetv2_s`` (TF-ported weights); option ``tag`` picks
+  the pretrained weights (``in1k``, ``in21k_ft_in1k``, ...; timm's default without it).
+  ``pretrained=True`` loads timm's weights; ``weights="path"`` loads a local state-dict file
+  (``.safetensors``, ``.pth``; ``weights_only`` loading) for offline clusters; the classifier is
+  always re-initialised for the new classes (num_classes -1 in the overlay never matches).
 * ``timm:<name>`` - any timm model with the same options (the demo uses ``timm:test_efficientnet``).
+
+:func:`data_config` and :func:`preprocessing` give a timm model's own input pipeline (size,
+mean/std, interpolation, crop) from its pretrained config, for fine-tuning.
 """
 
 from __future__ import annotations
@@ -132,8 +136,11 @@ class WideResNet(nn.Module):
 # --- timm -----------------------------------------------------------------------------------
 
 def _timm(name: str, num_classes: int, pretrained: bool = False, weights: str | None = None,
-          drop_rate: float = 0.0, **options) -> nn.Module:
+          drop_rate: float = 0.0, tag: str | None = None, **options) -> nn.Module:
     import timm
+
+    if tag:
+        name = f"{name}.{tag}"
 
     if weights:
         path = Path(weights)
@@ -165,6 +172,50 @@ def create(name: str, num_classes: int, **options) -> nn.Module:
     if name.startswith("timm:"):
         return _timm(name.split(":", 1)[1], num_classes, **options)
     raise ValueError(f"unknown model {name!r}; models are {', '.join(MODELS)}")
+
+
+# --- preprocessing from the weights ------------------------------------------------------------
+
+PREPROCESSING_KEYS = ("image_size", "mean", "std", "interpolation", "crop_pct")
+
+
+def data_config(model: nn.Module) -> dict:
+    """The input pipeline of ``model``'s pretrained weights, by timm's ``resolve_data_config``:
+    ``{"input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode"}`` (JSON values)."""
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    return {"input_size": [int(v) for v in cfg["input_size"]],
+            "interpolation": str(cfg["interpolation"]),
+            "mean": [float(v) for v in cfg["mean"]], "std": [float(v) for v in cfg["std"]],
+            "crop_pct": float(cfg["crop_pct"]), "crop_mode": str(cfg.get("crop_mode", "center"))}
+
+
+def weights_tag(model: nn.Module) -> str | None:
+    """``architecture.tag`` of a timm model's pretrained config (e.g.
+    ``tf_efficientnetv2_s.in1k``), or None for a model without one."""
+    pc = getattr(model, "pretrained_cfg", None) or {}
+    arch, tag = pc.get("architecture"), pc.get("tag")
+    return f"{arch}.{tag}" if arch and tag else arch
+
+
+def preprocessing(model: nn.Module, overrides: dict | None = None) -> dict:
+    """The fine-tuning input pipeline: every key of :data:`PREPROCESSING_KEYS` from the model's
+    pretrained config, except those in ``overrides`` (listed under ``overridden``), plus the
+    weights' ``tag``. Raises ValueError naming an unknown override key."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(PREPROCESSING_KEYS))
+    if unknown:
+        raise ValueError(f"finetune.preprocessing: unknown key(s) {', '.join(unknown)}; "
+                         f"keys are {', '.join(PREPROCESSING_KEYS)}")
+    if getattr(model, "pretrained_cfg", None) is None:
+        raise ValueError("finetune.preprocessing: the model has no pretrained config "
+                         "(only timm models do); leave preprocessing out for this model")
+    dc = data_config(model)
+    out = {"image_size": dc["input_size"][-1], "mean": dc["mean"], "std": dc["std"],
+           "interpolation": dc["interpolation"], "crop_pct": dc["crop_pct"]}
+    out.update(overrides)
+    return {**out, "overridden": sorted(overrides), "tag": weights_tag(model)}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -75,12 +75,29 @@ def collect(paths: Iterable[str | Path], allow_mixed: bool = False) -> pd.DataFr
             "run_dir": str(f.parent), "git_commit": prov.get("git_commit", ""),
             "git_dirty": prov.get("git_dirty"), "device": prov.get("device", ""),
             "gpu_name": prov.get("gpu_name", ""),
+            "preprocessing": describe_preprocessing(m.get("preprocessing")),
         })
     df = pd.DataFrame(rows)
     df["seed"] = df["seed"].astype(int)
     if not allow_mixed:
         check_consistency(df)
     return df.sort_values(CELL + ["seed", "run_dir"], kind="stable").reset_index(drop=True)
+
+
+def describe_preprocessing(pre: dict | None) -> str:
+    """One line for a fine-tune run's recorded preprocessing ('' for other stages)."""
+    if not pre:
+        return ""
+
+    def triple(v):
+        return "(" + ", ".join(f"{x:.4g}" for x in v) + ")"
+
+    source = f"file {pre['weights_file']} with {pre['tag']}'s config" if pre.get("weights_file") \
+        else (pre.get("tag") or "?")
+    over = ", ".join(pre.get("overridden") or []) or "none"
+    return (f"{source}: {pre['image_size']} px, {pre['interpolation']}, crop_pct "
+            f"{pre['crop_pct']:.4g}, mean {triple(pre['mean'])}, std {triple(pre['std'])}; "
+            f"overridden by the config: {over}")
 
 
 def check_consistency(df: pd.DataFrame) -> None:
@@ -585,7 +602,8 @@ def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = No
                                                  zip(other["status"], other["run_dir"])))
         for col, what in (("code_version", "mixed code versions"),
                           ("git_commit", "mixed git commits"),
-                          ("config_hash", "mixed configurations")):
+                          ("config_hash", "mixed configurations"),
+                          ("preprocessing", "mixed preprocessing")):
             if len(set(g[col].astype(str))) > 1:
                 flags.append(what)
         if g["git_dirty"].fillna(False).astype(bool).any():
@@ -598,6 +616,7 @@ def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = No
                      "device": " ".join(sorted(set(
                          (g["device"] + g["gpu_name"].map(lambda x: f" ({x})" if x else ""))
                          .astype(str)))),
+                     "preprocessing": " | ".join(sorted(set(g["preprocessing"].astype(str)))),
                      "run_dirs": " ".join(g["run_dir"]), "flags": "; ".join(flags)})
     return pd.DataFrame(rows)
 
@@ -614,6 +633,8 @@ def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path) -> N
         lines.append(f"- config hash: `{r.config_hash}`; code: {r.code_version} "
                      f"(git {r.git_commit or 'unknown'})")
         lines.append(f"- device: {r.device or 'unknown'}")
+        if r.preprocessing:
+            lines.append(f"- preprocessing: {r.preprocessing}")
         lines.append(f"- runs: {', '.join(f'`{d}`' for d in r.run_dirs.split())}")
         lines.append(f"- **flags: {r.flags}**" if r.flags else "- flags: none")
         lines.append("")

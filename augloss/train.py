@@ -100,9 +100,9 @@ def _use_tensors(cfg: "TrainConfig", technique: aug.Technique, data) -> bool:
     if cfg.pipeline == "loader":
         return False
     ok = getattr(data, "in_memory", False) and \
-        batch_augment.supported(technique, int(data.images.shape[-1]))
+        batch_augment.supported(technique, *(int(n) for n in data.images.shape[-2:]))
     if cfg.pipeline == "tensor" and not ok:
-        raise ValueError("train.pipeline: tensor needs in-memory 32 px data and a CIFAR-size "
+        raise ValueError("train.pipeline: tensor needs square in-memory images and a pad-crop "
                          "technique (finetune: false); use auto or loader")
     return ok
 
@@ -450,6 +450,11 @@ def _resume(run: _Loop, ckpt_path: Path | None, chash: str) -> int:
 
 def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed, device,
          checkpoint, callback, identity) -> list[FitResult]:
+    if _use_tensors(cfg, technique, train_data):  # resized once, not per batch
+        from augloss.batch_augment import at_size
+
+        train_data, val_data, test_data = (at_size(d, technique.config)
+                                           for d in (train_data, val_data, test_data))
     run = _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device)
     chash = config_hash({"train": cfg.to_dict(), "seed": seed, "identity": identity,
                          "augment": technique.config.to_dict(), "technique": technique.name})
@@ -511,6 +516,10 @@ class Job:
     data_root: str = "data"
     eval_split: str = "val"
     train_split: str = "train"
+    # Fine-tuning a timm model: None keeps ``augment``'s pipeline; a dict (possibly empty) takes
+    # size, mean/std, interpolation and crop from the weights' pretrained config, the dict's
+    # keys overriding (augloss.models.preprocessing).
+    preprocessing: dict | None = None
 
     def __post_init__(self):
         if isinstance(self.loss, dict):
@@ -518,7 +527,29 @@ class Job:
 
     def to_dict(self) -> dict:
         """The job as JSON values; the loss by its identity (its origin does not count)."""
-        return {**asdict(replace(self, loss=None)), "loss": self.loss.identity()}
+        d = {**asdict(replace(self, loss=None)), "loss": self.loss.identity()}
+        if d["preprocessing"] is None:  # CIFAR-size jobs: their hashes predate the field
+            del d["preprocessing"]
+        return d
+
+
+def _pipeline(job: Job, model: nn.Module, init_weights: str | None
+              ) -> tuple[aug.AugmentConfig, dict | None]:
+    """The job's augmentation config and, for fine-tuning, the resolved preprocessing record."""
+    from augloss import models
+
+    augment = aug.AugmentConfig(**job.augment)
+    if job.preprocessing is None:
+        return augment, None
+    pre = models.preprocessing(model, job.preprocessing)
+    pre["weights_file"] = os.path.basename(str(init_weights or job.model.get("weights") or "")) \
+        or None
+    pre["pretrained"] = bool(init_weights or job.model.get("weights")
+                             or job.model.get("pretrained"))
+    augment = replace(augment, image_size=int(pre["image_size"]), normalize="mean_std",
+                      mean=tuple(pre["mean"]), std=tuple(pre["std"]),
+                      interpolation=pre["interpolation"], crop_pct=float(pre["crop_pct"]))
+    return augment, pre
 
 
 def _deterministic(cfg_compile: bool) -> None:
@@ -560,7 +591,6 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
     val_set = data.load(job.dataset, job.data_root, job.eval_split)
     cfg = TrainConfig.from_dict(job.train)
     test_set = data.load(job.dataset, job.data_root, "test") if cfg.evaluate_test else None
-    technique = aug.build(job.augmentation, aug.AugmentConfig(**job.augment))
     from augloss import losses
 
     loss_name = job.loss.name
@@ -571,6 +601,8 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
         options["weights"] = init_weights
     torch.manual_seed(_epoch_seed(job.seed, -2))
     model = models.create(job.model["name"], train_set.num_classes, **options)
+    augment, pre = _pipeline(job, model, init_weights)
+    technique = aug.build(job.augmentation, augment)
     identity = {k: v for k, v in job.to_dict().items() if k not in ("data_root",)}
     if init_weights:
         identity["init_weights"] = os.path.basename(str(init_weights))
@@ -594,6 +626,8 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
                  "test": test_set.digest()[:16] if test_set is not None else None},
         "num_parameters": models.count_parameters(model),
     }
+    if pre is not None:
+        metrics["preprocessing"] = pre
     metrics = _finite(metrics)
     if weights_out:
         models.save_weights(model, weights_out)

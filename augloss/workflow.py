@@ -184,7 +184,8 @@ class Experiment:
     # --- job parameters (everything a job depends on; canonical so key order never reruns) ---
     def _fitness(self) -> dict:
         s = self.config["search"]
-        return {**s["fitness"], "model": s["model"], "augment": self.config["augment"]}
+        return {**s["fitness"], "model": s["model"], "augment": self.config["augment"],
+                "image_size": s.get("image_size", 80), "normalize": s.get("normalize", "tf")}
 
     def _search_job(self, aug: str) -> dict:
         s = self.config["search"]
@@ -220,7 +221,15 @@ class Experiment:
                           "baseline": self.baselines(stage).get(loss), "model": c["model"],
                           "train": c["train"], "seed": int(seed),
                           "augment": self.stage_augment(stage),
+                          "preprocessing": self.preprocessing(stage),
                           "data_root": self.config["data_root"]})
+
+    def preprocessing(self, stage: str) -> dict | None:
+        """Fine-tuning's overrides of the weights' own preprocessing ({}: all from the weights);
+        None for the CIFAR-size stages and where the config sets it to null."""
+        if stage not in ("finetune", "pretrain"):
+            return None
+        return self.config["finetune"].get("preprocessing", {})
 
     def pretrain_job(self) -> dict:
         p = self.pretrain
@@ -229,6 +238,7 @@ class Experiment:
                           "augmentation": p.get("augmentation", "base"), "loss": names.CE,
                           "baseline": None, "model": model, "train": p["train"], "seed": 0,
                           "augment": self.stage_augment("pretrain"),
+                          "preprocessing": self.preprocessing("pretrain"),
                           "data_root": self.config["data_root"]})
 
     def upstream(self, stage: str, loss: str) -> tuple[str, str | None] | None:
@@ -297,6 +307,12 @@ class Experiment:
                         b.get("label_smoothing", 0.0), b.get("class_weights"))
             except ValueError as exc:
                 raise ConfigError(f"{stage}.baselines[{i}]", str(exc)) from None
+        model = c["model"]["name"]
+        if stage == "finetune" and self.preprocessing(stage) is not None and \
+                model != "efficientnetv2_s" and not model.startswith("timm:"):
+            raise ConfigError("finetune.preprocessing",
+                              f"model {model!r} has no pretrained config to take it from; "
+                              "set finetune.preprocessing: null")
 
 
 def _check_dataset(key: str, name: str) -> None:

@@ -13,6 +13,7 @@ with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resourc
     run = train.Job(stage=job["stage"], dataset=job["dataset"],
                     augmentation=job["augmentation"], loss=spec,
                     model=job["model"], train=job["train"], seed=job["seed"],
-                    augment=job["augment"], data_root=job["data_root"])
+                    augment=job["augment"], data_root=job["data_root"],
+                    preprocessing=job.get("preprocessing"))
     train.run(run, out_dir, device=dev, init_weights=snakemake.input.get("weights"),
               weights_out=snakemake.output.get("weights"))

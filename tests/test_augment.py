@@ -65,9 +65,63 @@ def test_cutout_zeroes_one_square():
 
 
 def test_cutout_size_scales_with_images_and_is_configurable():
-    assert A.build("cutout", A.AugmentConfig(cutout_size=8)).train_transform.transforms[2].size == 8
-    big = A.build("cutout", A.AugmentConfig(image_size=64))
-    assert any(isinstance(t, A.Cutout) and t.size == 32 for t in big.train_transform.transforms)
+    def cutout(cfg):
+        return [t.size for t in A.build("cutout", cfg).train_transform.transforms
+                if isinstance(t, A.Cutout)]
+
+    assert cutout(A.AugmentConfig(cutout_size=8)) == [8]
+    assert cutout(A.AugmentConfig(image_size=64)) == [32]
+    assert cutout(A.AugmentConfig(image_size=80)) == [40]  # 16 px of 32, at 80 px
+
+
+def test_surrogate_input_at_80_px_resizes_first_and_scales_like_the_earlier_code():
+    cfg = A.AugmentConfig(image_size=80, normalize="tf")
+    x = _images(6)
+    ev = torch.stack([A.build("base", cfg).eval_transform(im) for im in x])
+    assert ev.shape == (6, 3, 80, 80)
+    from torchvision.transforms.v2 import functional as TF
+
+    resized = TF.resize(x, [80, 80], antialias=True).float()
+    torch.testing.assert_close(ev, (resized - 127.5) / 128, atol=1e-5, rtol=0)
+    pads = [t.padding for t in A.build("base", cfg).train_transform.transforms
+            if type(t).__name__ == "RandomCrop"]
+    assert pads == [[10, 10, 10, 10]]  # 4 px of 32, at 80 px
+    out = _apply(A.build("all", cfg), x)
+    assert out.shape == (6, 3, 80, 80) and out.min() >= -1 and out.max() <= 1
+
+
+def test_square_crop_takes_the_shorter_side_and_passes_square_images():
+    torch.manual_seed(0)
+    wide = torch.arange(2 * 3 * 10, dtype=torch.uint8).reshape(1, 3, 2, 10)[0].repeat(1, 3, 1)
+    crops = {tuple(A.SquareCrop()(wide)[0, 0].tolist()) for _ in range(50)}
+    assert all(len(c) == 6 for c in crops) and len(crops) == 5  # 5 offsets of a 6 x 6 square
+    assert A.SquareCrop(random=False)(wide).shape == (3, 6, 6)
+    square = _images(1)[0]
+    state = torch.get_rng_state()
+    assert A.SquareCrop()(square) is square and torch.equal(torch.get_rng_state(), state)
+
+
+def test_normalisations_and_their_errors():
+    x = _images(2)
+    tf = A.build("none", A.AugmentConfig(normalize="tf")).eval_transform(x[0])
+    torch.testing.assert_close(tf, (x[0].float() - 127.5) / 128, atol=1e-5, rtol=0)
+    ms = A.AugmentConfig(normalize="mean_std", mean=(0.5,) * 3, std=(0.5,) * 3)
+    torch.testing.assert_close(A.build("none", ms).eval_transform(x[0]),
+                               x[0].float() / 127.5 - 1, atol=1e-5, rtol=0)
+    for bad, match in [(dict(normalize="mean_std"), "mean_std needs"),
+                       (dict(mean=(0.5,) * 3, std=(0.5,) * 3), "mean_std needs"),
+                       (dict(normalize="z"), "normalize"),
+                       (dict(interpolation="lanczos"), "interpolation"),
+                       (dict(crop_pct=0), "crop_pct")]:
+        with pytest.raises(ValueError, match=match):
+            A.AugmentConfig(**bad)
+
+
+def test_finetune_evaluation_resizes_by_crop_pct_with_the_interpolation():
+    cfg = A.AugmentConfig(image_size=40, finetune=True, interpolation="bicubic", crop_pct=0.8)
+    resize, crop = A.build("base", cfg).eval_transform.transforms[:2]
+    assert resize.size == [50] and resize.interpolation.value == "bicubic"
+    assert list(crop.size) == [40, 40]
 
 
 def test_mixup_soft_targets_and_lambda_statistics():

@@ -154,10 +154,40 @@ def test_imagenet_normalisation_matches_the_per_sample_path():
     torch.testing.assert_close(ba.normalise(x, cfg), per_sample)
 
 
+def test_tf_and_mean_std_normalisation_match_the_per_sample_path():
+    x = _images(4)
+    for cfg in (aug.AugmentConfig(normalize="tf"),
+                aug.AugmentConfig(normalize="mean_std", mean=(0.1, 0.2, 0.3), std=(0.5, 0.6, 0.7))):
+        per_sample = torch.stack([aug.build("none", cfg).train_transform(img) for img in x])
+        torch.testing.assert_close(ba.normalise(x, cfg), per_sample)
+
+
+def test_resized_tensor_path_matches_the_per_sample_resize():
+    from augloss import data
+
+    cfg = aug.AugmentConfig(image_size=80, normalize="tf")
+    x = _images(5)
+    small = data.ImageSet("t", "train", torch.arange(5), [str(i) for i in range(5)], images=x)
+    big = ba.at_size(small, cfg)
+    assert big.images.shape == (5, 3, 80, 80) and big.images.dtype == torch.uint8
+    assert ba.at_size(small, aug.AugmentConfig()) is small and ba.at_size(None, cfg) is None
+    ev = torch.stack([aug.build("base", cfg).eval_transform(im) for im in x])
+    torch.testing.assert_close(ba.normalise(big.images, cfg), ev, atol=1 / 128 + 1e-6, rtol=0)
+    from dataclasses import replace
+
+    out = ba.BatchAugment(aug.build("cutout", replace(cfg, pad=0)))(big.images, _gen())
+    assert out.shape == (5, 3, 80, 80)
+    holes = (torch.isclose(out, torch.tensor(-127.5 / 128)).all(1)).flatten(1).sum(1)
+    assert int(holes.max()) <= 40 * 40 and int(holes.max()) > 16 * 16  # scaled to 40 px
+    with pytest.raises(ValueError, match="80-px"):
+        ba.BatchAugment(aug.build("base", cfg))(x, _gen())
+
+
 def test_fine_tuning_is_not_batched():
     tech = aug.build("base", aug.AugmentConfig(image_size=64, finetune=True))
-    assert not ba.supported(tech, 64)
-    with pytest.raises(ValueError, match="CIFAR-size"):
+    assert not ba.supported(tech, 64, 64)
+    assert ba.supported(aug.build("base"), 64, 64) and not ba.supported(aug.build("base"), 32, 48)
+    with pytest.raises(ValueError, match="finetune"):
         ba.BatchAugment(tech)
     with pytest.raises(ValueError, match="uint8"):
         ba.BatchAugment(aug.build("base"))(torch.rand(2, 3, 32, 32), _gen())

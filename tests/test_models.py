@@ -77,6 +77,22 @@ def test_efficientnetv2_s_is_timms_tf_port():
     assert 20e6 < models.count_parameters(m) < 22e6
 
 
+@pytest.mark.parametrize("tag", ["in1k", "in21k_ft_in1k"])
+def test_data_config_comes_from_the_weights_pretrained_config(tag):
+    from timm.data import resolve_data_config
+
+    m = models.create("efficientnetv2_s", 102, tag=tag)
+    assert models.weights_tag(m) == f"tf_efficientnetv2_s.{tag}"
+    dc = models.data_config(m)
+    timm_cfg = resolve_data_config({}, model=m)
+    assert dc["input_size"] == list(timm_cfg["input_size"]) and dc["mean"] == list(timm_cfg["mean"])
+    assert (dc["input_size"][-1], dc["interpolation"], dc["crop_pct"]) == (300, "bicubic", 1.0)
+    pre = models.preprocessing(m, {"image_size": 224})
+    assert pre["image_size"] == 224 and pre["std"] == [0.5] * 3 and pre["overridden"] == ["image_size"]
+    with pytest.raises(ValueError, match="only timm models"):
+        models.preprocessing(models.create("wrn", 10, depth=10, width=1))
+
+
 def test_wrn_bn_momentum_reaches_every_batchnorm():
     from torch import nn
 

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 
 from augloss import losses, search
+from augloss.search import status as st
 from augloss.search import (FitnessConfig, Search, SearchConfig, SearchStateError,
                             SurrogateEvaluator)
 
 SMALL = {"epochs": 1, "steps_per_epoch": 3, "batch_size": 32, "eval_batch_size": 300,
          "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "nesterov": False}
 FITNESS = FitnessConfig(dataset="digits", model={"name": "surrogate", "bn_momentum": 0.1},
+                        image_size=32, normalize="unit", metric="final", diverged="discard",
                         prescreen=SMALL,
                         prefilter={**SMALL, "steps_per_epoch": 2, "fail_below": 0.05},
                         main={**SMALL, "epochs": 2})
@@ -177,6 +179,67 @@ def test_real_nan_loss_scores_zero():
     ev = SurrogateEvaluator(FITNESS, None, seed=0)
     rec = ev.evaluate(losses.parse("exp(exp(exp(exp(p * 4))))"), "base", "main")
     assert rec["status"] == "diverged" and rec["fitness"] == 0.0
+
+
+def _result(status, val_accs, train_accs):
+    from augloss.train import FitResult
+
+    history = [{"epoch": i + 1, "val_acc": v, "train_acc": t}
+               for i, (v, t) in enumerate(zip(val_accs, train_accs))]
+    return FitResult(status, history, None, len(history), 0, 0.0, 0.0, "non-finite loss")
+
+
+def test_diverged_runs_keep_their_finite_epochs_as_the_earlier_code_did():
+    from augloss.search.evaluator import record_of
+
+    res = _result("diverged", [0.3, 0.5, 0.4, float("nan")], [0.3, 0.6, 0.5, 0.1])
+    kept = record_of(res, "max", "keep")
+    assert (kept["status"], kept["fitness"], kept["fitness_final"]) == (st.TERMINATED, 0.5, 0.4)
+    assert record_of(res, "final", "keep")["fitness"] == 0.4
+    assert st.TERMINATED in st.SCORED and st.TERMINATED not in st.LOST
+    dropped = record_of(res, "max", "discard")
+    assert (dropped["status"], dropped["fitness"]) == (st.DIVERGED, 0.0)
+    failed = record_of(res, "max", "keep", fail_below=0.7)  # the pre-filter's rule still holds
+    assert (failed["status"], failed["fitness"]) == (st.FAILED, 0.0)
+    early = record_of(_result("diverged", [float("nan")], [0.1]), "max", "keep")
+    assert early["fitness"] == 0.0 and early["status"] == st.TERMINATED
+
+
+def test_paper_defaults_are_the_earlier_codes_fitness():
+    f = FitnessConfig(main=SMALL)
+    assert (f.metric, f.diverged, f.image_size, f.normalize) == ("max", "keep", 80, "tf")
+    main, screen = f.augment_config("main"), f.augment_config("prefilter")
+    assert (main.image_size, main.normalize) == (80, "tf")
+    assert (screen.image_size, screen.normalize) == (32, "unit")
+    with pytest.raises(ValueError, match="fitness.diverged"):
+        FitnessConfig(diverged="ignore")
+
+
+def test_cache_key_carries_the_fitness_semantics_and_version(monkeypatch):
+    from augloss import config
+
+    base = FITNESS.stage_hash("main", "d")
+    assert FitnessConfig(**{**FITNESS.__dict__, "metric": "max"}).stage_hash("main", "d") != base
+    assert FitnessConfig(**{**FITNESS.__dict__, "diverged": "keep"}).stage_hash("main", "d") != base
+    assert FitnessConfig(**{**FITNESS.__dict__, "image_size": 40}).stage_hash("main", "d") != base
+    assert FitnessConfig(**{**FITNESS.__dict__, "image_size": 40}).stage_hash("prefilter", "d") \
+        == FITNESS.stage_hash("prefilter", "d")  # the screens do not use the main run's size
+    monkeypatch.setattr(config, "FITNESS_VERSION", config.FITNESS_VERSION + 1)
+    assert FITNESS.stage_hash("main", "d") != base
+
+
+def test_cache_entries_of_another_fitness_version_are_not_reused(tmp_path, monkeypatch):
+    from augloss import config
+
+    ev = SurrogateEvaluator(FITNESS, tmp_path, seed=0)
+    expr = losses.parse("-(y * ln(p))")
+    ev.evaluate(expr, "base", "prefilter")
+    assert ev.trainings == 1
+    ev.evaluate(expr, "base", "prefilter")
+    assert (ev.trainings, ev.hits) == (1, 1)
+    monkeypatch.setattr(config, "FITNESS_VERSION", config.FITNESS_VERSION + 1)
+    ev.evaluate(expr, "base", "prefilter")
+    assert ev.trainings == 2
 
 
 def test_corrupted_state_and_history_are_detected(tmp_path):

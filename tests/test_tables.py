@@ -254,3 +254,25 @@ def test_command_line_regenerates_a_table(tmp_path, capsys):
     for name in ("transfer.md", "transfer.csv", "transfer.tex", "transfer_delta.png",
                  "transfer_audit.md", "transfer_audit.csv"):
         assert (tmp_path / "t" / name).stat().st_size > 0
+
+
+def test_audit_shows_each_fine_tune_runs_preprocessing_and_flags_a_mix(tmp_path):
+    pre = {"image_size": 300, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic",
+           "crop_pct": 1.0, "overridden": [], "tag": "tf_efficientnetv2_s.in1k",
+           "weights_file": None, "pretrained": True}
+    runs = {("flowers102", "base", "ce"): {0: 0.9, 1: 0.91}}
+    _write(tmp_path, stage="finetune", runs=runs, preprocessing=pre)
+    other = tmp_path / "finetune" / "flowers102" / "base" / "ce" / "1" / "metrics.json"
+    m = json.loads(other.read_text())
+    m["preprocessing"] = {**pre, "image_size": 224, "overridden": ["image_size"]}
+    other.write_text(json.dumps(m))
+    a = tables.audit(tables.collect([tmp_path], allow_mixed=True))
+    row = a.iloc[0]
+    assert "tf_efficientnetv2_s.in1k: 300 px, bicubic, crop_pct 1, mean (0.5, 0.5, 0.5)" \
+        in row["preprocessing"]
+    assert "overridden by the config: image_size" in row["preprocessing"]
+    assert "mixed preprocessing" in row["flags"]
+    tables.write_audit(a, tmp_path / "audit.md", tmp_path / "audit.csv")
+    md = (tmp_path / "audit.md").read_text()
+    assert "- preprocessing: tf_efficientnetv2_s.in1k: 224 px" in md and "| tf_efficientnetv2_s.in1k: 300 px" in md
+    assert tables.describe_preprocessing(None) == ""

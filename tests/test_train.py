@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from augloss import augment as augment_mod
 from augloss import train
 from augloss.train import Job, TrainConfig, learning_rate
 
@@ -174,9 +175,33 @@ def test_fine_tune_from_local_weights(tmp_path):
     train.run(pre, tmp_path / "pre", weights_out=weights)
     assert weights.exists()
     ft = _job(dataset="digits:5-9", model={"name": "timm:test_efficientnet"},
-              train={**FAST, "epochs": 1})
+              train={**FAST, "epochs": 1}, augment={"finetune": True},
+              preprocessing={"image_size": 32})
     m = train.run(ft, tmp_path / "ft", init_weights=str(weights))
     assert m["status"] == "completed" and m["dataset"] == "digits:5-9"
+    pre = m["preprocessing"]  # from the weights' config except the labelled override
+    assert pre["image_size"] == 32 and pre["overridden"] == ["image_size"]
+    assert pre["mean"] == list(augment_mod.IMAGENET_MEAN) and pre["crop_pct"] == 0.95
+    assert pre["interpolation"] == "bicubic" and pre["tag"] == "test_efficientnet.r160_in1k"
+    assert pre["weights_file"] == "pre.safetensors" and pre["pretrained"]
+    plain = train.run(_job(train={**FAST, "epochs": 1}), tmp_path / "plain")
+    assert "preprocessing" not in plain  # CIFAR-size stages keep their own pipeline
+
+
+def test_fine_tune_pipeline_follows_the_resolved_preprocessing(monkeypatch):
+    from augloss import models
+
+    model = models.create("efficientnetv2_s", 5, tag="in1k")
+    job = _job(model={"name": "efficientnetv2_s", "tag": "in1k", "pretrained": True},
+               augment={"finetune": True}, preprocessing={"crop_pct": 0.9})
+    cfg, pre = train._pipeline(job, model, None)
+    assert (cfg.image_size, cfg.interpolation, cfg.crop_pct) == (300, "bicubic", 0.9)
+    assert cfg.mean_std() == ((0.5,) * 3, (0.5,) * 3) and cfg.finetune
+    assert pre["tag"] == "tf_efficientnetv2_s.in1k" and pre["overridden"] == ["crop_pct"]
+    assert pre["pretrained"] and pre["weights_file"] is None
+    assert train._pipeline(_job(), model, None)[1] is None
+    with pytest.raises(ValueError, match="finetune.preprocessing: unknown key"):
+        train._pipeline(_job(preprocessing={"size": 3}), model, None)
 
 
 def test_auto_pipeline_batches_cifar_size_data_only():

@@ -1,9 +1,11 @@
 """Scoring a candidate: the :class:`Evaluator` protocol and the surrogate that implements it.
 
 A record is ``{"status", "reason", "fitness", "fitness_final", "fitness_max", "epochs_run"}``
-(status from :mod:`.status`); the fitness of a failed or diverged run is 0. Every evaluation is
-cached on disk by (loss key, augmentation, fitness stage, training config, data, seed): reruns,
-resumed runs and larger budgets never train a candidate twice.
+(status from :mod:`.status`); the fitness of a failed run is 0, and of a diverged one under
+``fitness.diverged: discard``. Every evaluation is cached on disk by (loss key, augmentation,
+fitness stage, training config, input pipeline, fitness semantics and their version
+:data:`augloss.config.FITNESS_VERSION`, data, seed): reruns, resumed runs and larger budgets
+never train a candidate twice, and an entry written under other semantics is never reused.
 """
 
 from __future__ import annotations
@@ -43,12 +45,21 @@ def lost(reason: str, status: str = st.FAILED) -> dict:
             "fitness_max": 0.0, "epochs_run": 0}
 
 
-def record_of(res, metric: str) -> dict:
-    """The record of a :class:`augloss.train.FitResult`; ``metric`` is ``final`` or ``max``."""
-    status = st.from_trainer(res.status)
+def record_of(res, metric: str, diverged: str = "discard",
+              fail_below: float | None = None) -> dict:
+    """The record of a :class:`augloss.train.FitResult`; ``metric`` is ``final`` or ``max``.
+
+    ``diverged: keep`` scores a run stopped at a non-finite loss by its finite epochs (final =
+    the last finite one), as the earlier code did; it still fails under ``fail_below`` when
+    its best training accuracy stays below it (the pre-filter's rule, whatever stopped it).
+    """
+    status = st.from_trainer(res.status, diverged)
     vals = [v for v in res.val_accs if not math.isnan(v)]
     final = vals[-1] if vals else 0.0
     best = max(vals) if vals else 0.0
+    if status == st.TERMINATED and fail_below is not None and \
+            max((h["train_acc"] for h in res.history), default=0.0) < fail_below:
+        status = st.FAILED
     if status in st.LOST:
         final = best = 0.0
     fitness = final if metric == "final" else best
@@ -155,7 +166,7 @@ class SurrogateEvaluator:
                 out[i] = self._train(exprs[i], technique, stage)
             return out
         model = GroupedSurrogate([self._model() for _ in slots])
-        technique_obj = aug.build(technique, aug.AugmentConfig(**self.cfg.augment))
+        technique_obj = aug.build(technique, self.cfg.augment_config(stage))
         try:
             results = fit_population(model, fns, self.train_set, self.val_set, technique_obj,
                                      self.cfg.recipe(stage), self.seed, device=self.cfg.device)
@@ -165,7 +176,7 @@ class SurrogateEvaluator:
                 out[i] = self._train(exprs[i], technique, stage)
             return out
         for i, res in zip(slots, results):
-            out[i] = record_of(res, self.cfg.metric)
+            out[i] = self._record(res, stage)
         return out
 
     def _train(self, expr: Expr, technique: str, stage: str) -> dict:
@@ -175,10 +186,14 @@ class SurrogateEvaluator:
         except ValueError as exc:
             return lost(str(exc))
         model = self._model()
-        technique_obj = aug.build(technique, aug.AugmentConfig(**self.cfg.augment))
+        technique_obj = aug.build(technique, self.cfg.augment_config(stage))
         try:
             res = fit(model, loss_fn, self.train_set, self.val_set, None, technique_obj, cfg,
                       self.seed, device=self.cfg.device)
         except (RuntimeError, ValueError, FloatingPointError) as exc:  # never kill the search
             return lost(f"{type(exc).__name__}: {exc}"[:300], st.DIVERGED)
-        return record_of(res, self.cfg.metric)
+        return self._record(res, stage)
+
+    def _record(self, res, stage: str) -> dict:
+        return record_of(res, self.cfg.metric, self.cfg.diverged,
+                         self.cfg.recipe(stage).fail_below)
