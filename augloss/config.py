@@ -22,6 +22,7 @@ FITNESS_METRICS = ("final", "max")
 NORMALIZE = ("unit", "imagenet", "tf", "mean_std")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 DIVERGED_POLICIES = ("keep", "discard")
+STRATEGIES = ("evolution", "random")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bump when a change to training or scoring code changes a candidate's fitness: evaluation-cache
@@ -188,8 +189,14 @@ class SearchConfig:
     # Children bred per step from as many tournaments and trained together as one stacked
     # surrogate (augloss.population). 1 is the faithful algorithm (one child per step).
     batch_children: int = 1
+    # "random": every child is a fresh random valid genome instead of a tournament winner's
+    # mutant; the same pool, evaluator and budget (the workflow's search.baseline: random).
+    strategy: str = "evolution"
 
     def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"search.strategy must be one of {STRATEGIES}, "
+                             f"got {self.strategy!r}")
         positive = ("population", "initial_pool", "tournament", "max_mutation_attempts",
                     "max_evaluations", "top_k", "log_every", "report_every", "batch_children")
         for key in positive:

@@ -77,10 +77,17 @@ def is_evolved(name: str) -> bool:
     return parse_loss(name).kind == "evolved"
 
 
-def display(name: str) -> str:
-    """``evolved-cutout-1`` -> ``evolved[cutout]#1`` (tables); other names unchanged."""
-    n = parse_loss(name)
-    return f"evolved[{n.augmentation}]#{n.rank}" if n.kind == "evolved" else name
+def display(name: str, aliases: tuple[str, ...] | list[str] = ()) -> str:
+    """``evolved-cutout-1`` -> ``evolved[cutout]#1`` (tables); other names unchanged.
+
+    ``aliases``: other names of the same loss (two searches that selected it), shown as
+    ``evolved[base]#1 = evolved[mixup]#1``.
+    """
+    def one(n: str) -> str:
+        parsed = parse_loss(n)
+        return f"evolved[{parsed.augmentation}]#{parsed.rank}" if parsed.kind == "evolved" else n
+
+    return " = ".join(one(n) for n in (name, *aliases))
 
 
 def technique_order(name: str) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -153,6 +153,11 @@ class Comparison:
     cells: pd.DataFrame
     losses: list[str]
     columns: list[tuple[str, str]]
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+
+    def display(self, loss: str) -> str:
+        """The loss's table name, with every other search that selected it."""
+        return display_name(loss, self.aliases.get(loss, ()))
 
     def wins(self) -> pd.DataFrame:
         g = self.cells[self.cells["loss"] != BASELINE].groupby("loss", sort=False)
@@ -179,9 +184,12 @@ def run_values(g: pd.DataFrame, metric: str) -> dict[int, float]:
 
 
 def comparison(df: pd.DataFrame, stage: str, metric: str = "test_acc",
-               baseline: str = BASELINE, alpha: float = stats.ALPHA) -> Comparison:
+               baseline: str = BASELINE, alpha: float = stats.ALPHA,
+               aliases: dict[str, list[str]] | None = None) -> Comparison:
     """The comparison table of ``stage`` on ``metric`` against ``baseline`` (rules:
-    :mod:`augloss.stats`; Holm within each loss's cells)."""
+    :mod:`augloss.stats`; Holm within each loss's cells). ``aliases``: a trained loss's other
+    names (:func:`augloss.workflow.evolved_losses`), shown beside it."""
+    aliases = dict(aliases or {})
     runs = df[df["stage"] == stage]
     if runs.empty:
         raise TableError(f"no runs of stage {stage!r}")
@@ -197,7 +205,8 @@ def comparison(df: pd.DataFrame, stage: str, metric: str = "test_acc",
         for loss in losses:
             g = col[col["loss"] == loss]
             if not g.empty:
-                rows.append(_cell(loss, loss == baseline, dataset, a, g, run_values(g, metric),
+                rows.append(_cell(loss, display_name(loss, aliases.get(loss, ())),
+                                  loss == baseline, dataset, a, g, run_values(g, metric),
                                   base or None, alpha))
     cells = pd.DataFrame(rows)
     cells["p_holm"] = None
@@ -209,15 +218,16 @@ def comparison(df: pd.DataFrame, stage: str, metric: str = "test_acc",
         lambda p: p is not None and p < alpha)
     best = cells.groupby(["dataset", "augmentation"])["mean"].transform("max")
     cells["best"] = cells["mean"] == best
-    return Comparison(stage, metric, cells, losses, columns)
+    return Comparison(stage, metric, cells, losses, columns,
+                      {k: list(v) for k, v in aliases.items() if k in losses})
 
 
-def _cell(loss, is_baseline, dataset, a, g, vals, base, alpha) -> dict:
+def _cell(loss, display, is_baseline, dataset, a, g, vals, base, alpha) -> dict:
     arr = np.array([vals[s] for s in sorted(vals)])
     nan = float("nan")
     d = stats.delta(vals, base, alpha) if base is not None and vals and not is_baseline \
         else None
-    return {"loss": loss, "display": display_name(loss), "dataset": dataset, "augmentation": a,
+    return {"loss": loss, "display": display, "dataset": dataset, "augmentation": a,
             "n": len(arr), "runs": len(g), "diverged": int(g["diverged"].sum()),
             "mean": float(arr.mean()) if len(arr) else nan,
             "std": float(arr.std(ddof=1)) if len(arr) >= 2 else nan,
@@ -268,7 +278,7 @@ def _grid(t: Comparison, style: str) -> tuple[list[str], list[list[str]]]:
     headers = ["loss"] + [f"{d} / {a}" for d, a in t.columns] + ["wins vs CE", "sig. wins"]
     body = []
     for loss in t.losses:
-        name = display_name(loss)
+        name = t.display(loss)
         if style == "latex":
             name = name.replace("#", r"\#").replace("_", r"\_")
         row = [name] + [_fmt_cell(index.get((loss, d, a)), style) for d, a in t.columns]
@@ -343,7 +353,7 @@ def claims(comparisons: Sequence[Comparison]) -> pd.DataFrame:
                 continue
             c = stats.claim(list(t.cells.loc[t.cells["loss"] == loss, "delta_vs_ce"]))
             rows.append({"stage": t.stage, "metric": t.metric, "loss": loss,
-                         "display": display_name(loss), "cells": c.cells, "wins": c.wins,
+                         "display": t.display(loss), "cells": c.cells, "wins": c.wins,
                          "ties": c.ties, "losses": c.losses, "majority": c.majority,
                          "mean_delta": c.mean_delta, "p_sign": c.p_sign,
                          "p_wilcoxon": c.p_wilcoxon})
@@ -381,25 +391,35 @@ def write_claims(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
 
 # --- search and correlation tables --------------------------------------------------------------
 
-def search_table(search_dirs: dict[str, str | Path]) -> pd.DataFrame:
+def _search_outputs(d: str | Path) -> tuple[dict, dict]:
+    d = Path(d)
+    try:
+        return (json.loads((d / "best.json").read_text()),
+                json.loads((d / "summary.json").read_text()))
+    except (OSError, ValueError) as exc:
+        raise TableError(f"{d}: unreadable search output ({exc})") from exc
+
+
+def search_table(search_dirs: dict[str, str | Path],
+                 random_dirs: dict[str, str | Path] | None = None) -> pd.DataFrame:
     """Per augmentation: best expression (text and LaTeX), fitness, CE fitness, evaluations and
-    rejections, from each search's best.json / summary.json. Cache hits stay out (they differ
-    between a fresh and a resumed search; see cache_stats.json), so the table is reproducible."""
+    rejections, from each search's best.json / summary.json, and the random-search baseline's
+    best fitness where it ran. Cache hits stay out (they differ between a fresh and a resumed
+    search; see cache_stats.json), so the table is reproducible."""
     rows = []
     for a in sorted(search_dirs, key=lambda x: (names.technique_order(x), x)):
-        d = Path(search_dirs[a])
-        try:
-            best = json.loads((d / "best.json").read_text())
-            summary = json.loads((d / "summary.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise TableError(f"{d}: unreadable search output ({exc})") from exc
+        best, summary = _search_outputs(search_dirs[a])
         top = best["losses"][0] if best["losses"] else {}
-        rows.append({"augmentation": a, "seed": summary["seed"],
-                     "best_expression": top.get("expression", ""),
-                     "best_latex": top.get("latex", ""), "fitness": top.get("fitness"),
-                     "ce_fitness": best["reference"]["ce"]["fitness"],
-                     "children": summary["children"], "evaluations": summary["evaluations"],
-                     "rejections": sum(summary["rejections"].values())})
+        row = {"augmentation": a, "seed": summary["seed"],
+               "best_expression": top.get("expression", ""),
+               "best_latex": top.get("latex", ""), "fitness": top.get("fitness"),
+               "ce_fitness": best["reference"]["ce"]["fitness"],
+               "children": summary["children"], "evaluations": summary["evaluations"],
+               "rejections": sum(summary["rejections"].values())}
+        if random_dirs:
+            r_best = _search_outputs(random_dirs[a])[0]["losses"] if a in random_dirs else []
+            row["random_fitness"] = r_best[0]["fitness"] if r_best else None
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -407,11 +427,13 @@ def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
     from tabulate import tabulate
 
     prefix = Path(prefix)
-    md_rows = [[r.augmentation, f"`{r.best_expression}`", _pct(r.fitness), _pct(r.ce_fitness),
-                r.evaluations, r.rejections] for r in df.itertuples()]
+    random = "random_fitness" in df
+    md_rows = [[r.augmentation, f"`{r.best_expression}`", _pct(r.fitness), _pct(r.ce_fitness)]
+               + ([_pct(r.random_fitness)] if random else []) + [r.evaluations, r.rejections]
+               for r in df.itertuples()]
     md = ("### Search: best evolved loss per augmentation (surrogate validation accuracy, %)\n\n"
-          + tabulate(md_rows, ["augmentation", "best loss", "fitness", "CE fitness",
-                               "evaluations", "rejections"],
+          + tabulate(md_rows, ["augmentation", "best loss", "fitness", "CE fitness"]
+                     + (["random search"] if random else []) + ["evaluations", "rejections"],
                      tablefmt="github", disable_numparse=True)
           + "\n")
     tex = [r"\begin{tabular}{llrrr}", r"\toprule",
@@ -483,18 +505,26 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def plot_evolution(search_dirs: dict[str, str | Path], path: str | Path) -> Path:
-    """Best and median population fitness vs children, one colour per augmentation."""
+def plot_evolution(search_dirs: dict[str, str | Path], path: str | Path,
+                   random_dirs: dict[str, str | Path] | None = None) -> Path:
+    """Best-so-far and population median fitness vs children, one colour per augmentation;
+    the random-search baseline's best-so-far dotted where it ran."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 4.2))
+
+    def curve(d):
+        c = json.loads((Path(d) / "summary.json").read_text())["curve"]
+        return [p["children"] for p in c], [100 * p.get("best_so_far", p["best"]) for p in c], c
+
     for i, a in enumerate(sorted(search_dirs, key=names.technique_order)):
-        curve = json.loads((Path(search_dirs[a]) / "summary.json").read_text())["curve"]
-        x = [c["children"] for c in curve]
+        x, best, points = curve(search_dirs[a])
         colour = f"C{i}"
-        ax.plot(x, [100 * c["best"] for c in curve], "-o", color=colour, label=f"{a} best",
-                markersize=3)
-        ax.plot(x, [100 * c["median"] for c in curve], "--", color=colour,
+        ax.plot(x, best, "-o", color=colour, label=f"{a} best so far", markersize=3)
+        ax.plot(x, [100 * p["median"] for p in points], "--", color=colour,
                 label=f"{a} median")
+        if random_dirs and a in random_dirs:
+            rx, rbest, _ = curve(random_dirs[a])
+            ax.plot(rx, rbest, ":", color=colour, lw=2, label=f"{a} random search")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -527,7 +557,7 @@ def plot_delta_heatmap(t: Comparison, path: str | Path) -> Path:
                 ax.text(j, i, f"{m[i, j]:+.2f}{'*' if sig[i, j] else ''}", ha="center",
                         va="center", fontsize=8, color="w" if dark else "k")
     ax.set_xticks(range(len(t.columns)), [f"{d}\n{a}" for d, a in t.columns], fontsize=8)
-    ax.set_yticks(range(len(losses)), [display_name(l) for l in losses], fontsize=8)
+    ax.set_yticks(range(len(losses)), [t.display(l) for l in losses], fontsize=8)
     fig.colorbar(im, ax=ax, label="Δ accuracy vs CE (pp)")
     ax.set_title(f"{t.stage}: {t.metric} minus cross-entropy\n(* significant after Holm)",
                  fontsize=10)
@@ -581,9 +611,11 @@ def plot_probe_curves(expressions: dict[str, str], path: str | Path) -> Path:
 
 # --- audit ---------------------------------------------------------------------------------------------
 
-def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = None
-          ) -> pd.DataFrame:
-    """One row per table cell: its runs, seeds, config hash, code version, device, and flags."""
+def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = None,
+          aliases: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """One row per table cell: its runs, seeds, config hash, code version, device, and flags
+    (``aliases``: other names of a trained loss, as in the tables)."""
+    aliases = aliases or {}
     rows = []
     for cell, g in df.groupby(CELL, sort=True):
         stage = cell[0]
@@ -609,7 +641,8 @@ def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = No
         if g["git_dirty"].fillna(False).astype(bool).any():
             flags.append("uncommitted changes in the code")
         rows.append({"stage": stage, "dataset": cell[1], "augmentation": cell[2],
-                     "loss": cell[3], "n_runs": len(g), "seeds": " ".join(map(str, seeds)),
+                     "loss": cell[3], "display": display_name(cell[3], aliases.get(cell[3], ())),
+                     "n_runs": len(g), "seeds": " ".join(map(str, seeds)),
                      "config_hash": " ".join(sorted(set(g["config_hash"].astype(str)))),
                      "code_version": " ".join(sorted(set(g["code_version"].astype(str)))),
                      "git_commit": " ".join(sorted(set(g["git_commit"].astype(str)))),
@@ -626,8 +659,7 @@ def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path) -> N
     lines = ["# Audit: where every number comes from", "",
              f"{len(a)} table cells; {int((a['flags'] != '').sum())} flagged.", ""]
     for r in a.itertuples():
-        lines.append(f"## {r.stage} / {r.dataset} / {r.augmentation} / "
-                     f"{display_name(r.loss)}")
+        lines.append(f"## {r.stage} / {r.dataset} / {r.augmentation} / {r.display}")
         lines.append("")
         lines.append(f"- seeds: {r.seeds} ({r.n_runs} runs)")
         lines.append(f"- config hash: `{r.config_hash}`; code: {r.code_version} "

@@ -168,12 +168,20 @@ class Experiment:
             out[names.slug(self.pretrain["dataset"])] = self.pretrain["dataset"]
         return out
 
-    def losses(self, stage: str) -> list[str]:
-        """The loss wildcard values of ``stage``: ce, the baselines, then the generated names."""
+    def evolved_names(self) -> list[str]:
+        """Every search's losses that go on to transfer, in technique then rank order."""
+        k = self.config["transfer"]["evolved_per_augmentation"]
+        return [names.evolved(a, r) for a in self.augmentations for r in range(1, k + 1)]
+
+    def losses(self, stage: str, evolved: list[str] | None = None) -> list[str]:
+        """The loss wildcard values of ``stage``: ce, the baselines, then the generated names.
+
+        ``evolved``: the transfer stage's evolved losses once the searches are done, each
+        loss once (:func:`evolved_losses`); default: every name of :meth:`evolved_names`.
+        """
         c = self.config[stage]
         if stage == "transfer":
-            generated = [names.evolved(a, k) for a in self.augmentations
-                         for k in range(1, c["evolved_per_augmentation"] + 1)]
+            generated = self.evolved_names() if evolved is None else list(evolved)
         else:
             generated = [names.transfer_best(k) for k in range(1, c["from_transfer"] + 1)]
         return [names.CE, *self.baselines(stage), *generated]
@@ -187,18 +195,26 @@ class Experiment:
         return {**s["fitness"], "model": s["model"], "augment": self.config["augment"],
                 "image_size": s.get("image_size", 80), "normalize": s.get("normalize", "tf")}
 
-    def _search_job(self, aug: str) -> dict:
+    def _search_job(self, aug: str, strategy: str = "evolution") -> dict:
         s = self.config["search"]
         over = s.get("overrides", {}).get(aug, {})
+        algorithm = deep_merge(s["algorithm"], over.get("algorithm", {}))
+        if strategy != "evolution":
+            algorithm["strategy"] = strategy
         return {"augmentation": aug, "dataset": s["dataset"],
                 "data_root": self.config["data_root"], "seed": s["seed"],
-                "device": s["device"],
-                "algorithm": deep_merge(s["algorithm"], over.get("algorithm", {})),
+                "device": s["device"], "algorithm": algorithm,
                 "fitness": deep_merge(self._fitness(), over.get("fitness", {}))}
 
-    def search_job(self, aug: str) -> dict:
-        """The ``search`` rule's ``params.job`` for augmentation ``aug``."""
-        return canonical(self._search_job(aug))
+    def search_job(self, aug: str, strategy: str = "evolution") -> dict:
+        """The ``search`` rule's ``params.job`` for augmentation ``aug``; ``strategy="random"``
+        is the random-search baseline's job (same evaluator and budget)."""
+        return canonical(self._search_job(aug, strategy))
+
+    @property
+    def random_baseline(self) -> bool:
+        """Whether a random search runs beside each evolution (``search.baseline: random``)."""
+        return self.config["search"].get("baseline", "none") == "random"
 
     def correlation_job(self) -> dict:
         s = self.config["search"]
@@ -374,6 +390,32 @@ def resolve_loss(name: str, baseline: dict | None, best_json: str | None,
                         origin=f"transfer:{name}")
     raise ValueError(f"unknown loss {name!r}: not ce, a configured baseline, "
                      f"evolved-<augmentation>-<rank> or transfer-best-<rank>")
+
+
+def evolved_losses(best_files: dict[str, str], evolved_names: list[str]) -> dict:
+    """Each evolved loss that goes on to transfer, once: ``{"losses": [{"name", "key",
+    "expression", "selected_by"}], "aliases": {name: [other names]}}``.
+
+    Two searches may select the same loss (the same canonical key); it is trained once per
+    cell and seed under its first name (technique then rank order of ``evolved_names``), and
+    the tables name every search that selected it.
+    """
+    by_key: dict[str, dict] = {}
+    for name in evolved_names:
+        parsed = names.parse_loss(name)
+        best = read_json(best_files[parsed.augmentation])["losses"]
+        if parsed.rank > len(best):
+            raise ValueError(f"loss {name}: {best_files[parsed.augmentation]} holds only "
+                             f"{len(best)} losses; lower transfer.evolved_per_augmentation "
+                             f"or raise search.algorithm.top_k")
+        e = best[parsed.rank - 1]
+        entry = by_key.setdefault(e["key"], {"name": name, "key": e["key"],
+                                             "expression": e["expression"], "selected_by": []})
+        entry["selected_by"].append(name)
+    losses = list(by_key.values())
+    return {"losses": losses,
+            "aliases": {e["name"]: e["selected_by"][1:] for e in losses
+                        if len(e["selected_by"]) > 1}}
 
 
 def select_transfer(metrics_files: list[str], top_k: int, metric: str) -> dict:

@@ -39,6 +39,17 @@ def search_job(wildcards):
     return EXP.search_job(wildcards.aug)
 
 
+def random_search_job(wildcards):
+    return EXP.search_job(wildcards.aug, "random")
+
+
+def random_summaries():
+    """The random-search baselines' summaries (none unless search.baseline: random)."""
+    if not EXP.random_baseline:
+        return []
+    return expand(rules.search_random.output.summary, aug=AUGS)
+
+
 def correlation_job(wildcards):
     return EXP.correlation_job()
 
@@ -86,15 +97,27 @@ def finetune_inputs(wildcards):
     return out
 
 
+def transfer_evolved():
+    """The evolved losses trained at transfer, each loss once: known when the searches end
+    (the evolved_losses checkpoint), so call this from input functions only."""
+    evolved = checkpoints.evolved_losses.get().output.selection
+    return [e["name"] for e in wf.read_json(evolved)["losses"]]
+
+
 def stage_runs(stage):
-    """Every run's metrics.json of a training stage (transfer, finetune)."""
+    """Every run's metrics.json of a training stage (transfer, finetune); input functions only."""
+    evolved = transfer_evolved() if stage == "transfer" else None
     return expand(
         f"{R}/{stage}/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/metrics.json",
         dataset=EXP.datasets(stage),
         aug=AUGS,
-        loss=EXP.losses(stage),
+        loss=EXP.losses(stage, evolved),
         seed=config[stage]["seeds"],
     )
+
+
+def all_runs(wildcards):
+    return stage_runs("transfer") + stage_runs("finetune")
 
 
 def all_targets():

@@ -24,6 +24,40 @@ rule search:
         "../scripts/search.py"
 
 
+use rule search as search_random with:
+    output:
+        best=f"{R}/search/{{aug}}/random/best.json",
+        history=f"{R}/search/{{aug}}/random/history.jsonl",
+        population=f"{R}/search/{{aug}}/random/population.json",
+        summary=f"{R}/search/{{aug}}/random/summary.json",
+        cache_stats=f"{R}/search/{{aug}}/random/cache_stats.json",
+    log:
+        f"{R}/logs/search/{{aug}}-random.log",
+    benchmark:
+        f"{R}/benchmarks/search/{{aug}}-random.tsv"
+    params:
+        job=random_search_job,
+        workdir=lambda wc: f"{R}/search/{wc.aug}/random/work",
+        cache_dir=f"{R}/cache/search",
+
+
+checkpoint evolved_losses:
+    input:
+        best=expand(rules.search.output.best, aug=AUGS),
+    output:
+        selection=f"{R}/search/evolved.json",
+    log:
+        f"{R}/logs/search/evolved.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    params:
+        augmentations=AUGS,
+        names=EXP.evolved_names(),
+    script:
+        "../scripts/evolved_losses.py"
+
+
 rule correlation_study:
     input:
         best=expand(rules.search.output.best, aug=AUGS),

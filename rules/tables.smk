@@ -2,6 +2,7 @@ rule table_search:
     input:
         summaries=expand(rules.search.output.summary, aug=AUGS),
         best=expand(rules.search.output.best, aug=AUGS),
+        random=random_summaries(),
     output:
         md=report(
             f"{R}/tables/search.md",
@@ -64,6 +65,7 @@ rule table_correlation:
 rule table_stage:
     input:
         metrics=lambda wc: stage_runs(wc.stage),
+        evolved=rules.evolved_losses.output.selection,
     output:
         md=report(
             f"{R}/tables/{{stage}}.md",
@@ -95,7 +97,8 @@ rule table_stage:
 
 rule table_claims:
     input:
-        metrics=stage_runs("transfer") + stage_runs("finetune"),
+        metrics=all_runs,
+        evolved=rules.evolved_losses.output.selection,
     output:
         md=report(
             f"{R}/tables/claims.md",
@@ -120,7 +123,8 @@ rule table_claims:
 
 rule audit:
     input:
-        metrics=stage_runs("transfer") + stage_runs("finetune"),
+        metrics=all_runs,
+        evolved=rules.evolved_losses.output.selection,
     output:
         md=report(f"{R}/audit/audit.md", category="Audit"),
         csv=f"{R}/audit/audit.csv",

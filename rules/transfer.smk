@@ -22,7 +22,7 @@ rule train_transfer:
 
 rule select_transfer:
     input:
-        metrics=stage_runs("transfer"),
+        metrics=lambda wc: stage_runs("transfer"),
     output:
         selection=f"{R}/transfer/selection.json",
     log:

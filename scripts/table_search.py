@@ -6,10 +6,11 @@ from augloss import tables, workflow
 from augloss.io import read_json
 
 with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
-    dirs = {a: Path(p).parent for a, p in zip(snakemake.params.augmentations,
-                                              snakemake.input.summaries)}
-    tables.write_search_table(tables.search_table(dirs), snakemake.output.md[:-3])
-    tables.plot_evolution(dirs, snakemake.output.evolution)
+    augs = snakemake.params.augmentations
+    dirs = {a: Path(p).parent for a, p in zip(augs, snakemake.input.summaries)}
+    random = {a: Path(p).parent for a, p in zip(augs, snakemake.input.random)}
+    tables.write_search_table(tables.search_table(dirs, random), snakemake.output.md[:-3])
+    tables.plot_evolution(dirs, snakemake.output.evolution, random)
     winners = {}
     for path in snakemake.input.best:
         best = read_json(path)

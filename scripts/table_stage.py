@@ -1,9 +1,12 @@
 """A comparison table against cross-entropy (transfer or fine-tune) and its delta heatmap."""
 
 from augloss import tables, workflow
+from augloss.io import read_json
 
 with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     df = tables.collect(snakemake.input.metrics, allow_mixed=snakemake.params.allow_mixed)
-    t = tables.comparison(df, snakemake.wildcards.stage, snakemake.params.metric)
+    aliases = read_json(snakemake.input.evolved)["aliases"]
+    t = tables.comparison(df, snakemake.wildcards.stage, snakemake.params.metric,
+                          aliases=aliases)
     tables.write_comparison(t, snakemake.output.md[:-3])
     tables.plot_delta_heatmap(t, snakemake.output.delta)

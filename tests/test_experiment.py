@@ -1,6 +1,7 @@
 """augloss.workflow.Experiment, augloss.names and augloss.config: the torch-free parse layer."""
 
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -65,6 +66,13 @@ def test_upstream_names_what_a_loss_reads():
     assert x.upstream("transfer", "ce") is None and x.upstream("finetune", "ce_ls") is None
 
 
+def test_search_job_carries_the_main_runs_input_pipeline():
+    job = Experiment.from_config(_config()).search_job("base")
+    assert (job["fitness"]["image_size"], job["fitness"]["normalize"]) == (80, "tf")
+    demo = Experiment.from_config(_config("demo/config.yaml")).search_job("base")
+    assert (demo["fitness"]["image_size"], demo["fitness"]["normalize"]) == (32, "unit")
+
+
 def test_search_job_applies_overrides_and_is_canonical(config):
     config = copy.deepcopy(config)
     config["search"]["overrides"] = {"cutout": {"algorithm": {"children": 3},
@@ -85,8 +93,9 @@ def test_train_jobs_carry_everything_a_run_depends_on(config):
     assert job["seed"] == 1 and job["dataset"] == config["finetune"]["datasets"][0]
     assert job["augment"] == {**config["augment"], **config["finetune"]["augment"]}
     assert job["train"] == config["finetune"]["train"] and job["baseline"] is None
+    assert job["preprocessing"] == config["finetune"]["preprocessing"]  # from the weights
     t = x.train_job("transfer", next(iter(x.datasets("transfer"))), "base", "ce", 0)
-    assert t["augment"] == config["augment"]
+    assert t["augment"] == config["augment"] and t["preprocessing"] is None
 
 
 def test_gpu_resources_grow_memory_with_the_attempt(config):
@@ -106,6 +115,7 @@ def test_gpu_resources_grow_memory_with_the_attempt(config):
     (lambda c: c["transfer"]["baselines"].append({"name": "focal"}), "transfer.baselines"),
     (lambda c: c["transfer"]["baselines"].append({"name": "x", "expression": "sin(y"}),
      "transfer.baselines[3]"),
+    (lambda c: c["finetune"].update(model={"name": "wrn"}), "finetune.preprocessing"),
 ])
 def test_cross_field_errors_name_the_key(edit, key):
     config = _config()
@@ -240,3 +250,33 @@ def test_no_file_points_outside_the_repository():
         if "../shared" in text and name != "tests/test_experiment.py":
             hits.append(name)
     assert not hits, hits
+
+
+def _best(tmp_path, aug, entries):
+    path = tmp_path / f"{aug}.json"
+    path.write_text(json.dumps({"losses": [{"key": k, "expression": x} for k, x in entries]}))
+    return str(path)
+
+
+def test_a_loss_two_searches_selected_trains_once_under_its_first_name(tmp_path):
+    from augloss.workflow import evolved_losses
+
+    best = {"base": _best(tmp_path, "base", [("k1", "a"), ("k2", "b")]),
+            "cutout": _best(tmp_path, "cutout", [("k3", "c"), ("k1", "a")]),
+            "mixup": _best(tmp_path, "mixup", [("k1", "a"), ("k4", "d")])}
+    order = ["evolved-base-1", "evolved-base-2", "evolved-cutout-1", "evolved-cutout-2",
+             "evolved-mixup-1", "evolved-mixup-2"]
+    sel = evolved_losses(best, order)
+    assert [e["name"] for e in sel["losses"]] == ["evolved-base-1", "evolved-base-2",
+                                                   "evolved-cutout-1", "evolved-mixup-2"]
+    assert sel["losses"][0]["selected_by"] == ["evolved-base-1", "evolved-cutout-2",
+                                               "evolved-mixup-1"]
+    assert sel["aliases"] == {"evolved-base-1": ["evolved-cutout-2", "evolved-mixup-1"]}
+    assert names.display("evolved-base-1", sel["aliases"]["evolved-base-1"]) == \
+        "evolved[base]#1 = evolved[cutout]#2 = evolved[mixup]#1"
+    with pytest.raises(ValueError, match="holds only 2 losses"):
+        evolved_losses(best, ["evolved-base-3"])
+    exp = Experiment.from_config(_config())
+    assert exp.losses("transfer", ["evolved-base-1"])[-1] == "evolved-base-1"
+    assert exp.losses("transfer")[-5:] == exp.evolved_names() == \
+        [f"evolved-{a}-1" for a in names.TECHNIQUES]

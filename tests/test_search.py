@@ -352,6 +352,28 @@ def test_top_losses_keep_each_loss_once_with_its_best_main_run():
     assert search.top_losses(history, 1)[0]["key"] == "a"
 
 
+def test_top_losses_skip_losses_equivalent_to_a_better_one():
+    history = [{"stage": "main", "status": "accepted", "key": k, "fitness": f, "expression": x}
+               for k, f, x in [("a", 0.9, "A"), ("b", 0.8, "A'"), ("c", 0.7, "C"),
+                               ("d", 0.6, "D")]]
+    same = {frozenset({"A", "A'"})}
+
+    def equivalent(x, y):
+        return frozenset({x, y}) in same
+
+    assert [e["key"] for e in search.top_losses(history, 3, equivalent)] == ["a", "c", "d"]
+    assert [e["key"] for e in search.top_losses(history, 3)] == ["a", "b", "c"]
+
+
+def test_breeder_equivalence_is_the_phenotype_test():
+    from augloss.search.breed import Breeder
+
+    b = Breeder(TINY)
+    assert b.equivalent("-(y * ln(p))", "-(ln(p) * y)")  # one canonical key
+    assert b.equivalent("-(y * ln(p))", "-(y * ln(p)) * (1 + 1)")  # a scaled copy
+    assert not b.equivalent("-(y * ln(p))", "square(y - p)")
+
+
 def test_reports_are_a_pure_function_of_the_state(tmp_path):
     s = Search("base", TINY, FITNESS, seed=9, out_dir=tmp_path, evaluator=FakeEvaluator())
     s.run()
@@ -401,3 +423,38 @@ def test_every_history_status_belongs_to_the_one_vocabulary(tmp_path):
     statuses = {json.loads(line)["status"] for line in (tmp_path / "history.jsonl").open()}
     assert statuses <= set(search.status.ALL)
     assert {"accepted", "diverged", "failed-prefilter"} <= statuses
+
+
+def test_random_search_baseline_has_the_same_pool_and_budget_but_no_parents(tmp_path):
+    from dataclasses import replace
+
+    cfg = replace(TINY, children=8)
+    evo = Search("base", cfg, FITNESS, seed=3, out_dir=tmp_path / "e", evaluator=FakeEvaluator())
+    rnd = Search("base", replace(cfg, strategy="random"), FITNESS, seed=3,
+                 out_dir=tmp_path / "r", evaluator=FakeEvaluator())
+    e_sum, r_sum = evo.run(), rnd.run()
+    assert e_sum["children"] == r_sum["children"] == 8
+    e_hist = [json.loads(x) for x in (tmp_path / "e" / "history.jsonl").read_text().splitlines()]
+    r_hist = [json.loads(x) for x in (tmp_path / "r" / "history.jsonl").read_text().splitlines()]
+    pool = [(h["key"], h["fitness"]) for h in e_hist if h["phase"] == "pool"]
+    assert pool == [(h["key"], h["fitness"]) for h in r_hist if h["phase"] == "pool"]
+    assert all(h["parent"] is None for h in r_hist if h["phase"] == "evolve")
+    assert all(h["parent"] for h in e_hist if h["phase"] == "evolve")
+    evolved = {h["key"] for h in e_hist if h["phase"] == "evolve"}
+    assert evolved != {h["key"] for h in r_hist if h["phase"] == "evolve"}
+    for summary in (e_sum, r_sum):
+        best = [c["best_so_far"] for c in summary["curve"]]
+        assert best == sorted(best) and best[-1] >= max(c["best"] for c in summary["curve"])
+    with pytest.raises(ValueError, match="search.strategy"):
+        SearchConfig(strategy="annealing")
+
+
+def test_random_baseline_jobs_differ_from_the_evolution_only_in_strategy():
+    import yaml
+
+    from augloss.workflow import Experiment
+
+    exp = Experiment.from_config(yaml.safe_load(open("demo/config.yaml")))
+    evo, rnd = exp.search_job("base"), exp.search_job("base", "random")
+    assert rnd["algorithm"].pop("strategy") == "random" and rnd == evo
+    assert exp.random_baseline

@@ -276,3 +276,38 @@ def test_audit_shows_each_fine_tune_runs_preprocessing_and_flags_a_mix(tmp_path)
     md = (tmp_path / "audit.md").read_text()
     assert "- preprocessing: tf_efficientnetv2_s.in1k: 224 px" in md and "| tf_efficientnetv2_s.in1k: 300 px" in md
     assert tables.describe_preprocessing(None) == ""
+
+
+def test_a_loss_selected_by_several_searches_shows_once_naming_each(tmp_path):
+    df = tables.collect([_write(tmp_path)])
+    aliases = {"evolved-cutout-1": ["evolved-mixup-1"], "not-trained": ["x"]}
+    t = tables.comparison(df, "transfer", aliases=aliases)
+    md = tables.to_markdown(t)
+    assert md.count("evolved[cutout]#1 = evolved[mixup]#1") == 1
+    assert t.aliases == {"evolved-cutout-1": ["evolved-mixup-1"]}
+    assert set(t.cells.loc[t.cells["loss"] == "evolved-cutout-1", "display"]) == \
+        {"evolved[cutout]#1 = evolved[mixup]#1"}
+    c = tables.claims([t])
+    assert "evolved[cutout]#1 = evolved[mixup]#1" in set(c["display"])
+    a = tables.audit(df, aliases=aliases)
+    assert "evolved[cutout]#1 = evolved[mixup]#1" in set(a["display"])
+
+
+def test_search_table_and_plot_show_the_random_baseline(tmp_path):
+    def curve(best):
+        return [{"children": 5, "best": best - 0.1, "median": 0.3, "best_so_far": best - 0.1},
+                {"children": 10, "best": best, "median": 0.4, "best_so_far": best}]
+
+    for a, fit in (("base", 0.6), ("mixup", 0.7)):
+        _search_dir(tmp_path, a, fit, curve(fit))
+        _search_dir(tmp_path / "random", a, fit - 0.1, curve(fit - 0.1))
+    dirs = {a: tmp_path / a for a in ("base", "mixup")}
+    random = {a: tmp_path / "random" / a for a in ("base", "mixup")}
+    df = tables.search_table(dirs, random)
+    assert list(df["random_fitness"]) == pytest.approx([0.5, 0.6])
+    tables.write_search_table(df, tmp_path / "search")
+    assert "random search" in (tmp_path / "search.md").read_text()
+    assert "random_fitness" not in tables.search_table(dirs)
+    with_random = tables.plot_evolution(dirs, tmp_path / "a.png", random).read_bytes()
+    without = tables.plot_evolution(dirs, tmp_path / "b.png").read_bytes()
+    assert with_random != without

@@ -139,8 +139,20 @@ class Breeder:
                         return "duplicate-gradient"
         return ""
 
-    def _phenotype(self, g: Genome) -> np.ndarray:
-        e = g.to_expr()
+    def equivalent(self, a: str, b: str) -> bool:
+        """Whether expressions ``a`` and ``b`` are one loss by the population's duplicate rules
+        (same key, or integrity phenotypes within ``phenotype_threshold``)."""
+        ea, eb = losses.parse(a), losses.parse(b)
+        if ea.key == eb.key:
+            return True
+        pa, pb = self._expr_phenotype(ea), self._expr_phenotype(eb)
+        return pa.shape == pb.shape and \
+            float(np.linalg.norm(pa - pb)) <= self.cfg.phenotype_threshold
+
+    def _expr_phenotype(self, e) -> np.ndarray:
         if e.key not in self._phenotypes:
             self._phenotypes[e.key] = losses.integrity(e).phenotype
         return self._phenotypes[e.key]
+
+    def _phenotype(self, g: Genome) -> np.ndarray:
+        return self._expr_phenotype(g.to_expr())

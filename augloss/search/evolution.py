@@ -1,7 +1,7 @@
 """Regularized evolution of loss functions for one augmentation technique.
 
 The algorithm and every default constant are the authors' earlier code's (arXiv 2403.08793);
-the paper's own constants are unknown (docs/reference.md).
+the paper's own constants are unknown (docs/paper.md).
 
 1. **pool**: draw ``initial_pool`` random valid genomes; score each with the pre-screen fitness
    (FF1; a failure scores 0); keep the best ``population``.
@@ -12,6 +12,8 @@ the paper's own constants are unknown (docs/reference.md).
    ``max_evaluations`` times, after which it is discarded. Every member ages by one; a kept child
    replaces the oldest member (ties: the lowest fitness). ``batch_children`` > 1 breeds that many
    children per step and trains them together (1 is the faithful algorithm).
+   ``strategy: random`` (the random-search baseline) replaces each mutant by a fresh random
+   valid genome: same pool, evaluator and budget, no selection.
 
 The state is checkpointed atomically after every evaluation (:mod:`.state`); a killed search
 resumes where it stopped and ends with the same population and history as an uninterrupted one.
@@ -74,7 +76,7 @@ class _Slot:
     """One child being bred in an evolution step."""
 
     iteration: int
-    parent: Member
+    parent: Member | None  # None: a random-search child
     entries: list[dict] = field(default_factory=list)
     kept: Member | None = None
     done: bool = False
@@ -174,13 +176,16 @@ class Search:
     def _evolve_step(self) -> None:
         state, it = self._state, self._state["iteration"]
         population = [Member.from_dict(d) for d in state["population"]]
-        slots = [_Slot(it + j, self.breeder.tournament(population, self._rng))
+        state.setdefault("best_so_far", max((m.fitness for m in population), default=0.0))
+        evolve = self.cfg.strategy == "evolution"
+        slots = [_Slot(it + j, self.breeder.tournament(population, self._rng) if evolve else None)
                  for j in range(min(self.cfg.batch_children, self.cfg.children - it))]
         for attempt in range(1, self.cfg.max_evaluations + 1):
             bred = self._breed(slots, population, attempt)
             if not bred:
                 break
-            scored = self._ff2([c for _, c in bred], [s.parent.expr.key for s, _ in bred],
+            scored = self._ff2([c for _, c in bred],
+                               [s.parent.expr.key if s.parent else None for s, _ in bred],
                                [s.iteration for s, _ in bred], "evolve", attempt)
             for (slot, child), (rec, evaluated) in zip(bred, scored):
                 slot.entries.extend(evaluated)
@@ -200,7 +205,11 @@ class Search:
         bred = []
         for slot in (s for s in slots if not s.done):
             base = {"phase": "evolve", "iteration": slot.iteration,
-                    "parent": slot.parent.expr.key, "evaluation": attempt}
+                    "parent": slot.parent.expr.key if slot.parent else None,
+                    "evaluation": attempt}
+            if slot.parent is None:
+                bred.append((slot, Genome.random(self._rng, self.cfg.faithful_quirks)))
+                continue
             try:
                 child = self.breeder.mutant(slot.parent.genome, self._rng, population, base,
                                             slot.entries, self._state)
@@ -224,13 +233,15 @@ class Search:
             oldest = max(range(len(population)),
                          key=lambda j: (population[j].age, -population[j].fitness, -j))
             population[oldest] = slot.kept
+            state["best_so_far"] = max(state["best_so_far"], slot.kept.fitness)
         state["iteration"] += 1
         self.store.append(state, slot.entries)
         fits = [m.fitness for m in population]
         done = state["iteration"]
         if done % self.cfg.report_every == 0 or done == self.cfg.children:
             state["curve"].append({"children": done, "best": max(fits),
-                                   "median": statistics.median(fits)})
+                                   "median": statistics.median(fits),
+                                   "best_so_far": state["best_so_far"]})
         if done % self.cfg.log_every == 0:
             self._log_progress(done, fits)
 
@@ -279,7 +290,7 @@ class Search:
                                           self.augmentation, "main")[0]
         files = reports(state, self.store.history(), augmentation=self.augmentation,
                         seed=self.seed, metric=self.fitness.metric, top_k=self.cfg.top_k,
-                        config_hash=self.config_hash, ce=ce)
+                        config_hash=self.config_hash, ce=ce, equivalent=self.breeder.equivalent)
         for name, obj in files.items():
             write_json(self.out / name, obj)
         # Cache use differs between a fresh and a resumed run: kept out of summary.json.

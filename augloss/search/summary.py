@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from augloss import losses, names
 from augloss.search import status as st
 from augloss.search.breed import Member
 
 
-def top_losses(history: Iterable[dict], top_k: int) -> list[dict]:
+def top_losses(history: Iterable[dict], top_k: int,
+               equivalent: Callable[[str, str], bool] | None = None) -> list[dict]:
     """The ``top_k`` distinct losses of the main fitness runs, best first (ties: by key).
 
-    Each loss counts with its best main-run entry; failed and diverged runs never count.
+    Each loss counts with its best main-run entry; failed and diverged runs never count. With
+    ``equivalent(expression_a, expression_b)`` (the search's phenotype test), a loss
+    equivalent to a better one already chosen is skipped, so no two of the top-k are the same
+    loss in another form.
     """
     best: dict[str, dict] = {}
     for e in history:
@@ -20,18 +24,28 @@ def top_losses(history: Iterable[dict], top_k: int) -> list[dict]:
             prev = best.get(e["key"])
             if prev is None or e["fitness"] > prev["fitness"]:
                 best[e["key"]] = e
-    return sorted(best.values(), key=lambda e: (-e["fitness"], e["key"]))[:top_k]
+    ranked = sorted(best.values(), key=lambda e: (-e["fitness"], e["key"]))
+    top: list[dict] = []
+    for e in ranked:
+        if len(top) == top_k:
+            break
+        if equivalent is None or not any(equivalent(t["expression"], e["expression"])
+                                         for t in top):
+            top.append(e)
+    return top
 
 
 def reports(state: dict, history: Iterable[dict], *, augmentation: str, seed: int,
-            metric: str, top_k: int, config_hash: str, ce: dict) -> dict[str, dict]:
+            metric: str, top_k: int, config_hash: str, ce: dict,
+            equivalent: Callable[[str, str], bool] | None = None) -> dict[str, dict]:
     """``population.json``, ``best.json`` and ``summary.json`` of a search, by file name.
 
-    ``ce`` is cross-entropy's record under the same fitness (the reference line).
+    ``ce`` is cross-entropy's record under the same fitness (the reference line);
+    ``equivalent`` keeps equivalent losses out of the top-k (:func:`top_losses`).
     """
     population = sorted((Member.from_dict(d) for d in state["population"]),
                         key=lambda m: (-m.fitness, m.expr.key))
-    top = top_losses(history, top_k)
+    top = top_losses(history, top_k, equivalent)
     best = {
         "augmentation": augmentation, "seed": seed, "metric": metric,
         "losses": [{"rank": r + 1, "name": names.evolved(augmentation, r + 1),

@@ -1,0 +1,9 @@
+"""The evolved losses that go on to transfer, each loss once (two searches may select one)."""
+
+from augloss import workflow
+from augloss.io import write_json
+
+with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
+    best = dict(zip(snakemake.params.augmentations, snakemake.input.best))
+    write_json(snakemake.output.selection,
+               workflow.evolved_losses(best, list(snakemake.params.names)))
