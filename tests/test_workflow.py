@@ -41,28 +41,38 @@ def load(path):
 
 
 def expected_jobs(cfg) -> Counter:
+    """The jobs a dry run lists before any search ran: everything but the transfer runs, which
+    the evolved_losses checkpoint adds once the searches' winners are known (so the transfer
+    datasets that nothing else uses are prepared then too)."""
     augs = len(cfg["augmentations"])
     t, f = cfg["transfer"], cfg["finetune"]
-    datasets = {cfg["search"]["dataset"], *t["datasets"], *f["datasets"]}
+    datasets = {cfg["search"]["dataset"], *f["datasets"]}
     if f.get("pretrain"):
         datasets.add(f["pretrain"]["dataset"])
-    n_transfer_losses = 1 + len(t["baselines"]) + augs * t["evolved_per_augmentation"]
     n_finetune_losses = 1 + len(f["baselines"]) + f["from_transfer"]
     out = Counter({
         "prepare_dataset": len(datasets), "search": augs, "correlation_study": 1,
-        "train_transfer": len(t["datasets"]) * augs * n_transfer_losses * len(t["seeds"]),
-        "select_transfer": 1,
+        "evolved_losses": 1, "select_transfer": 1,
         "finetune": len(f["datasets"]) * augs * n_finetune_losses * len(f["seeds"]),
         "table_search": 1, "table_correlation": 1, "table_stage": 2, "table_claims": 1,
         "audit": 1,
         "environment": 1, "all": 1})
     if f.get("pretrain"):
         out["pretrain"] = 1
+    if cfg["search"].get("baseline", "none") == "random":
+        out["search_random"] = augs
     return out
 
 
+def transfer_runs(cfg, evolved: list[str]) -> int:
+    """The transfer runs once the searches are done: each distinct evolved loss once."""
+    t = cfg["transfer"]
+    losses = 1 + len(t["baselines"]) + len(evolved)
+    return len(t["datasets"]) * len(cfg["augmentations"]) * losses * len(t["seeds"])
+
+
 @pytest.mark.parametrize("config", ["config.yaml", "demo/config.yaml"])
-def test_dry_run_lists_every_job(tmp_path, config):
+def test_dry_run_lists_every_job_known_before_the_searches(tmp_path, config):
     proc = smk(tmp_path, "-n", "--cores", "8", "--resources", "gpu=4", "--configfile",
                str(REPO / config))
     counts = job_counts(proc.stdout)
@@ -162,6 +172,27 @@ def test_demo_runs_end_to_end(demo):
     assert ft["loss"] == selection["selected"][0]["loss"]
     assert ft["expression"] == selection["selected"][0]["expression"]
     assert "audit" in (r / "audit" / "audit.md").read_text().lower()
+    # Each evolved loss trained once per cell and seed, under its first name; the tables name
+    # every search that selected it.
+    cfg = load(demo / "config.yaml")
+    evolved = json.loads((r / "search" / "evolved.json").read_text())
+    names = [e["name"] for e in evolved["losses"]]
+    trained = {p.parent.parent.name for p in (r / "transfer").rglob("metrics.json")}
+    assert {n for n in trained if n.startswith("evolved-")} == set(names)
+    assert len(list((r / "transfer").rglob("metrics.json"))) == transfer_runs(cfg, names)
+    for name, others in evolved["aliases"].items():
+        shown = " = ".join(f"evolved[{o.split('-')[1]}]#{o.split('-')[2]}" for o in [name, *others])
+        assert shown in transfer
+    # Fine-tuning records the preprocessing it resolved from the weights, and the audit shows it.
+    pre = ft["preprocessing"]
+    assert pre["tag"] == "test_efficientnet.r160_in1k" and pre["overridden"] == ["image_size"]
+    assert (pre["image_size"], pre["interpolation"], pre["crop_pct"]) == (32, "bicubic", 0.95)
+    assert "test_efficientnet.r160_in1k's config: 32 px, bicubic" in \
+        (r / "audit" / "audit.md").read_text()
+    # The random-search baseline ran beside every evolution and is in the search table.
+    assert all((r / "search" / a / "random" / "summary.json").exists()
+               for a in cfg["augmentations"])
+    assert "random search" in (r / "tables" / "search.md").read_text()
     # Every run is on the CPU and complete.
     for m in r.rglob("metrics.json"):
         assert json.loads(m.read_text())["status"] in ("completed", "aborted", "diverged")
@@ -173,19 +204,32 @@ def test_second_invocation_runs_nothing(demo):
 
 
 def test_changing_one_search_setting_reruns_only_that_branch(demo):
+    r = demo / "results" / "demo"
+
+    def stamps():
+        return {str(p.relative_to(r)): p.stat().st_mtime_ns
+                for p in (r / "transfer").rglob("metrics.json")}
+
+    before = stamps()
+    old = {e["name"] for e in json.loads((r / "search" / "evolved.json").read_text())["losses"]}
     cfg = load(demo / "config.yaml")
     cfg["search"]["overrides"] = {"cutout": {"algorithm": {"children": 7}}}
     (demo / "changed.yaml").write_text(yaml.safe_dump(cfg))
     proc = smk(demo, "-n", "--cores", "2", "--configfile", str(demo / "changed.yaml"))
     out = proc.stdout
     counts = job_counts(out)
-    assert counts["search"] == 1 and "wildcards: aug=cutout" in out
-    transfer_jobs = re.findall(r"rule train_transfer:.*?wildcards: (.*?)\n", out, re.S)
-    assert transfer_jobs and all("loss=evolved-cutout-1" in w for w in transfer_jobs)
-    # evolved-cutout-1 is trained under every augmentation, for every seed.
-    assert counts["train_transfer"] == len(cfg["augmentations"]) * len(cfg["transfer"]["seeds"])
+    # The cutout search (and its random baseline) rerun, then the checkpoint that reads the
+    # winners; the transfer runs that follow are known only after it.
+    assert counts["search"] == 1 and counts["search_random"] == 1
+    assert "wildcards: aug=cutout" in out and counts["evolved_losses"] == 1
     assert "prepare_dataset" not in counts and "pretrain" not in counts
-    # Only what depends on the cutout search follows: the study, the selection, the tables.
-    assert counts["correlation_study"] == 1 and counts["select_transfer"] == 1
-    finetune_jobs = re.findall(r"rule finetune:.*?wildcards: (.*?)\n", out, re.S)
-    assert all("loss=transfer-best-" in w for w in finetune_jobs)
+    smk(demo, "--cores", "2", "--configfile", str(demo / "changed.yaml"))
+    after = stamps()
+    rerun = {k for k in after if after[k] != before.get(k)}
+    # Only the cutout search's loss retrained, under every augmentation and seed: none if its
+    # new winner is a loss another search selected, plus a loss that stops being its alias.
+    new = [e["name"] for e in json.loads((r / "search" / "evolved.json").read_text())["losses"]]
+    retrained = {n for n in new if n.startswith("evolved-cutout-") or n not in old}
+    assert {k.split("/")[3] for k in rerun} == retrained
+    assert len(rerun) == len(retrained) * len(cfg["augmentations"]) * len(cfg["transfer"]["seeds"])
+    assert all(after[k] == before[k] for k in before if "/ce/" in k)
