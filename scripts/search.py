@@ -16,6 +16,7 @@ with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resourc
     s = search.Search(job["augmentation"], search.SearchConfig.from_dict(job["algorithm"]),
                       fitness, job["seed"], snakemake.params.workdir,
                       cache_dir=snakemake.params.cache_dir)
+    s.store.set_aside_foreign()  # the config changed since the last run: start this one afresh
     s.run()
     work = Path(snakemake.params.workdir)
     for name in ("best", "history", "population", "summary", "cache_stats"):

@@ -259,6 +259,20 @@ def test_corrupted_state_and_history_are_detected(tmp_path):
         Search("base", TINY, FITNESS, seed=7, out_dir=other, evaluator=FakeEvaluator()).run()
 
 
+def test_the_workflow_sets_aside_a_state_of_another_configuration(tmp_path):
+    work = tmp_path / "work"
+    first = Search("base", TINY, FITNESS, seed=6, out_dir=work, evaluator=FakeEvaluator())
+    first.run()
+    assert first.store.set_aside_foreign() is None  # its own state stays
+    history = (work / "history.jsonl").read_bytes()
+    changed = Search("base", TINY, FITNESS, seed=7, out_dir=work, evaluator=FakeEvaluator())
+    kept = changed.store.set_aside_foreign()
+    assert kept == tmp_path / f"work.previous-{first.config_hash[:12]}"
+    assert (kept / "history.jsonl").read_bytes() == history  # nothing lost
+    changed.run()
+    assert json.loads((work / "state.json").read_text())["config_hash"] == changed.config_hash
+
+
 def test_corrupted_cache_entry_is_recomputed(tmp_path):
     ev = SurrogateEvaluator(FITNESS, tmp_path, seed=0)
     e = losses.parse("-(y * ln(p))")

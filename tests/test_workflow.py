@@ -85,7 +85,7 @@ def test_dry_run_with_the_slurm_profile(tmp_path):
     proc = smk(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"),
                "--configfile", str(REPO / "config.yaml"))
     out = proc.stdout + proc.stderr
-    assert "train_transfer" in out
+    assert "rule search:" in out and "rule finetune:" in out
     assert "slurm_partition=SITE_GPU_PARTITION" in out and "gpu=1" in out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -69,6 +70,26 @@ class StateStore:
         log.info("resuming search from %s (phase %s, child %d)", path, state["phase"],
                  state["iteration"])
         return state
+
+    def set_aside_foreign(self) -> Path | None:
+        """Move a state of another configuration out of the way, kept whole as
+        ``<out>.previous-<its hash>``; None when there is none. The workflow calls it: Snakemake
+        reruns a search whose configuration changed, and the old state must not block it
+        (its evaluations stay in the cache, so starting again costs only what changed)."""
+        path = self.out / "state.json"
+        try:
+            old = read_json(path)
+        except (OSError, ValueError):  # absent, or unreadable: load() says so
+            return None
+        if old.get("config_hash") == self.config_hash and old.get("version") == STATE_VERSION:
+            return None
+        dest = self.out.with_name(f"{self.out.name}.previous-{str(old.get('config_hash'))[:12]}")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(self.out, dest)
+        log.warning("%s held the state of another search configuration; moved it to %s and "
+                    "starting this one afresh", self.out, dest)
+        return dest
 
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` history lines (those the state accounts for); check they parse."""

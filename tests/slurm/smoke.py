@@ -22,7 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 EXP = "slurm"
-GPU_RULES = ("search", "train_transfer", "pretrain", "finetune")
+GPU_RULES = ("search", "search_random", "train_transfer", "pretrain", "finetune")
 
 
 def setup(work: Path, ncpu: int, ngpu: int) -> None:
