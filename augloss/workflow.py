@@ -371,12 +371,7 @@ def resolve_loss(name: str, baseline: dict | None, best_json: str | None,
     if parsed.kind == "evolved":
         if not best_json:
             raise ValueError(f"loss {name}: the search's best.json is missing")
-        best = read_json(best_json)
-        if parsed.rank > len(best["losses"]):
-            raise ValueError(f"loss {name}: {best_json} holds only {len(best['losses'])} "
-                             f"losses; lower transfer.evolved_per_augmentation or raise "
-                             f"search.algorithm.top_k")
-        e = best["losses"][parsed.rank - 1]
+        e = _best_entry(best_json, name)
         return LossSpec(name, e["expression"], origin=f"search:{parsed.augmentation}",
                         key=e["key"])
     if parsed.kind == "transfer-best":
@@ -392,6 +387,16 @@ def resolve_loss(name: str, baseline: dict | None, best_json: str | None,
                      f"evolved-<augmentation>-<rank> or transfer-best-<rank>")
 
 
+def _best_entry(best_json: str, name: str) -> dict:
+    """The entry of evolved loss ``name`` (``evolved-<aug>-<rank>``) in its search's best.json."""
+    best = read_json(best_json)["losses"]
+    rank = names.parse_loss(name).rank
+    if rank > len(best):
+        raise ValueError(f"loss {name}: {best_json} holds only {len(best)} losses; lower "
+                         f"transfer.evolved_per_augmentation or raise search.algorithm.top_k")
+    return best[rank - 1]
+
+
 def evolved_losses(best_files: dict[str, str], evolved_names: list[str]) -> dict:
     """Each evolved loss that goes on to transfer, once: ``{"losses": [{"name", "key",
     "expression", "selected_by"}], "aliases": {name: [other names]}}``.
@@ -402,13 +407,7 @@ def evolved_losses(best_files: dict[str, str], evolved_names: list[str]) -> dict
     """
     by_key: dict[str, dict] = {}
     for name in evolved_names:
-        parsed = names.parse_loss(name)
-        best = read_json(best_files[parsed.augmentation])["losses"]
-        if parsed.rank > len(best):
-            raise ValueError(f"loss {name}: {best_files[parsed.augmentation]} holds only "
-                             f"{len(best)} losses; lower transfer.evolved_per_augmentation "
-                             f"or raise search.algorithm.top_k")
-        e = best[parsed.rank - 1]
+        e = _best_entry(best_files[names.parse_loss(name).augmentation], name)
         entry = by_key.setdefault(e["key"], {"name": name, "key": e["key"],
                                              "expression": e["expression"], "selected_by": []})
         entry["selected_by"].append(name)
