@@ -45,7 +45,7 @@ def expected_jobs(cfg) -> Counter:
     the evolved_losses checkpoint adds once the searches' winners are known (so the transfer
     datasets that nothing else uses are prepared then too)."""
     augs = len(cfg["augmentations"])
-    t, f = cfg["transfer"], cfg["finetune"]
+    f = cfg["finetune"]
     datasets = {cfg["search"]["dataset"], *f["datasets"]}
     if f.get("pretrain"):
         datasets.add(f["pretrain"]["dataset"])
