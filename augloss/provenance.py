@@ -7,7 +7,7 @@ import platform
 import socket
 import subprocess
 import sys
-import time
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -37,6 +37,11 @@ def code_version() -> dict:
     return {"augloss": __version__, "git_commit": commit, "git_dirty": dirty}
 
 
+def stamp(t: float) -> str:
+    """UTC ISO-8601 time with milliseconds (jobs' start/end, e.g. to see them overlap)."""
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+
+
 def provenance(device, started: float, ended: float, extra: dict) -> dict:
     """Where and how a run ran (not deterministic: host, times, devices); for provenance.json."""
     import torch
@@ -50,8 +55,7 @@ def provenance(device, started: float, ended: float, extra: dict) -> dict:
         "device": str(device), "gpu_name": gpu,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "threads": torch.get_num_threads(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended)), **extra,
+        "started": stamp(started), "ended": stamp(ended), **extra,
     }
 
 

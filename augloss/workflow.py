@@ -97,6 +97,25 @@ def unwritable(path: str | Path) -> str | None:
     return None
 
 
+def job_threads(setting: int | str, cores: int, gpu_limit: int | None, gpus_per_job: int,
+                cluster: bool = False) -> int:
+    """Threads of one job of a GPU stage whose config says ``threads: setting``.
+
+    An integer is taken as given. ``auto`` shares the run's cores among the GPU jobs that run at
+    once: ``--cores 8 --resources gpu=4`` gives four 1-GPU jobs 2 threads each, so four run
+    together (a job asking 8 threads under ``--cores 8`` would run alone and leave three GPUs
+    idle). Without a GPU limit, for CPU jobs (``gpu: 0``) or ``--resources gpu=0``, a job gets
+    every core. On a cluster ``--cores`` caps one job's threads, and ``auto`` takes that cap.
+    """
+    if setting != "auto":
+        return int(setting)
+    cores = max(1, int(cores or 1))
+    if cluster or not gpus_per_job or not gpu_limit:
+        return cores
+    at_once = max(1, int(gpu_limit) // min(int(gpus_per_job), int(gpu_limit)))
+    return max(1, cores // at_once)
+
+
 # --- the experiment: config -> names, checks and job parameters -------------------------------
 
 class ConfigError(ValueError):

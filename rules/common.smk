@@ -31,6 +31,23 @@ wildcard_constraints:
 # --- input functions and params ------------------------------------------------------------
 
 
+def gpu_limit():
+    """The run's ``--resources gpu=N`` (None when not given)."""
+    value = workflow.resource_settings.resources.get("gpu")
+    return getattr(value, "value", value)
+
+
+def stage_threads(stage):
+    """Threads of a GPU rule of ``stage``: ``auto`` shares --cores among the GPU jobs at once."""
+    return wf.job_threads(
+        config[stage]["threads"],
+        cores=workflow.resource_settings.cores,
+        gpu_limit=gpu_limit(),
+        gpus_per_job=config[stage]["gpu"],
+        cluster=workflow.resource_settings.nodes is not None,
+    )
+
+
 def manifest(name):
     return expand(rules.prepare_dataset.output.manifest, dataset=wf.slug(name))[0]
 

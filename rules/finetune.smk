@@ -13,7 +13,7 @@ if PRETRAIN is not None:
         retries: config["finetune"]["retries"]
         conda:
             "../envs/augloss.yaml"
-        threads: config["finetune"]["threads"]
+        threads: stage_threads("finetune")
         resources:
             **EXP.resources("finetune"),
         params:
@@ -35,7 +35,7 @@ rule finetune:
     retries: config["finetune"]["retries"]
     conda:
         "../envs/augloss.yaml"
-    threads: config["finetune"]["threads"]
+    threads: stage_threads("finetune")
     resources:
         **EXP.resources("finetune"),
     params:

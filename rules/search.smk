@@ -13,7 +13,7 @@ rule search:
         f"{R}/benchmarks/search/{{aug}}.tsv"
     conda:
         "../envs/augloss.yaml"
-    threads: config["search"]["threads"]
+    threads: stage_threads("search")
     resources:
         **EXP.resources("search"),
     params:
@@ -69,7 +69,7 @@ rule correlation_study:
         f"{R}/benchmarks/search/correlation.tsv"
     conda:
         "../envs/augloss.yaml"
-    threads: config["search"]["threads"]
+    threads: stage_threads("search")
     resources:
         **EXP.resources("search"),
     params:

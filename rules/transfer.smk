@@ -11,7 +11,7 @@ rule train_transfer:
     retries: config["transfer"]["retries"]
     conda:
         "../envs/augloss.yaml"
-    threads: config["transfer"]["threads"]
+    threads: stage_threads("transfer")
     resources:
         **EXP.resources("transfer"),
     params:
