@@ -1,10 +1,12 @@
 # Thin glue between the config and the rules: the logic (cross-field checks, job parameters,
 # names) lives in augloss.workflow, torch-free, unit-tested without Snakemake.
-from snakemake.utils import validate
+from pathlib import Path
 
 from augloss import workflow as wf
 
-validate(config, schema="../config.schema.yaml")
+# The schema check, with every default filled in (also those behind $ref, which
+# snakemake.utils.validate leaves out): a missing or wrong key is named in one line.
+config.update(wf.load_config(config, Path(workflow.basedir) / "config.schema.yaml"))
 
 EXP = wf.Experiment.from_config(config)
 R = EXP.results
