@@ -35,3 +35,34 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+# One stage at a time: `snakemake search_all` (then transfer_all, finetune_all, tables_all).
+# Each lists its stage and only what that stage needs; the transfer runs (and everything after
+# them) appear once the searches have ended, when the evolved_losses checkpoint names them.
+rule search_all:
+    input:
+        expand(rules.search.output, aug=AUGS),
+        random_summaries(),
+        rules.evolved_losses.output.selection,
+        rules.correlation_study.output.study,
+    localrule: True
+
+
+rule transfer_all:
+    input:
+        lambda wc: stage_runs("transfer"),
+        rules.select_transfer.output.selection,
+    localrule: True
+
+
+rule finetune_all:
+    input:
+        lambda wc: stage_runs("finetune"),
+    localrule: True
+
+
+rule tables_all:
+    input:
+        [t for t in all_targets() if "/provenance/" not in t],
+    localrule: True

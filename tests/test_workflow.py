@@ -233,3 +233,25 @@ def test_changing_one_search_setting_reruns_only_that_branch(demo):
     assert {k.split("/")[3] for k in rerun} == retrained
     assert len(rerun) == len(retrained) * len(cfg["augmentations"]) * len(cfg["transfer"]["seeds"])
     assert all(after[k] == before[k] for k in before if "/ce/" in k)
+
+
+STAGE_TARGETS = {  # the rules each stage target lists before any search ran (config.yaml)
+    "search_all": {"prepare_dataset", "search", "evolved_losses", "correlation_study"},
+    "transfer_all": {"prepare_dataset", "search", "evolved_losses", "select_transfer"},
+    "finetune_all": {"prepare_dataset", "search", "evolved_losses", "select_transfer",
+                     "finetune"},
+    "tables_all": set(expected_jobs(load(REPO / "config.yaml"))) - {"environment", "all"},
+}
+
+
+@pytest.mark.parametrize("target", sorted(STAGE_TARGETS))
+def test_stage_targets_list_their_stage_and_only_what_it_needs(tmp_path, target):
+    proc = smk(tmp_path, target, "-n", "--cores", "8", "--resources", "gpu=4",
+               "--configfile", str(REPO / "config.yaml"))
+    counts = job_counts(proc.stdout)
+    counts.pop("total")
+    assert set(counts) == STAGE_TARGETS[target] | {target}
+    expected = expected_jobs(load(REPO / "config.yaml"))
+    for rule in counts.keys() - {target, "prepare_dataset"}:
+        assert counts[rule] == expected[rule], rule
+    assert counts["prepare_dataset"] == (1 if target in ("search_all", "transfer_all") else 4)
