@@ -61,6 +61,7 @@ class ImageSet(torch.utils.data.Dataset):
     classes: list[str]
     images: torch.Tensor | None = None
     files: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # other files read (archives, label files)
 
     def __post_init__(self):
         n = len(self.images) if self.images is not None else len(self.files)
@@ -102,7 +103,51 @@ class ImageSet(torch.utils.data.Dataset):
         return ImageSet(self.name, split, self.labels[torch.from_numpy(index)].clone(),
                         list(self.classes),
                         images=None if self.images is None else self.images[index].clone(),
-                        files=[self.files[i] for i in index] if self.images is None else [])
+                        files=[self.files[i] for i in index] if self.images is None else [],
+                        sources=list(self.sources))
+
+    def on_disk(self) -> list[str]:
+        """Every file this split was read from (sources, then the image files)."""
+        return [*self.sources, *self.files]
+
+
+class DataMismatch(ValueError):
+    """A dataset file differs from the one its manifest recorded; the message names it."""
+
+
+def file_digests(paths: Sequence[str], root: str | os.PathLike) -> dict[str, dict]:
+    """``{path relative to root: {size, sha256}}`` of the files a dataset is read from."""
+    root = Path(root).resolve()
+    out = {}
+    for p in sorted(set(paths)):
+        path = Path(p).resolve()
+        rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        out[rel] = {"size": path.stat().st_size, "sha256": h.hexdigest()}
+    return out
+
+
+def verify_files(recorded: dict[str, dict], root: str | os.PathLike, dataset: str) -> None:
+    """Refuse a dataset whose files differ from ``recorded`` (:func:`file_digests`)."""
+    for rel, want in sorted(recorded.items()):
+        path = Path(rel) if Path(rel).is_absolute() else Path(root) / rel
+        why = None
+        if not path.is_file():
+            why = "is missing"
+        elif path.stat().st_size != want["size"]:
+            why = f"has {path.stat().st_size} bytes, the manifest {want['size']}"
+        else:
+            got = file_digests([str(path)], path.parent)[path.name]["sha256"]
+            if got != want["sha256"]:
+                why = f"has SHA-256 {got[:12]}..., the manifest {want['sha256'][:12]}..."
+        if why:
+            raise DataMismatch(
+                f"{dataset}: {path} {why}: it is not the file the dataset was prepared from. "
+                f"Restore the original, or delete the manifest so prepare_dataset reads the "
+                f"dataset afresh (and reruns everything trained on it).")
 
 
 def load(name: str, root: str | os.PathLike = "data", split: str = "train",
@@ -256,7 +301,8 @@ def _cifar(name: str, root: Path, split: str, download: bool) -> ImageSet:
         idx = _by_split(split, parts)
         x, y = x[idx], y[idx]
     return ImageSet(name, split, torch.from_numpy(y.copy()), classes,
-                    images=torch.from_numpy(np.ascontiguousarray(x)))
+                    images=torch.from_numpy(np.ascontiguousarray(x)),
+                    sources=[str(base / f) for f in [*files, meta_file]])
 
 
 def _download_cifar(name: str, root: Path) -> None:
@@ -300,7 +346,8 @@ def _flowers(root: Path, split: str, download: bool) -> ImageSet:
     ids = np.concatenate([np.atleast_1d(set_ids[k]) for k in key]).astype(np.int64)
     files = [str(base / "jpg" / f"image_{i:05d}.jpg") for i in ids]
     labels = torch.from_numpy(all_labels[ids - 1].astype(np.int64) - 1)
-    return ImageSet("flowers102", split, labels, [str(i) for i in range(102)], files=files)
+    return ImageSet("flowers102", split, labels, [str(i) for i in range(102)], files=files,
+                    sources=[str(base / "imagelabels.mat"), str(base / "setid.mat")])
 
 
 def _caltech(root: Path, split: str, download: bool) -> ImageSet:
@@ -343,7 +390,9 @@ def _cars(root: Path, split: str) -> ImageSet:
         parts = _stratified(labels, lambda n: (n - max(1, n // 10), max(1, n // 10)))
         idx = _by_split(split, parts)
         files, labels = [files[i] for i in idx], labels[idx]
-    return ImageSet("stanford_cars", split, torch.from_numpy(labels), list(d.classes), files=files)
+    devkit = [str(p) for p in sorted(base.glob("devkit/*.mat")) + sorted(base.glob("*.mat"))]
+    return ImageSet("stanford_cars", split, torch.from_numpy(labels), list(d.classes), files=files,
+                    sources=devkit)
 
 
 def _imagefolder(name: str, path: Path, split: str) -> ImageSet:

@@ -159,6 +159,42 @@ def _timm(name: str, num_classes: int, pretrained: bool = False, weights: str | 
                              drop_rate=drop_rate, **options)
 
 
+def prefetch_weights(model: dict, root: str | Path) -> dict:
+    """Download the pretrained weights of ``model`` (a config entry) once into
+    :func:`weights_dir`, through the Hugging Face hub (timm's ``hf_hub_id``) or, for weights
+    not on the hub, timm's release URL. Returns the weights manifest: file, size, SHA-256 and
+    source. Runs on the head node (a local rule); training jobs then load this file only."""
+    from timm.models import get_pretrained_cfg
+
+    from augloss.names import timm_name, weights_dir
+
+    name = timm_name(model)
+    cfg = get_pretrained_cfg(name) if name else None
+    if cfg is None:
+        raise ValueError(f"no pretrained weights known to timm for {model['name']!r} "
+                         f"({name}); give a local file as model option `weights`")
+    folder = weights_dir(model, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    if cfg.hf_hub_id:
+        from huggingface_hub import hf_hub_download
+
+        source = f"hf-hub:{cfg.hf_hub_id}"
+        path = Path(hf_hub_download(cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors",
+                                    local_dir=str(folder)))
+    elif cfg.url:
+        from torch.hub import download_url_to_file
+
+        source, path = cfg.url, folder / Path(cfg.url).name
+        if not path.is_file():
+            download_url_to_file(cfg.url, str(path), progress=False)  # temp file + rename
+    else:
+        raise ValueError(f"timm's pretrained config of {name} names no hub id or URL")
+    from augloss.data import file_digests
+
+    digest = file_digests([str(path)], path.parent)[path.name]
+    return {"model": name, "file": str(path), "source": source, **digest}
+
+
 def create(name: str, num_classes: int, **options) -> nn.Module:
     """Build model ``name`` for ``num_classes`` classes; ``options`` are the model's keywords."""
     if num_classes < 2:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 #: The five techniques, in table order (:mod:`augloss.augment` builds them).
 TECHNIQUES = ("base", "cutout", "mixup", "randaugment", "all")
@@ -93,3 +94,20 @@ def display(name: str, aliases: tuple[str, ...] | list[str] = ()) -> str:
 def technique_order(name: str) -> int:
     """Table position of a technique (unknown names last)."""
     return TECHNIQUES.index(name) if name in TECHNIQUES else len(TECHNIQUES)
+
+
+def timm_name(model: dict) -> str | None:
+    """The timm model name (with its tag) of a config's model entry; None if not a timm model."""
+    name = model["name"]
+    if name == "efficientnetv2_s":
+        base = "tf_efficientnetv2_s"
+    elif name.startswith("timm:"):
+        base = name.split(":", 1)[1]
+    else:
+        return None
+    return f"{base}.{model['tag']}" if model.get("tag") else base
+
+
+def weights_dir(model: dict, root: str | Path) -> Path:
+    """Where :func:`prefetch_weights` puts a model's pretrained weights: under the data root."""
+    return Path(root) / "weights" / timm_name(model)

@@ -587,10 +587,12 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
     dev = pick_device(device)
     if dev.type == "cpu":
         _deterministic(cfg_compile=bool(job.train.get("compile", False)))
-    train_set = data.load(job.dataset, job.data_root, job.train_split)
-    val_set = data.load(job.dataset, job.data_root, job.eval_split)
+    # Never download here: prepare_dataset did, once (jobs may run on offline compute nodes).
+    train_set = data.load(job.dataset, job.data_root, job.train_split, download=False)
+    val_set = data.load(job.dataset, job.data_root, job.eval_split, download=False)
     cfg = TrainConfig.from_dict(job.train)
-    test_set = data.load(job.dataset, job.data_root, "test") if cfg.evaluate_test else None
+    test_set = (data.load(job.dataset, job.data_root, "test", download=False)
+                if cfg.evaluate_test else None)
     from augloss import losses
 
     loss_name = job.loss.name

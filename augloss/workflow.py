@@ -25,12 +25,14 @@ from augloss.provenance import environment
 log = logging.getLogger("augloss.workflow")
 
 @contextlib.contextmanager
-def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True
-                ) -> Iterator[str]:
+def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True,
+                offline: bool = True) -> Iterator[str]:
     """Log to ``log_path``, use ``threads`` CPU threads, claim ``gpus`` distinct GPUs.
 
     Yields the torch device string (``cuda`` when GPUs were claimed, else ``cpu``). Jobs that
-    never touch torch (tables, audit) pass ``uses_torch=False`` and skip its ~2 s import.
+    never touch torch (tables, audit) pass ``uses_torch=False`` and skip its ~2 s import. Every
+    job runs with the hub offline (``HF_HUB_OFFLINE=1``) except the head node's downloads
+    (``offline=False``: prepare_dataset, prefetch_weights).
     """
     from augloss.gpu import gpu_slots
 
@@ -42,6 +44,14 @@ def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True
     root.setLevel(logging.INFO)
     stderr = sys.stderr
     sys.stderr = open(log_path, "a", buffering=1)
+    hub = sys.modules.get("huggingface_hub.constants")  # read the variable at import
+    was = os.environ.get("HF_HUB_OFFLINE"), hub and hub.HF_HUB_OFFLINE
+    if offline:
+        # Jobs may run on compute nodes without network: the head node fetched every dataset
+        # and weights file (local rules), so no job ever contacts the Hugging Face hub.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        if hub:
+            hub.HF_HUB_OFFLINE = True
     try:
         with gpu_slots(int(gpus)) as ids:
             device = "cpu"
@@ -56,6 +66,13 @@ def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True
         logging.getLogger("augloss").exception("job failed")
         raise
     finally:
+        if offline:
+            if was[0] is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = was[0]
+            if hub:
+                hub.HF_HUB_OFFLINE = was[1]
         root.removeHandler(handler)
         handler.close()
         sys.stderr.close()
@@ -329,6 +346,15 @@ class Experiment:
                           "preprocessing": self.preprocessing(stage),
                           "data_root": self.config["data_root"]})
 
+    @property
+    def hub_weights(self) -> bool:
+        """Whether fine-tuning starts from published pretrained weights that the head node
+        fetches once (``prefetch_weights``): a timm model with ``pretrained: true`` and no local
+        ``weights`` file of its own."""
+        m = self.config["finetune"]["model"]
+        return bool(m.get("pretrained")) and not m.get("weights") and \
+            names.timm_name(m) is not None
+
     def preprocessing(self, stage: str) -> dict | None:
         """Fine-tuning's overrides of the weights' own preprocessing ({}: all from the weights);
         None for the CIFAR-size stages and where the config sets it to null."""
@@ -357,10 +383,11 @@ class Experiment:
         return None
 
     def resources(self, stage: str) -> dict:
-        """``resources:`` of a GPU rule of ``stage`` (memory grows with the attempt)."""
+        """``resources:`` of a GPU rule of ``stage``; a retry gets twice the memory (not more:
+        a search that hit its time limit retries many times and needs no more memory)."""
         c = self.config[stage]
         return {"gpu": c["gpu"], "runtime": c["runtime"],
-                "mem_mb": lambda wildcards, attempt: c["mem_mb"] * attempt}
+                "mem_mb": lambda wildcards, attempt: c["mem_mb"] * min(attempt, 2)}
 
     # --- cross-field checks ----------------------------------------------------------------
     def check(self) -> None:
@@ -434,11 +461,35 @@ def prepare_dataset(name: str, root: str, splits: list[str]) -> dict:
     from augloss import data
 
     manifest = {"dataset": name, "splits": {}}
+    on_disk = []
     for split in splits:
         ds = data.load(name, root, split, download=True)
         manifest["splits"][split] = {"size": len(ds), "classes": ds.num_classes,
                                      "digest": ds.digest()}
+        on_disk += ds.on_disk()
+    manifest["files"] = data.file_digests(on_disk, root)
     return manifest
+
+
+def prefetched_weights(manifest_file: str) -> str:
+    """The weights file ``prefetch_weights`` recorded, checked against its size and SHA-256."""
+    from augloss import data
+
+    m = read_json(manifest_file)
+    path = Path(m["file"])
+    data.verify_files({path.name: {"size": m["size"], "sha256": m["sha256"]}}, path.parent,
+                      f"pretrained weights {m['model']}")
+    return str(path)
+
+
+def verify_dataset(manifest_file: str, root: str) -> None:
+    """Before a job trains on a dataset: every file it is read from still has the size and
+    SHA-256 that prepare_dataset recorded (raises :class:`augloss.data.DataMismatch` naming the
+    first file that differs)."""
+    from augloss import data
+
+    manifest = read_json(manifest_file)
+    data.verify_files(manifest.get("files", {}), root, manifest["dataset"])
 
 
 # --- losses ---------------------------------------------------------------------------------

@@ -113,6 +113,8 @@ def finetune_inputs(wildcards):
     }
     if PRETRAIN is not None:
         out["weights"] = rules.pretrain.output.weights
+    if EXP.hub_weights:
+        out["hub_weights"] = rules.prefetch_weights.output.manifest
     return out
 
 

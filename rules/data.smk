@@ -3,7 +3,7 @@ rule prepare_dataset:
         manifest=f"{R}/data/{{dataset}}.json",
     log:
         f"{R}/logs/data/{{dataset}}.log",
-    cache: "omit-software"
+    localrule: True
     conda:
         "../envs/augloss.yaml"
     params:
@@ -12,3 +12,20 @@ rule prepare_dataset:
         splits=["train", "val", "test"],
     script:
         "../scripts/prepare_dataset.py"
+
+
+if EXP.hub_weights:
+
+    rule prefetch_weights:
+        output:
+            manifest=f"{R}/data/weights.json",
+        log:
+            f"{R}/logs/data/weights.log",
+        localrule: True
+        conda:
+            "../envs/augloss.yaml"
+        params:
+            model=config["finetune"]["model"],
+            root=config["data_root"],
+        script:
+            "../scripts/prefetch_weights.py"

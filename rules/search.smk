@@ -11,6 +11,7 @@ rule search:
         f"{R}/logs/search/{{aug}}.log",
     benchmark:
         f"{R}/benchmarks/search/{{aug}}.tsv"
+    retries: config["search"]["retries"]
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("search")
@@ -60,6 +61,7 @@ checkpoint evolved_losses:
 
 rule correlation_study:
     input:
+        manifest=manifest(config["search"]["dataset"]),
         best=expand(rules.search.output.best, aug=AUGS),
     output:
         study=f"{R}/search/correlation.json",
@@ -67,6 +69,7 @@ rule correlation_study:
         f"{R}/logs/search/correlation.log",
     benchmark:
         f"{R}/benchmarks/search/correlation.tsv"
+    retries: config["search"]["retries"]
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("search")

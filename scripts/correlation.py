@@ -5,6 +5,7 @@ from augloss.io import write_json
 
 job = snakemake.params.job
 with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
+    workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
     fitness = search.FitnessConfig.from_dict(
         {**job["fitness"], "dataset": job["dataset"], "data_root": job["data_root"],
          "device": dev if job["device"] == "auto" else job["device"]}

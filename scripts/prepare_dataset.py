@@ -3,7 +3,7 @@
 from augloss import workflow
 from augloss.io import write_json
 
-with workflow.job_context(snakemake.log[0], 1, 0):
+with workflow.job_context(snakemake.log[0], 1, 0, offline=False):
     manifest = workflow.prepare_dataset(
         snakemake.params.name, snakemake.params.root, list(snakemake.params.splits)
     )

@@ -102,6 +102,7 @@ def test_gpu_resources_grow_memory_with_the_attempt(config):
     res = Experiment.from_config(config).resources("transfer")
     assert res["gpu"] == config["transfer"]["gpu"]
     assert res["mem_mb"](None, 2) == 2 * config["transfer"]["mem_mb"]
+    assert res["mem_mb"](None, 9) == 2 * config["transfer"]["mem_mb"]  # capped: timeouts retry
 
 
 @pytest.mark.parametrize("edit, key", [

@@ -59,6 +59,8 @@ def expected_jobs(cfg) -> Counter:
         "environment": 1, "all": 1})
     if f.get("pretrain"):
         out["pretrain"] = 1
+    if f["model"].get("pretrained") and not f["model"].get("weights"):
+        out["prefetch_weights"] = 1  # the head node fetches the published weights once
     if cfg["search"].get("baseline", "none") == "random":
         out["search_random"] = augs
     return out
@@ -87,6 +89,10 @@ def test_dry_run_with_the_slurm_profile(tmp_path):
     out = proc.stdout + proc.stderr
     assert "rule search:" in out and "rule finetune:" in out
     assert "slurm_partition=SITE_GPU_PARTITION" in out and "gpu=1" in out
+    # Every job fits a one-day partition; a search killed at its limit retries and resumes.
+    runtimes = [int(m) for m in re.findall(r"runtime=(\d+)", out)]
+    assert runtimes and max(runtimes) <= 24 * 60
+    assert load(REPO / "config.yaml")["search"]["retries"] >= 10
 
 
 @pytest.mark.parametrize("edit, fragment", [
@@ -239,7 +245,7 @@ STAGE_TARGETS = {  # the rules each stage target lists before any search ran (co
     "search_all": {"prepare_dataset", "search", "evolved_losses", "correlation_study"},
     "transfer_all": {"prepare_dataset", "search", "evolved_losses", "select_transfer"},
     "finetune_all": {"prepare_dataset", "search", "evolved_losses", "select_transfer",
-                     "finetune"},
+                     "finetune", "prefetch_weights"},
     "tables_all": set(expected_jobs(load(REPO / "config.yaml"))) - {"environment", "all"},
 }
 

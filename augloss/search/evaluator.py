@@ -76,8 +76,10 @@ class SurrogateEvaluator:
         self.cfg = fitness
         self.seed = int(seed)
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.train_set = data.load(fitness.dataset, fitness.data_root, fitness.train_split)
-        self.val_set = data.load(fitness.dataset, fitness.data_root, fitness.val_split)
+        self.train_set = data.load(fitness.dataset, fitness.data_root, fitness.train_split,
+                                   download=False)
+        self.val_set = data.load(fitness.dataset, fitness.data_root, fitness.val_split,
+                                 download=False)
         self.digest = hashlib.sha256((self.train_set.digest() + self.val_set.digest())
                                      .encode()).hexdigest()[:16]
         self.hits = 0

@@ -9,7 +9,10 @@
 #    runs: Snakemake must cancel its SLURM jobs and leave none queued;
 # 3. unlocks and reruns it to the end with one transfer job failing once on purpose
 #    (AUGLOSS_FAIL_ONCE); the rule's `retries:` must recover it;
-# 4. stops the daemons by PID (stop-slurm.sh), whatever happened.
+# 4. runs one search and one training job under a 1-minute SLURM time limit: SLURM kills each
+#    (state TIMEOUT), `retries:` resubmits it, it continues from its saved state, and its
+#    outputs equal an uninterrupted local run's byte for byte (smoke.py timeout);
+# 5. stops the daemons by PID (stop-slurm.sh), whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
@@ -61,4 +64,23 @@ submitted=$(grep -c "has been submitted with SLURM jobid" "$WORK/run.log")
 summary=$("$PYTHON" tests/slurm/smoke.py check "$WORK" "$retried")
 echo "slurm: rerun finished: $steps ($submitted submitted to SLURM, the rest local rules)" \
   "in $wall s; $summary"
-rm -rf "$WORK"
+
+# --- 4. time limits: a search and a training run killed by SLURM (TIMEOUT) resume on retry -
+# The reference: the same targets run locally without interruption, compared byte for byte.
+REF=$(mktemp -d /tmp/augloss-slurm-ref.XXXXXX)
+targets=$("$PYTHON" tests/slurm/smoke.py setup-timeout "$WORK")
+"$PYTHON" tests/slurm/smoke.py setup-timeout "$REF" > /dev/null
+t0=$(date +%s)
+if ! "$PYTHON" -m snakemake $targets --snakefile "$REPO/Snakefile" --directory "$REF" \
+    --cores "$(nproc)" --resources gpu=0 --configfile "$REF/timeout.yaml" > "$REF/run.log" 2>&1; then
+  echo "slurm: the uninterrupted reference run failed" >&2
+  tail -40 "$REF/run.log" >&2
+  exit 1
+fi
+ref_wall=$(( $(date +%s) - t0 ))
+t0=$(date +%s)
+summary=$("$PYTHON" tests/slurm/smoke.py timeout "$WORK" "$REF" -- "$PYTHON" -m snakemake \
+  $targets --snakefile "$REPO/Snakefile" --directory "$WORK" \
+  --workflow-profile "$WORK/profile" --configfile "$WORK/timeout.yaml")
+echo "slurm: 1-minute limits: reference ${ref_wall} s, SLURM run $(( $(date +%s) - t0 )) s; $summary"
+rm -rf "$WORK" "$REF"

@@ -3,6 +3,8 @@
     python tests/slurm/smoke.py setup WORK     # WORK/config.yaml, WORK/profile/config.yaml
     python tests/slurm/smoke.py interrupt WORK -- CMD...   # SIGINT CMD once a search runs
     python tests/slurm/smoke.py check WORK     # asserts, then prints a one-line JSON summary
+    python tests/slurm/smoke.py setup-timeout WORK # WORK/timeout.yaml; prints the targets
+    python tests/slurm/smoke.py timeout WORK REF -- CMD...  # TIMEOUT, retry, equal to REF
 
 The CI profile is ``profiles/slurm/config.yaml`` adapted the way the README tells users to adapt
 it: the SITE placeholders filled for the local cluster (account, partitions), ``cpus_per_gpu``
@@ -23,6 +25,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 EXP = "slurm"
 GPU_RULES = ("search", "search_random", "train_transfer", "pretrain", "finetune")
+TIMEOUT_EXP = "timeout"
+TIMEOUT_CHILDREN = 100  # the search and the training run each take 2-3 minutes on 2 cores
+TIMEOUT_EPOCHS = 150
+TIMEOUT_SEARCH_FILES = ("best.json", "history.jsonl", "population.json", "summary.json")
 
 
 def setup(work: Path, ncpu: int, ngpu: int) -> None:
@@ -53,8 +59,26 @@ def setup(work: Path, ncpu: int, ngpu: int) -> None:
     for rule in profile.get("set-resources", {}).values():
         if "cpus_per_gpu" in rule:
             rule["cpus_per_gpu"] = max(1, ncpu // ngpu)
+    for rule in profile.get("set-threads", {}):
+        profile["set-threads"][rule] = max(1, ncpu // ngpu)
     (work / "profile").mkdir(exist_ok=True)
     (work / "profile" / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+
+
+def setup_timeout(work: Path) -> list[str]:
+    """WORK/timeout.yaml: one search and one training run, each longer than its 1-minute SLURM
+    limit, with retries; returns the workflow targets (relative to WORK)."""
+    cfg = yaml.safe_load((REPO / "demo" / "config.yaml").read_text())
+    cfg["experiment"] = TIMEOUT_EXP
+    cfg["augmentations"] = ["base"]
+    cfg["search"].update(gpu=1, runtime=1, retries=8, baseline="none")
+    cfg["search"]["algorithm"].update(children=TIMEOUT_CHILDREN, batch_children=1)
+    cfg["transfer"].update(gpu=1, runtime=1, retries=8, seeds=[0])
+    cfg["transfer"]["train"].update(epochs=TIMEOUT_EPOCHS)
+    (work / "timeout.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = f"results/{TIMEOUT_EXP}"
+    return [f"{r}/search/base/{f}" for f in TIMEOUT_SEARCH_FILES] + \
+        [f"{r}/transfer/digits/base/ce/seed0/metrics.json"]
 
 
 def interrupt(work: Path, cmd: list[str], timeout: float = 600) -> dict:
@@ -90,6 +114,47 @@ def interrupt(work: Path, cmd: list[str], timeout: float = 600) -> dict:
     return {"sigint_rc": rc, "running_at_sigint": len(running), "cancelled": len(cancelled)}
 
 
+def timeout(work: Path, reference: Path, cmd: list[str], limit: float = 1500) -> dict:
+    """Run ``cmd`` (the timeout experiment on SLURM), watching squeue for jobs that SLURM ended
+    with state TIMEOUT; then check that both the search and the training run were killed at
+    their limit at least once, finished on a retry, and equal ``reference`` (the same targets
+    run without interruption) byte for byte."""
+    log = open(work / "timeout.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    timed_out: dict[str, str] = {}  # SLURM job id -> the rule's comment
+    deadline = time.monotonic() + limit
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=300)
+            raise AssertionError("the timeout run did not finish in time")
+        out = subprocess.run(["squeue", "-h", "-t", "TIMEOUT", "-o", "%i|%k|%T"],
+                             capture_output=True, text=True).stdout
+        for line in out.split():
+            job, comment, _ = line.split("|")
+            timed_out[job] = comment
+        time.sleep(2)
+    log.close()
+    text = (work / "timeout.log").read_text()
+    assert proc.returncode == 0, text[-3000:]
+    rules = sorted(set(timed_out.values()))
+    for rule in ("rule_search", "rule_train_transfer"):
+        assert any(c.startswith(rule) for c in rules), (rule, timed_out)
+    killed = [p for p in (work / "results" / "slurm-logs").rglob("*.log")
+              if "DUE TO TIME LIMIT" in p.read_text(errors="replace")]
+    assert killed, "no SLURM job log says it was cancelled due to its time limit"
+    r, ref = work / "results" / TIMEOUT_EXP, reference / "results" / TIMEOUT_EXP
+    compared = [f"search/base/{f}" for f in TIMEOUT_SEARCH_FILES] + \
+        ["transfer/digits/base/ce/seed0/metrics.json"]
+    for rel in compared:
+        assert (r / rel).read_bytes() == (ref / rel).read_bytes(), f"{rel} differs"
+    history = (r / "search/base/history.jsonl").read_text().splitlines()
+    return {"timed_out_jobs": {j: timed_out[j] for j in sorted(timed_out, key=int)},
+            "slurm_logs_due_to_time_limit": len(killed), "byte_equal": compared,
+            "search_evaluations": len(history)}
+
+
 def _squeue(states: str) -> list[str]:
     out = subprocess.run(["squeue", "-h", "-t", states, "-o", "%i"], capture_output=True,
                          text=True, check=True).stdout
@@ -121,6 +186,10 @@ if __name__ == "__main__":
     cmd, work = sys.argv[1], Path(sys.argv[2])
     if cmd == "setup":
         setup(work, int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "setup-timeout":
+        print(" ".join(setup_timeout(work)))
+    elif cmd == "timeout":
+        print(json.dumps(timeout(work, Path(sys.argv[3]), sys.argv[sys.argv.index("--") + 1:])))
     elif cmd == "interrupt":
         print(json.dumps(interrupt(work, sys.argv[sys.argv.index("--") + 1:])))
     else:

@@ -56,6 +56,9 @@ SchedulerType=sched/backfill
 ReturnToService=2
 # MinJobAge must stay >= 3 x slurm-init-seconds-before-status-checks for squeue status checks
 MinJobAge=300
+# A job past its time limit gets SIGTERM, then SIGKILL 5 s later (tests of TIMEOUT + retry)
+KillWait=5
+OverTimeLimit=0
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none

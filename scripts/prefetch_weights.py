@@ -1,0 +1,10 @@
+"""Download the fine-tuning model's pretrained weights once, on the head node (a local rule)."""
+
+from augloss import workflow
+from augloss.io import write_json
+
+with workflow.job_context(snakemake.log[0], 1, 0, offline=False):
+    from augloss import models
+
+    manifest = models.prefetch_weights(snakemake.params.model, snakemake.params.root)
+    write_json(snakemake.output.manifest, manifest)
