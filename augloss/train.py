@@ -223,7 +223,28 @@ class _Copy:
     def __init__(self):
         self.status, self.reason = "completed", ""
         self.history: list[dict] = []
-        self.loss_sum, self.correct, self.seen, self.lr = 0.0, 0, 0, 0.0
+        self.seen, self.lr = 0, 0.0
+        self.sums = self.bad_step = None  # device tensors: [loss sum, correct, images], step
+
+    def start_epoch(self, device: torch.device, lr: float) -> None:
+        """Zero the epoch's sums. They stay on the device (loss sum, correct predictions, the
+        first step with a non-finite loss): no training step waits for the GPU."""
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.seen, self.lr = 0, lr
+
+    @property
+    def loss_sum(self) -> float:
+        return float(self.sums[0]) if self.sums is not None else 0.0
+
+    @property
+    def correct(self) -> int:
+        return int(self.sums[1]) if self.sums is not None else 0
+
+    @property
+    def counted(self) -> int:
+        """Training images of the epoch's steps before any non-finite loss."""
+        return int(self.sums[2]) if self.sums is not None else 0
 
     @property
     def live(self) -> bool:
@@ -338,13 +359,18 @@ def _train_step(run: _Loop, x: torch.Tensor, y: torch.Tensor, epoch: int, steps:
         out = logits[:, k]
         loss = aug.mixed_loss(run.loss_fns[k], out, mixed, run.technique.config.mixup_mode) \
             if mixed is not None else run.loss_fns[k](out, y)
-        if not torch.isfinite(loss):
-            c.status, c.reason = "diverged", f"non-finite loss at epoch {epoch} step {steps}"
-            continue
-        total = loss if total is None else total + loss  # copies share no parameters
-        c.loss_sum += float(loss.detach()) * len(y)
-        c.correct += int((out.detach().argmax(-1) == hard).sum())
+        # No host synchronisation: the sums and the first non-finite step stay on the device,
+        # read every FINITE_CHECK_EVERY steps and at the epoch's end (_check_finite).
+        loss_d = loss.detach()
+        finite = (c.bad_step < 0) & torch.isfinite(loss_d)  # steps before any divergence
+        c.sums += torch.stack([
+            torch.where(finite, loss_d.double() * len(y), 0.0),
+            torch.where(finite, (out.detach().argmax(-1) == hard).sum().double(), 0.0),
+            finite.double() * len(y)])
+        c.bad_step = torch.where((c.bad_step < 0) & ~torch.isfinite(loss_d),
+                                 torch.full_like(c.bad_step, steps), c.bad_step)
         c.seen += len(y)
+        total = loss if total is None else total + loss  # copies share no parameters
     if total is None:
         return False
     run.optimizer.zero_grad(set_to_none=True)
@@ -370,13 +396,32 @@ def _train_epoch(run: _Loop, epoch: int, lr: float) -> float:
             if not _train_step(run, x, y, epoch, steps, lr):
                 break
             steps += 1
+            if steps % FINITE_CHECK_EVERY == 0:
+                _check_finite(run, epoch)
         if not got_batch and all(c.seen == 0 for c in run.copies):
             raise ValueError("the training set is empty")
     return lr
 
 
+#: Training steps between the checks for a non-finite loss (each check waits for the device
+#: once); a diverged copy is stopped at the first check after it diverged, recorded with the
+#: exact step, and scored on the epochs before (the divergence policy of its stage).
+FINITE_CHECK_EVERY = 50
+
+
+def _check_finite(run: _Loop, epoch: int) -> None:
+    """Stop every live copy whose loss was non-finite at some step of this epoch."""
+    live = [c for c in run.copies if c.live and c.bad_step is not None]
+    if not live:
+        return
+    for c, step in zip(live, torch.stack([c.bad_step for c in live]).tolist()):
+        if step >= 0:
+            c.status, c.reason = "diverged", f"non-finite loss at epoch {epoch} step {step}"
+
+
 def _end_epoch(run: _Loop, epoch: int, started: list[int], val_data) -> None:
-    """Check weights, evaluate, record the epoch and apply the abort rules."""
+    """Check losses and weights, evaluate, record the epoch and apply the abort rules."""
+    _check_finite(run, epoch)
     for k in started:
         c = run.copies[k]
         if c.live and not all(torch.isfinite(p).all() for p in _copy_params(run.model, k)):
@@ -388,8 +433,8 @@ def _end_epoch(run: _Loop, epoch: int, started: list[int], val_data) -> None:
                     run.eval_tensors) if live else []
     for k in started:
         c = run.copies[k]
-        train_acc = c.correct / max(1, c.seen)
-        c.history.append({"epoch": epoch + 1, "train_loss": c.loss_sum / max(1, c.seen),
+        train_acc = c.correct / max(1, c.counted)
+        c.history.append({"epoch": epoch + 1, "train_loss": c.loss_sum / max(1, c.counted),
                           "train_acc": train_acc,
                           "val_acc": accs[k] if c.live else float("nan"), "lr": c.lr})
         for from_epoch, min_acc in run.cfg.abort:
@@ -467,7 +512,7 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
         model.train()
         started = [k for k, c in enumerate(run.copies) if c.live]
         for c in run.copies:
-            c.loss_sum, c.correct, c.seen, c.lr = 0.0, 0, 0, lr
+            c.start_epoch(run.device, lr)
         t_epoch = time.perf_counter()
         lr = _train_epoch(run, epoch, lr)
         _end_epoch(run, epoch, started, val_data)

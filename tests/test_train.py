@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -226,3 +229,44 @@ def test_cpu_runs_switch_deterministic_algorithms_on():
         assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(True)  # what conftest sets for every test
+
+
+SYNCS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "cpu", "numpy")
+
+
+@pytest.mark.parametrize("technique", ["base", "cutout", "randaugment"])
+def test_a_training_step_never_waits_for_the_device(monkeypatch, technique):
+    """Loss, accuracy and finiteness stay on the device; counted on the CPU through every
+    tensor-to-Python conversion inside the training step (each one is a host sync on a GPU),
+    except torch.optim's own step counters, which live on the CPU on a GPU run too."""
+    counts = {"in_step": False, "n": 0}
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, **k):
+            caller = sys._getframe(1).f_code.co_filename
+            if counts["in_step"] and f"torch{os.sep}optim" not in caller:
+                counts["n"] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    step = train._train_step
+
+    def watched(*a, **k):
+        counts["in_step"] = True
+        try:
+            return step(*a, **k)
+        finally:
+            counts["in_step"] = False
+
+    monkeypatch.setattr(train, "_train_step", watched)
+    checks = []
+    monkeypatch.setattr(train, "_check_finite", lambda run, epoch, _c=train._check_finite:
+                        (checks.append(epoch), _c(run, epoch)))
+    monkeypatch.setattr(train, "FINITE_CHECK_EVERY", 4)
+    m = train.run(_job(augmentation=technique, train={**FAST, "epochs": 2,
+                                                      "steps_per_epoch": 8}),
+                  Path(tempfile.mkdtemp()))
+    assert m["status"] == "completed" and m["curves"]["train_acc"][-1] > 0
+    assert counts["n"] == 0, f"{counts['n']} host syncs in 16 training steps"
+    assert checks == [0, 0, 0, 1, 1, 1]  # every 4 steps and at each epoch's end
