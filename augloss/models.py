@@ -203,10 +203,10 @@ def create(name: str, num_classes: int, **options) -> nn.Module:
         return Surrogate(num_classes, **options)
     if name == "wrn":
         return WideResNet(num_classes, **options)
-    if name == "efficientnetv2_s":
-        return _timm("tf_efficientnetv2_s", num_classes, **options)
-    if name.startswith("timm:"):
-        return _timm(name.split(":", 1)[1], num_classes, **options)
+    from augloss.names import timm_name
+
+    if (arch := timm_name({"name": name})) is not None:  # efficientnetv2_s, timm:<name>
+        return _timm(arch, num_classes, **options)
     raise ValueError(f"unknown model {name!r}; models are {', '.join(MODELS)}")
 
 
