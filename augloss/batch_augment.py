@@ -13,7 +13,9 @@ transform calls:
 * RandAugment: per sample and per slot an op id and a sign; the samples that drew the same
   (op, sign) are transformed together by torchvision's own op at the configured magnitude, so
   every op is exactly torchvision's (at most 2 x 14 x 2 grouped calls per batch);
-* mixup: unchanged (it is a batch operation already), with ``lam`` drawn from the generator.
+* mixup: unchanged (it is a batch operation already), the pairing drawn from the generator and
+  ``lam`` from a host NumPy generator seeded with it (a draw on the device would make the host
+  wait for the GPU at every step).
 
 Training on square in-memory images (``finetune: false``) is batched: images of another side
 than ``image_size`` are resized once, up front (:func:`at_size`, the per-sample path's resize
@@ -159,9 +161,9 @@ def normalise(x: torch.Tensor, cfg: aug.AugmentConfig) -> torch.Tensor:
 
 
 def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float,
-          g: torch.Generator) -> aug.MixedBatch:
-    """:func:`augloss.augment.mixup` with ``lam`` and the pairing drawn from ``g``."""
-    seed = int(torch.randint(2**62, (1,), generator=g, device=g.device))
-    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+          g: torch.Generator, host: np.random.Generator) -> aug.MixedBatch:
+    """:func:`augloss.augment.mixup` with the pairing drawn from ``g`` (on the batch's device)
+    and ``lam ~ Beta(alpha, alpha)`` from ``host`` (never a device-to-host copy)."""
+    lam = float(host.beta(alpha, alpha))
     perm = torch.randperm(len(images), generator=g, device=g.device).to(images.device)
     return aug.MixedBatch(lam * images + (1.0 - lam) * images[perm], targets, targets[perm], lam)

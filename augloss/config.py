@@ -27,7 +27,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bump when a change to training or scoring code changes a candidate's fitness: evaluation-cache
 # entries of another version are never reused (augloss.search.evaluator).
-FITNESS_VERSION = 2
+FITNESS_VERSION = 3  # 3: mixup's lam drawn on the host (no device sync per step)
 
 
 @dataclass(frozen=True)

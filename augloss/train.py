@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -272,6 +273,7 @@ class _Loop:
     total_steps: int
     batches: Callable[[int, int], Iterator]  # (epoch, step) -> (x, y) batches
     gen: torch.Generator | None  # the tensor pipeline's generator (None: torch's global one)
+    host: list  # [np.random.Generator] reseeded with gen: the host-side draws (mixup's lam)
     eval_tensors: aug.AugmentConfig | None
     copies: list[_Copy]
     images_seen: int = 0
@@ -281,7 +283,7 @@ class _Loop:
 
 
 def _tensor_batches(train_data, technique, cfg: TrainConfig, seed: int, device: torch.device,
-                    gen: torch.Generator) -> Callable[[int, int], Iterator]:
+                    gen: torch.Generator, host: list) -> Callable[[int, int], Iterator]:
     """Batches from the training set held on the device, augmented as whole batches."""
     from augloss import batch_augment
 
@@ -292,6 +294,7 @@ def _tensor_batches(train_data, technique, cfg: TrainConfig, seed: int, device: 
     def batches(epoch: int, steps: int) -> Iterator:
         # One shuffled pass, reseeded from the step it starts at (so a resume sees the same).
         gen.manual_seed(_epoch_seed(seed, epoch * 1000 + steps))
+        host[0] = np.random.default_rng(_epoch_seed(seed, epoch * 1000 + steps))  # mixup's lam
         order = torch.randperm(n, generator=gen, device=device)
         for i in range(0, n - n % bs if n >= bs else n, bs):
             idx = order[i:i + bs]
@@ -322,11 +325,12 @@ def _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device) 
     per_epoch = cfg.steps_per_epoch or max(1, len(train_data) // cfg.batch_size)
     tensors = _use_tensors(cfg, technique, train_data)
     gen = torch.Generator(device=device) if tensors else None
-    batches = _tensor_batches(train_data, technique, cfg, seed, device, gen) if tensors \
+    host = [None]
+    batches = _tensor_batches(train_data, technique, cfg, seed, device, gen, host) if tensors \
         else _loader_batches(train_data, technique, cfg, seed)
     return _Loop(model, torch.compile(model) if cfg.compile else model, optimizer,
                  list(loss_fns), technique, cfg, seed, device, cfg.amp and cuda, per_epoch,
-                 cfg.total_steps or per_epoch * cfg.epochs, batches, gen,
+                 cfg.total_steps or per_epoch * cfg.epochs, batches, gen, host,
                  technique.config if tensors and getattr(val_data, "in_memory", False) else None,
                  [_Copy() for _ in loss_fns])
 
@@ -344,7 +348,7 @@ def _train_step(run: _Loop, x: torch.Tensor, y: torch.Tensor, epoch: int, steps:
     mixed = None
     if run.technique.mixup:
         alpha = run.technique.config.mixup_alpha
-        mixed = batch_augment.mixup(x, y, alpha, run.gen) if run.gen is not None else \
+        mixed = batch_augment.mixup(x, y, alpha, run.gen, run.host[0]) if run.gen is not None else \
             aug.mixup(x, y, alpha)
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
         logits = run.step_model(mixed.images if mixed else x)

@@ -86,12 +86,12 @@ def test_cutout_hole_area_and_position_match_the_per_sample_cutout():
 
 @pytest.mark.parametrize("alpha", [1.0, 0.4])
 def test_mixup_lambda_follows_beta(alpha):
-    g = _gen(1)
+    g, host = _gen(1), np.random.default_rng(1)
     x, y = torch.rand(8, 3, 4, 4), torch.arange(8)
-    lams = np.array([ba.mixup(x, y, alpha, g).lam for _ in range(4000)])
+    lams = np.array([ba.mixup(x, y, alpha, g, host).lam for _ in range(4000)])
     assert abs(lams.mean() - 0.5) < 0.02
     assert abs(lams.var() - 1 / (4 * (2 * alpha + 1))) < 0.01
-    mixed = ba.mixup(x, y, alpha, g)
+    mixed = ba.mixup(x, y, alpha, g, host)
     torch.testing.assert_close(mixed.images, mixed.lam * x + (1 - mixed.lam) * x[mixed.target_b])
 
 

@@ -234,7 +234,7 @@ def test_cpu_runs_switch_deterministic_algorithms_on():
 SYNCS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "cpu", "numpy")
 
 
-@pytest.mark.parametrize("technique", ["base", "cutout", "randaugment"])
+@pytest.mark.parametrize("technique", ["base", "cutout", "mixup", "randaugment", "all"])
 def test_a_training_step_never_waits_for_the_device(monkeypatch, technique):
     """Loss, accuracy and finiteness stay on the device; counted on the CPU through every
     tensor-to-Python conversion inside the training step (each one is a host sync on a GPU),
