@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench clean-venv
+.PHONY: setup test smoke demo bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "augloss needs Python 3.11"'
@@ -16,6 +16,9 @@ setup: $(VENV)/.installed  ## create .venv and install augloss with its test ext
 
 test: setup  ## run the test suite
 	$(PY) -m pytest -q
+
+smoke: setup  ## the paper-shaped smoke run: config.yaml's DAG and real models, synthetic data
+	$(PY) -m pytest -q -m smoke tests/test_paper_smoke.py
 
 demo: setup  ## run the demo experiment end to end (results/demo/)
 	$(PY) -m snakemake --cores 2 --configfile demo/config.yaml

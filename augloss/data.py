@@ -19,6 +19,9 @@ Splits (``train``, ``val``, ``test``; ``trainval`` = train + val where both come
 ``stanford_cars``  official train / test; val is a seeded 10 % per-class carve-out of train.
 ``imagefolder:P``  ``P/train``, ``P/val``, ``P/test`` in torchvision ImageFolder layout; without
                    ``P/val``, a seeded 10 % per-class carve-out of train.
+``synthetic:D``    a few generated images of dataset ``D``'s real shapes and class count, written
+                   in ``D``'s own layout under ``root/synthetic`` and read by ``D``'s loader (the
+                   paper-shaped smoke run; :mod:`augloss.synthetic`).
 =================  ================================================================================
 
 CIFAR is downloaded with torchvision's own URL and checksum and read by a restricted unpickler
@@ -168,6 +171,8 @@ def load(name: str, root: str | os.PathLike = "data", split: str = "train",
         return _cars(root, split)
     if name.startswith("imagefolder:"):
         return _imagefolder(name, Path(name.split(":", 1)[1]), split)
+    if name.startswith("synthetic:"):
+        return _synthetic(name, root, split, download)
     raise ValueError(f"unknown dataset {name!r}; datasets are {', '.join(DATASET_FORMS)}")
 
 
@@ -234,6 +239,26 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     d = load_digits()
     return d.data, d.target.astype(np.int64)
+
+
+# --- synthetic stand-ins -------------------------------------------------------------------
+
+def _synthetic(name: str, root: Path, split: str, download: bool) -> ImageSet:
+    """``synthetic:<real>``: written (``download``) into ``root/synthetic`` in the real layout,
+    then read by the real dataset's own loader from there."""
+    from dataclasses import replace
+
+    from augloss import synthetic
+
+    real = synthetic.check(name.split(":", 1)[1])
+    base = synthetic.write(real, root) if download else synthetic.root(root)
+    try:
+        ds = load(real, base, split, download=False)
+    except DatasetMissing as exc:
+        raise DatasetMissing(f"{name}: not written under {base}/ yet; the prepare_dataset "
+                             f"rule writes it (augloss.data.load(..., download=True)). ({exc})"
+                             ) from None
+    return replace(ds, name=name)
 
 
 # --- CIFAR ----------------------------------------------------------------------------------

@@ -10,9 +10,11 @@
   ``dropout`` (0.0): WRN-28-10 has ~36.5 M parameters on CIFAR-10.
 * ``efficientnetv2_s`` - timm ``tf_efficientnetv2_s`` (TF-ported weights); option ``tag`` picks
   the pretrained weights (``in1k``, ``in21k_ft_in1k``, ...; timm's default without it).
-  ``pretrained=True`` loads timm's weights; ``weights="path"`` loads a local state-dict file
-  (``.safetensors``, ``.pth``; ``weights_only`` loading) for offline clusters; the classifier is
-  always re-initialised for the new classes (num_classes -1 in the overlay never matches).
+  ``pretrained=True`` loads timm's weights (``"synthetic"``: a seeded random initialisation
+  that :func:`prefetch_weights` writes, for the smoke run); ``weights="path"`` loads a local
+  state-dict file (``.safetensors``, ``.pth``; ``weights_only`` loading) for offline clusters; the
+  classifier is always re-initialised for the new classes (num_classes -1 in the overlay never
+  matches).
 * ``timm:<name>`` - any timm model with the same options (the demo uses ``timm:test_efficientnet``).
 
 :func:`data_config` and :func:`preprocessing` give a timm model's own input pipeline (size,
@@ -142,6 +144,10 @@ def _timm(name: str, num_classes: int, pretrained: bool = False, weights: str | 
     if tag:
         name = f"{name}.{tag}"
 
+    if pretrained == "synthetic" and not weights:
+        raise ValueError(f"{name}: pretrained: synthetic weights are written by the "
+                         f"prefetch_weights rule (augloss.models.prefetch_weights); pass that "
+                         f"file as `weights`")
     if weights:
         path = Path(weights)
         if not path.is_file():
@@ -169,6 +175,10 @@ def prefetch_weights(model: dict, root: str | Path) -> dict:
     from augloss.names import timm_name, weights_dir
 
     name = timm_name(model)
+    if name and model.get("pretrained") == "synthetic":  # the smoke run: no download at all
+        from augloss import synthetic
+
+        return synthetic.weights(name, weights_dir(model, root))
     cfg = get_pretrained_cfg(name) if name else None
     if cfg is None:
         raise ValueError(f"no pretrained weights known to timm for {model['name']!r} "

@@ -19,7 +19,9 @@ TECHNIQUES = ("base", "cutout", "mixup", "randaugment", "all")
 #: Built-in datasets (:func:`augloss.data.load`); ``digits:<a>-<b>`` keeps classes a..b and
 #: ``imagefolder:<path>`` reads a folder of images.
 DATASETS = ("digits", "cifar10", "cifar100", "flowers102", "caltech101", "stanford_cars")
-DATASET_FORMS = DATASETS + ("imagefolder:<path>",)
+DATASET_FORMS = DATASETS + ("imagefolder:<path>", "synthetic:<dataset>")
+#: Datasets with a synthetic stand-in ``synthetic:<name>`` (:mod:`augloss.synthetic`).
+SYNTHETIC = ("cifar10", "cifar100", "flowers102", "caltech101", "stanford_cars")
 
 CE = "ce"
 _EVOLVED = re.compile(r"^evolved-(?P<aug>[a-z]+)-(?P<rank>\d+)$")
@@ -28,6 +30,11 @@ _TRANSFER_BEST = re.compile(r"^transfer-best-(?P<rank>\d+)$")
 
 def check_dataset(name: str) -> None:
     """Raise ``ValueError`` unless ``name`` is a dataset :func:`augloss.data.load` knows."""
+    if name.startswith("synthetic:"):
+        if name.split(":", 1)[1] not in SYNTHETIC:
+            raise ValueError(f"unknown dataset {name!r}; synthetic datasets are "
+                             f"{', '.join('synthetic:' + n for n in SYNTHETIC)}")
+        return
     if name.split(":", 1)[0] not in DATASETS and not name.startswith("imagefolder:"):
         raise ValueError(f"unknown dataset {name!r}; datasets are {', '.join(DATASET_FORMS)}")
 
@@ -109,5 +116,8 @@ def timm_name(model: dict) -> str | None:
 
 
 def weights_dir(model: dict, root: str | Path) -> Path:
-    """Where :func:`prefetch_weights` puts a model's pretrained weights: under the data root."""
+    """Where :func:`prefetch_weights` puts a model's pretrained weights: under the data root
+    (``pretrained: synthetic``: under ``<root>/synthetic``, with the synthetic datasets)."""
+    if model.get("pretrained") == "synthetic":
+        return Path(root) / "synthetic" / "weights" / timm_name(model)
     return Path(root) / "weights" / timm_name(model)

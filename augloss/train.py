@@ -593,8 +593,8 @@ def _pipeline(job: Job, model: nn.Module, init_weights: str | None
     pre = models.preprocessing(model, job.preprocessing)
     pre["weights_file"] = os.path.basename(str(init_weights or job.model.get("weights") or "")) \
         or None
-    pre["pretrained"] = bool(init_weights or job.model.get("weights")
-                             or job.model.get("pretrained"))
+    pre["pretrained"] = "synthetic" if job.model.get("pretrained") == "synthetic" else \
+        bool(init_weights or job.model.get("weights") or job.model.get("pretrained"))
     augment = replace(augment, image_size=int(pre["image_size"]), normalize="mean_std",
                       mean=tuple(pre["mean"]), std=tuple(pre["std"]),
                       interpolation=pre["interpolation"], crop_pct=float(pre["crop_pct"]))

@@ -73,7 +73,8 @@ def transfer_runs(cfg, evolved: list[str]) -> int:
     return len(t["datasets"]) * len(cfg["augmentations"]) * losses * len(t["seeds"])
 
 
-@pytest.mark.parametrize("config", ["config.yaml", "demo/config.yaml"])
+@pytest.mark.parametrize("config", ["config.yaml", "demo/config.yaml",
+                                    "tests/configs/paper-smoke.yaml"])
 def test_dry_run_lists_every_job_known_before_the_searches(tmp_path, config):
     proc = smk(tmp_path, "-n", "--cores", "8", "--resources", "gpu=4", "--configfile",
                str(REPO / config))
