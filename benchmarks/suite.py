@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from augloss import augment, data, losses, models
@@ -168,12 +169,13 @@ def pipelines(args, device) -> dict:
             images = subset.images.to(device)
             g = torch.Generator(device=device)
             g.manual_seed(r)
+            host = np.random.default_rng(r)
             with Timer(device) as t:
                 for i in range(0, len(images), args.batch):
                     x = pipe(images[i:i + args.batch], g)
                     if tech.mixup:
                         batch_augment.mixup(x, torch.zeros(len(x), dtype=torch.long,
-                                                           device=device), 1.0, g)
+                                                           device=device), 1.0, g, host)
             tensor.append(len(images) / t.seconds)
         out[f"pipeline_{technique}_cpu_img_s"] = mmm(cpu)
         out[f"pipeline_{technique}_tensor_img_s"] = mmm(tensor)

@@ -153,7 +153,7 @@ SMOKE_MAY_DIFFER = {
     "experiment", "search.dataset", "search.gpu", "search.threads", "search.runtime",
     "search.retries", "search.mem_mb", "search.device", "search.algorithm.population",
     "search.algorithm.initial_pool", "search.algorithm.children", "search.algorithm.tournament",
-    "search.algorithm.top_k", "correlation.top_n",
+    "search.algorithm.top_k", "correlation.top_n", "transfer.evolved_per_augmentation",
     "transfer.datasets", "transfer.seeds", "transfer.gpu", "transfer.threads",
     "transfer.runtime", "transfer.mem_mb", "finetune.datasets", "finetune.seeds",
     "finetune.gpu", "finetune.threads", "finetune.runtime", "finetune.mem_mb",
