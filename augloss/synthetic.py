@@ -70,9 +70,9 @@ def root(data_root: str | os.PathLike) -> Path:
 
 def check(name: str) -> str:
     """The real dataset behind ``synthetic:<name>``; ValueError for one without a stand-in."""
-    if name not in SPECS:
-        raise ValueError(f"no synthetic stand-in for dataset {name!r}; synthetic datasets are "
-                         f"{', '.join('synthetic:' + n for n in SPECS)}")
+    from augloss.names import check_dataset
+
+    check_dataset(f"synthetic:{name}")
     return name
 
 

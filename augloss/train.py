@@ -272,8 +272,7 @@ class _Loop:
     per_epoch: int
     total_steps: int
     batches: Callable[[int, int], Iterator]  # (epoch, step) -> (x, y) batches
-    gen: torch.Generator | None  # the tensor pipeline's generator (None: torch's global one)
-    host: list  # [np.random.Generator] reseeded with gen: the host-side draws (mixup's lam)
+    draws: _Draws | None  # the tensor pipeline's random sources (None: torch's global one)
     eval_tensors: aug.AugmentConfig | None
     copies: list[_Copy]
     images_seen: int = 0
@@ -282,8 +281,22 @@ class _Loop:
         return any(c.live for c in self.copies)
 
 
+@dataclass
+class _Draws:
+    """The tensor pipeline's random sources, reseeded together at each shuffled pass: ``gen``
+    on the device (order, augmentation, mixup's pairing) and ``host`` for the draws the host
+    needs as numbers (mixup's ``lam``), so no step waits for the device to answer."""
+
+    gen: torch.Generator
+    host: np.random.Generator | None = None
+
+    def reseed(self, seed: int) -> None:
+        self.gen.manual_seed(seed)
+        self.host = np.random.default_rng(seed)
+
+
 def _tensor_batches(train_data, technique, cfg: TrainConfig, seed: int, device: torch.device,
-                    gen: torch.Generator, host: list) -> Callable[[int, int], Iterator]:
+                    draws: _Draws) -> Callable[[int, int], Iterator]:
     """Batches from the training set held on the device, augmented as whole batches."""
     from augloss import batch_augment
 
@@ -293,12 +306,11 @@ def _tensor_batches(train_data, technique, cfg: TrainConfig, seed: int, device: 
 
     def batches(epoch: int, steps: int) -> Iterator:
         # One shuffled pass, reseeded from the step it starts at (so a resume sees the same).
-        gen.manual_seed(_epoch_seed(seed, epoch * 1000 + steps))
-        host[0] = np.random.default_rng(_epoch_seed(seed, epoch * 1000 + steps))  # mixup's lam
-        order = torch.randperm(n, generator=gen, device=device)
+        draws.reseed(_epoch_seed(seed, epoch * 1000 + steps))
+        order = torch.randperm(n, generator=draws.gen, device=device)
         for i in range(0, n - n % bs if n >= bs else n, bs):
             idx = order[i:i + bs]
-            yield pipeline(images[idx], gen), labels[idx]
+            yield pipeline(images[idx], draws.gen), labels[idx]
 
     return batches
 
@@ -324,13 +336,12 @@ def _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device) 
     optimizer = _optimizer(cfg, model)
     per_epoch = cfg.steps_per_epoch or max(1, len(train_data) // cfg.batch_size)
     tensors = _use_tensors(cfg, technique, train_data)
-    gen = torch.Generator(device=device) if tensors else None
-    host = [None]
-    batches = _tensor_batches(train_data, technique, cfg, seed, device, gen, host) if tensors \
+    draws = _Draws(torch.Generator(device=device)) if tensors else None
+    batches = _tensor_batches(train_data, technique, cfg, seed, device, draws) if tensors \
         else _loader_batches(train_data, technique, cfg, seed)
     return _Loop(model, torch.compile(model) if cfg.compile else model, optimizer,
                  list(loss_fns), technique, cfg, seed, device, cfg.amp and cuda, per_epoch,
-                 cfg.total_steps or per_epoch * cfg.epochs, batches, gen, host,
+                 cfg.total_steps or per_epoch * cfg.epochs, batches, draws,
                  technique.config if tensors and getattr(val_data, "in_memory", False) else None,
                  [_Copy() for _ in loss_fns])
 
@@ -348,8 +359,8 @@ def _train_step(run: _Loop, x: torch.Tensor, y: torch.Tensor, epoch: int, steps:
     mixed = None
     if run.technique.mixup:
         alpha = run.technique.config.mixup_alpha
-        mixed = batch_augment.mixup(x, y, alpha, run.gen, run.host[0]) if run.gen is not None else \
-            aug.mixup(x, y, alpha)
+        mixed = aug.mixup(x, y, alpha) if run.draws is None else \
+            batch_augment.mixup(x, y, alpha, run.draws.gen, run.draws.host)
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
         logits = run.step_model(mixed.images if mixed else x)
     if logits.ndim == 2:
@@ -473,7 +484,7 @@ def _finish(run: _Loop, test_data, start_epoch: int, seconds: float) -> list[Fit
         test_acc = None
         if cfg.evaluate_test and test_data is not None and status in ("completed", "failed"):
             test_tensors = run.technique.config \
-                if run.gen is not None and test_data.in_memory else None
+                if run.draws is not None and test_data.in_memory else None
             test_acc = evaluate(run.model, test_data,
                                 None if test_tensors else run.technique.eval_transform,
                                 cfg.eval_batch_size, run.device, cfg.num_workers, run.amp,
