@@ -7,7 +7,7 @@ lists of image files decoded on access.
 Splits (``train``, ``val``, ``test``; ``trainval`` = train + val where both come from one pool):
 
 =================  ================================================================================
-``digits``         scikit-learn's bundled 8x8 digits (1,797 images), upsampled to 32x32 RGB. A fixed
+``digits``         scikit-learn's bundled 8x8 digits (1,797 images) at their own 8x8, as RGB. A fixed
                    stratified permutation (seed 0, independent of the run seed): per class 2/3
                    train, 1/6 val, 1/6 test. ``digits:0-4`` keeps classes 0..4 (relabelled from 0),
                    ``digits:5-9`` classes 5..9: the demo's pretrain / fine-tune halves.
@@ -211,9 +211,9 @@ def _digits(name: str, split: str) -> ImageSet:
         keep = list(range(lo, hi + 1))
     pixels, labels = _digits_arrays()
     mask = np.isin(labels, keep)
-    # Upsample the 0..16 intensities to 32x32 and 0..255, grey replicated to RGB.
+    # The 0..16 intensities as 0..255 at the images' own 8x8 (a pipeline's image_size resizes
+    # them like any dataset's), grey replicated to RGB.
     x = torch.from_numpy(pixels[mask].reshape(-1, 8, 8).astype(np.float32) / 16.0)[:, None]
-    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
     labels = labels[mask] - keep[0]
     parts = _stratified(labels, lambda n: (round(n * 2 / 3), round(n / 6)))

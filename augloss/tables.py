@@ -404,16 +404,25 @@ def search_table(search_dirs: dict[str, str | Path],
                  random_dirs: dict[str, str | Path] | None = None) -> pd.DataFrame:
     """Per augmentation: best expression (text and LaTeX), fitness, CE fitness, evaluations and
     rejections, from each search's best.json / summary.json, and the random-search baseline's
-    best fitness where it ran. Cache hits stay out (they differ between a fresh and a resumed
-    search; see cache_stats.json), so the table is reproducible."""
+    best fitness where it ran. The signal against the noise: the winner's and CE's mean
+    fitness over ``noise_seeds`` seeds, ``fitness_noise`` (CE's sd over those seeds) and
+    ``candidate_sd`` (the sd of the fitness among the search's scored candidates). Cache hits
+    stay out (they differ between a fresh and a resumed search; see cache_stats.json), so the
+    table is reproducible."""
     rows = []
     for a in sorted(search_dirs, key=lambda x: (names.technique_order(x), x)):
         best, summary = _search_outputs(search_dirs[a])
         top = best["losses"][0] if best["losses"] else {}
+        noise = summary.get("noise") or {}
+        spread = summary.get("candidates") or {}
         row = {"augmentation": a, "seed": summary["seed"],
                "best_expression": top.get("expression", ""),
                "best_latex": top.get("latex", ""), "fitness": top.get("fitness"),
                "ce_fitness": best["reference"]["ce"]["fitness"],
+               "noise_seeds": len(noise.get("seeds", [])) or None,
+               "winner_mean": noise.get("winner_mean"), "winner_sd": noise.get("winner_sd"),
+               "ce_mean": noise.get("ce_mean"), "fitness_noise": noise.get("fitness_noise"),
+               "candidates": spread.get("n"), "candidate_sd": spread.get("sd"),
                "children": summary["children"], "evaluations": summary["evaluations"],
                "rejections": sum(summary["rejections"].values())}
         if random_dirs:
@@ -428,18 +437,27 @@ def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
 
     prefix = Path(prefix)
     random = "random_fitness" in df
+    noisy = df["noise_seeds"].notna().any() if "noise_seeds" in df else False
     md_rows = [[r.augmentation, f"`{r.best_expression}`", _pct(r.fitness), _pct(r.ce_fitness)]
+               + ([_pm(r.winner_mean, r.winner_sd), _pm(r.ce_mean, r.fitness_noise)]
+                  if noisy else [])
+               + [_pct(r.fitness_noise), _pct(r.candidate_sd)]
                + ([_pct(r.random_fitness)] if random else []) + [r.evaluations, r.rejections]
                for r in df.itertuples()]
+    seeds = int(df["noise_seeds"].max()) if noisy else 0
     md = ("### Search: best evolved loss per augmentation (surrogate validation accuracy, %)\n\n"
           + tabulate(md_rows, ["augmentation", "best loss", "fitness", "CE fitness"]
+                     + ([f"winner ({seeds} seeds)", f"CE ({seeds} seeds)"] if noisy else [])
+                     + ["fitness_noise", "candidate sd"]
                      + (["random search"] if random else []) + ["evaluations", "rejections"],
                      tablefmt="github", disable_numparse=True)
-          + "\n")
-    tex = [r"\begin{tabular}{llrrr}", r"\toprule",
-           r"augmentation & best loss & fitness & CE fitness & evaluations \\", r"\midrule"]
+          + "\n\n" + SEARCH_NOTE.format(seeds=seeds or "several") + "\n")
+    tex = [r"\begin{tabular}{llrrrrr}", r"\toprule",
+           r"augmentation & best loss & fitness & CE fitness & fitness noise & candidate sd & "
+           r"evaluations \\", r"\midrule"]
     tex += [f"{r.augmentation} & ${r.best_latex}$ & {_pct(r.fitness)} & {_pct(r.ce_fitness)} & "
-            f"{r.evaluations} \\\\" for r in df.itertuples()]
+            f"{_pct(r.fitness_noise)} & {_pct(r.candidate_sd)} & {r.evaluations} \\\\"
+            for r in df.itertuples()]
     tex += [r"\bottomrule", r"\end{tabular}"]
     return _write_formats(prefix, md, df.to_csv(index=False, lineterminator="\n"),
                           "\n".join(tex) + "\n")
@@ -447,6 +465,18 @@ def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
 
 def _pct(v) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def _pm(mean, sd) -> str:
+    return "—" if _pct(mean) == "—" else f"{_pct(mean)} ± {_pct(sd)}"
+
+
+SEARCH_NOTE = ("fitness, CE fitness: the search seed's. winner / CE ({seeds} seeds): mean ± sd "
+               "of the winner and of cross-entropy scored again under {seeds} seeds. "
+               "fitness_noise: cross-entropy's sd over those seeds, how far one loss's fitness "
+               "moves with the seed alone; candidate sd: the sd of the fitness among the "
+               "search's scored candidates. A winner whose lead over CE is within a few "
+               "fitness_noise is not distinguishable from it.")
 
 
 def correlation_table(study: dict) -> pd.DataFrame:
@@ -505,10 +535,17 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def ce_fitness(search_dir: str | Path) -> float | None:
+    """Cross-entropy's fitness under a search's own fitness (its reference line)."""
+    return json.loads((Path(search_dir) / "summary.json").read_text()).get("ce_fitness")
+
+
 def plot_evolution(search_dirs: dict[str, str | Path], path: str | Path,
                    random_dirs: dict[str, str | Path] | None = None) -> Path:
-    """Best-so-far and population median fitness vs children, one colour per augmentation;
-    the random-search baseline's best-so-far dotted where it ran."""
+    """Best-so-far (monotone) and population median fitness vs children evaluated, one colour
+    per augmentation, from the scored population before the first child (0); cross-entropy's
+    fitness as a dash-dot reference line; the random-search baseline's best-so-far dotted
+    where it ran."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 4.2))
 
@@ -522,6 +559,10 @@ def plot_evolution(search_dirs: dict[str, str | Path], path: str | Path,
         ax.plot(x, best, "-o", color=colour, label=f"{a} best so far", markersize=3)
         ax.plot(x, [100 * p["median"] for p in points], "--", color=colour,
                 label=f"{a} median")
+        ce = ce_fitness(search_dirs[a])
+        if ce is not None:
+            ax.axhline(100 * ce, color=colour, ls="-.", lw=1, alpha=0.7,
+                       label=f"{a} cross-entropy")
         if random_dirs and a in random_dirs:
             rx, rbest, _ = curve(random_dirs[a])
             ax.plot(rx, rbest, ":", color=colour, lw=2, label=f"{a} random search")

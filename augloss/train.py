@@ -1,6 +1,7 @@
 """One trainer for every stage: :func:`fit` trains a model, :func:`run` a whole job to files.
 
-* Optimizers SGD (Nesterov optional), Adam, AdamW; per-step learning rate with linear warm-up then
+* Optimizers SGD (Nesterov optional), Adam, AdamW (torch's arithmetic, :mod:`augloss.optim`,
+  without the 2 s import of ``torch._dynamo`` that ``torch.optim`` costs every job); per-step learning rate with linear warm-up then
   cosine, step (x ``gamma`` at epoch ``milestones``) or constant; ``lr_floor`` is added to every
   step (the earlier code adds 1e-7).
 * ``epochs`` of one pass over the training set, or of ``steps_per_epoch`` steps over the repeated
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from augloss import augment as aug
+from augloss import optim
 from augloss.config import OPTIMIZERS, PIPELINES, SCHEDULES, LossSpec, TrainConfig  # noqa: F401
 from augloss.io import atomic_path, config_hash, write_json
 from augloss.provenance import code_version, provenance
@@ -56,16 +58,14 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch
     return lr + cfg.lr_floor
 
 
-def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def _optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
+    """torch's SGD / Adam / AdamW arithmetic without importing torch._dynamo (:mod:`.optim`)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
-                                weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
-                             weight_decay=cfg.weight_decay)
+        return optim.create("sgd", params, lr=cfg.lr, momentum=cfg.momentum,
+                            nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    return optim.create(cfg.optimizer, params, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
+                        weight_decay=cfg.weight_decay)
 
 
 class _Transformed(torch.utils.data.Dataset):
@@ -262,7 +262,7 @@ class _Loop:
 
     model: nn.Module
     step_model: nn.Module  # the model, or its torch.compile wrapper
-    optimizer: torch.optim.Optimizer
+    optimizer: optim.Optimizer
     loss_fns: list
     technique: aug.Technique
     cfg: TrainConfig
@@ -517,6 +517,7 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
                                            for d in (train_data, val_data, test_data))
     run = _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device)
     chash = config_hash({"train": cfg.to_dict(), "seed": seed, "identity": identity,
+                         "optimizer_state": optim.STATE_FORMAT,
                          "augment": technique.config.to_dict(), "technique": technique.name})
     ckpt_path = Path(checkpoint) if checkpoint else None
     start_epoch = epoch = _resume(run, ckpt_path, chash)

@@ -310,6 +310,8 @@ class Experiment:
         return {"augmentation": aug, "dataset": s["dataset"],
                 "data_root": self.config["data_root"], "seed": s["seed"],
                 "device": s["device"], "algorithm": algorithm,
+                # the fitness noise is measured once per augmentation, by the evolution
+                "noise_seeds": s["noise_seeds"] if strategy == "evolution" else 1,
                 "fitness": deep_merge(self._fitness(), over.get("fitness", {}))}
 
     def search_job(self, aug: str, strategy: str = "evolution") -> dict:
@@ -325,6 +327,7 @@ class Experiment:
     def correlation_job(self) -> dict:
         s = self.config["search"]
         return canonical({"top_n": self.config["correlation"]["top_n"],
+                          "batch": s["algorithm"]["batch_children"],
                           "augmentations": self.augmentations, "dataset": s["dataset"],
                           "data_root": self.config["data_root"], "seed": s["seed"],
                           "device": s["device"], "fitness": self._fitness()})

@@ -2,7 +2,7 @@
 
     python -m benchmarks.trainer_throughput [--repeats 3] [--steps 20] [--device cpu]
 
-Trains on digits (32x32, in memory) through :func:`augloss.train.fit` with each augmentation,
+Trains on digits (8x8 upsampled to 32x32, in memory) through :func:`augloss.train.fit` with each augmentation,
 and, as a floor, a bare loop (forward, loss, backward, step; data already batched tensors, no
 augmentation, no checks). Prints a Markdown table and writes results/bench/trainer.json.
 """

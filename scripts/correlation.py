@@ -12,5 +12,6 @@ with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resourc
     )
     best = dict(zip(job["augmentations"], snakemake.input.best))
     study = search.correlation_study(best, job["top_n"], fitness, job["seed"],
-                                     snakemake.params.cache_dir, tuple(job["augmentations"]))
+                                     snakemake.params.cache_dir, tuple(job["augmentations"]),
+                                     batch=job["batch"])
     write_json(snakemake.output.study, study)

@@ -16,7 +16,7 @@ with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resourc
     )
     s = search.Search(job["augmentation"], search.SearchConfig.from_dict(job["algorithm"]),
                       fitness, job["seed"], snakemake.params.workdir,
-                      cache_dir=snakemake.params.cache_dir)
+                      cache_dir=snakemake.params.cache_dir, noise_seeds=job["noise_seeds"])
     s.store.set_aside_foreign()  # the config changed since the last run: start this one afresh
     s.run()
     work = Path(snakemake.params.workdir)

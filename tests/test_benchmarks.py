@@ -21,3 +21,17 @@ def test_suite_writes_the_report(tmp_path):
     assert "demo_wall_s" not in figures  # --skip-demo
     md = (tmp_path / "report.md").read_text()
     assert "| eval_vs_floor |" in md and "<= 1.15" in md
+
+
+def test_the_demo_figures_start_from_a_fresh_checkout_and_sum_every_process(tmp_path):
+    """demo_wall_s runs on a copy of the tree as a clone has it; demo_peak_rss_mb adds up the
+    resident memory of Snakemake and its jobs (more than Snakemake's own)."""
+    from benchmarks.suite import _snakemake, fresh_checkout
+
+    clone = fresh_checkout(tmp_path / "clone")
+    assert (clone / "Snakefile").is_file() and (clone / "demo" / "config.yaml").is_file()
+    assert not (clone / ".venv").exists() and not (clone / "results").exists()
+    assert not (clone / ".git").exists()
+    wall, peak = _snakemake(clone, "-n", "--cores", "2", "--configfile", "demo/config.yaml",
+                            snakefile=clone / "Snakefile")
+    assert wall > 0 and 50 < peak < 3000  # one interpreter with Snakemake loaded

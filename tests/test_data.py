@@ -16,7 +16,7 @@ def test_digits_splits_are_disjoint_stratified_and_fixed():
     parts = {s: data.load("digits", split=s) for s in ("train", "val", "test")}
     assert [len(parts[s]) for s in ("train", "val", "test")] == [1198, 299, 300]
     for ds in parts.values():
-        assert ds.images.dtype == torch.uint8 and ds.images.shape[1:] == (3, 32, 32)
+        assert ds.images.dtype == torch.uint8 and ds.images.shape[1:] == (3, 8, 8)
         assert ds.num_classes == 10 and set(ds.labels.tolist()) == set(range(10))
     keys = {s: {bytes(x.numpy().tobytes()) for x in parts[s].images} for s in parts}
     # Some digits images are exact duplicates of others; most must not repeat across splits.

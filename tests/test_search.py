@@ -143,7 +143,7 @@ def test_duplicates_and_integrity_failures_are_rejected_and_counted(tmp_path):
     for i in range(len(phen)):
         for j in range(i + 1, len(phen)):
             assert np.linalg.norm(phen[i] - phen[j]) > 0.01
-    assert summary["children"] == 40 and len(summary["curve"]) == 1
+    assert summary["children"] == 40 and [p["children"] for p in summary["curve"]] == [0, 40]
 
 
 def test_ageing_replaces_the_oldest_member(tmp_path):
@@ -342,6 +342,12 @@ def test_correlation_study_on_three_augmentations(tmp_path):
     for pair in study["spearman"].values():
         assert pair["rho"] is None or -1.0 <= pair["rho"] <= 1.0
     json.dumps(study)
+    # batch > 1 (the search's batch_children) trains the losses of a column together: the same
+    # matrix as one by one, to float tolerance, with nothing taken from the first run's cache.
+    joint = search.correlation_study(files, top_n=2, fitness=FITNESS, seed=0,
+                                     cache_dir=tmp_path / "fresh", batch=3)
+    assert [e["key"] for e in joint["losses"]] == [e["key"] for e in study["losses"]]
+    assert np.allclose(joint["fitness"], study["fitness"], atol=0.02)
 
 
 def test_eta_counts_only_this_runs_work_and_shows_days():
@@ -464,11 +470,56 @@ def test_random_search_baseline_has_the_same_pool_and_budget_but_no_parents(tmp_
 
 
 def test_random_baseline_jobs_differ_from_the_evolution_only_in_strategy():
+    """... and in measuring no fitness noise (the evolution measures it, once per technique)."""
     import yaml
 
     from augloss.workflow import Experiment
 
     exp = Experiment.from_config(yaml.safe_load(open("demo/config.yaml")))
     evo, rnd = exp.search_job("base"), exp.search_job("base", "random")
+    assert evo.pop("noise_seeds") == 3 and rnd.pop("noise_seeds") == 1
     assert rnd["algorithm"].pop("strategy") == "random" and rnd == evo
     assert exp.random_baseline
+
+
+def test_fitness_noise_rescores_ce_and_the_winner_under_more_seeds(tmp_path):
+    s = Search("base", TINY, FITNESS, seed=4, out_dir=tmp_path / "a", cache_dir=tmp_path / "c",
+               noise_seeds=3)
+    summary = s.run()
+    best = json.loads((tmp_path / "a" / "best.json").read_text())
+    noise = summary["noise"]
+    assert noise["seeds"] == [4, 5, 6] and len(noise["ce"]) == len(noise["winner"]) == 3
+    # The search seed's scores are the table's own fitness and CE fitness, from the cache.
+    assert noise["ce"][0] == best["reference"]["ce"]["fitness"]
+    assert noise["winner"][0] == best["losses"][0]["fitness"]
+    assert noise["winner_expression"] == best["losses"][0]["expression"]
+    assert len(set(noise["ce"])) > 1  # other seeds, other batches and initialisations
+    assert noise["fitness_noise"] == pytest.approx(np.std(noise["ce"], ddof=1))
+    assert summary["candidates"]["n"] >= 2 and summary["candidates"]["sd"] > 0
+    # Every re-scoring is cached under its own seed: a rerun trains nothing and says the same.
+    again = Search("base", TINY, FITNESS, seed=4, out_dir=tmp_path / "b",
+                   cache_dir=tmp_path / "c", noise_seeds=3)
+    assert again.run()["noise"] == noise and again.evaluator.trainings == 0
+    # It is a measurement after the search: the search's own outputs do not change with it.
+    plain = Search("base", TINY, FITNESS, seed=4, out_dir=tmp_path / "p",
+                   cache_dir=tmp_path / "c")
+    assert plain.run()["noise"] is None and plain.config_hash == s.config_hash
+    for name in ("history.jsonl", "population.json"):
+        assert (tmp_path / "p" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+
+
+def test_fitness_noise_needs_a_reseedable_evaluator_and_a_positive_count(tmp_path):
+    s = Search("base", TINY, FITNESS, seed=0, out_dir=tmp_path / "a",
+               evaluator=FakeEvaluator(), noise_seeds=3)
+    assert s.run()["noise"] is None  # a pseudo-fitness has no seed to vary
+    with pytest.raises(ValueError, match="search.noise_seeds"):
+        Search("base", TINY, FITNESS, seed=0, out_dir=tmp_path / "b", noise_seeds=0)
+
+
+def test_the_curve_starts_at_the_scored_population_and_best_so_far_never_falls(tmp_path):
+    summary = Search("mixup", TINY, FITNESS, seed=1, out_dir=tmp_path / "a",
+                     evaluator=FakeEvaluator(diverge_every=5, fail_every=7)).run()
+    curve = summary["curve"]
+    assert curve[0]["children"] == 0 and [p["children"] for p in curve][1:] == [2, 4, 6]
+    best = [p["best_so_far"] for p in curve]
+    assert best == sorted(best) and all(p["best_so_far"] >= p["best"] for p in curve)

@@ -311,3 +311,57 @@ def test_search_table_and_plot_show_the_random_baseline(tmp_path):
     with_random = tables.plot_evolution(dirs, tmp_path / "a.png", random).read_bytes()
     without = tables.plot_evolution(dirs, tmp_path / "b.png").read_bytes()
     assert with_random != without
+
+
+def test_search_table_reports_fitness_noise_next_to_the_candidate_spread(tmp_path):
+    """fitness_noise is CE's sd over the noise seeds; candidate sd the spread among candidates;
+    both in the CSV, the Markdown (with the winner's and CE's mean ± sd) and the LaTeX."""
+    from augloss.search.summary import candidate_spread, noise_summary
+
+    d = _search_dir(tmp_path, "base", 0.9, [{"children": 0, "best": 0.8, "median": 0.5,
+                                             "best_so_far": 0.8}])
+    summary = json.loads((d / "summary.json").read_text())
+    summary["ce_fitness"] = 0.5
+    summary["noise"] = noise_summary({"seeds": [0, 1, 2], "ce": [0.5, 0.52, 0.54],
+                                      "winner": [0.9, 0.88, 0.86], "winner_expression": "p"})
+    history = [{"stage": "main", "status": "accepted", "key": k, "fitness": f}
+               for k, f in (("a", 0.2), ("b", 0.4), ("a", 0.6), ("c", 0.8))]
+    history += [{"stage": "prefilter", "status": "accepted", "key": "d", "fitness": 0.99},
+                {"stage": "main", "status": "diverged", "key": "e", "fitness": 0.0}]
+    summary["candidates"] = candidate_spread(history)
+    assert summary["candidates"]["n"] == 3  # a (best 0.6), b, c; not the screen, not diverged
+    assert summary["candidates"]["sd"] == pytest.approx(0.2)
+    assert summary["noise"]["fitness_noise"] == pytest.approx(0.02)
+    assert summary["noise"]["winner_mean"] == pytest.approx(0.88)
+    (d / "summary.json").write_text(json.dumps(summary))
+    df = tables.search_table({"base": d})
+    assert df.loc[0, "fitness_noise"] == pytest.approx(0.02)
+    assert df.loc[0, "candidate_sd"] == pytest.approx(0.2) and df.loc[0, "noise_seeds"] == 3
+    md, csv, tex = tables.write_search_table(df, tmp_path / "search")
+    text = md.read_text()
+    assert "fitness_noise" in text and "winner (3 seeds)" in text and "88.00 ± 2.00" in text
+    assert "| 2.00 " in text and "| 20.00 " in text
+    assert "fitness_noise" in csv.read_text().splitlines()[0]
+    assert "fitness noise" in tex.read_text() and "& 2.00 & 20.00 &" in tex.read_text()
+    assert noise_summary(None) is None
+
+
+def test_evolution_plot_draws_cross_entropy_as_a_reference(tmp_path, monkeypatch):
+    curve = [{"children": 0, "best": 0.5, "median": 0.3, "best_so_far": 0.5},
+             {"children": 10, "best": 0.6, "median": 0.4, "best_so_far": 0.6}]
+    d = _search_dir(tmp_path, "base", 0.6, curve)
+    summary = json.loads((d / "summary.json").read_text())
+    lines = {}
+    import matplotlib.axes
+
+    original = matplotlib.axes.Axes.axhline
+
+    def spy(self, y=0, *a, **k):
+        lines[k.get("label")] = y
+        return original(self, y, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", spy)
+    summary["ce_fitness"] = 0.45
+    (d / "summary.json").write_text(json.dumps(summary))
+    tables.plot_evolution({"base": d}, tmp_path / "e.png")
+    assert lines == {"base cross-entropy": pytest.approx(45.0)}

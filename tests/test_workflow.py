@@ -193,8 +193,8 @@ def test_demo_runs_end_to_end(demo):
     # Fine-tuning records the preprocessing it resolved from the weights, and the audit shows it.
     pre = ft["preprocessing"]
     assert pre["tag"] == "test_efficientnet.r160_in1k" and pre["overridden"] == ["image_size"]
-    assert (pre["image_size"], pre["interpolation"], pre["crop_pct"]) == (32, "bicubic", 0.95)
-    assert "test_efficientnet.r160_in1k's config: 32 px, bicubic" in \
+    assert (pre["image_size"], pre["interpolation"], pre["crop_pct"]) == (16, "bicubic", 0.95)
+    assert "test_efficientnet.r160_in1k's config: 16 px, bicubic" in \
         (r / "audit" / "audit.md").read_text()
     # The random-search baseline ran beside every evolution and is in the search table.
     assert all((r / "search" / a / "random" / "summary.json").exists()
@@ -203,6 +203,30 @@ def test_demo_runs_end_to_end(demo):
     # Every run is on the CPU and complete.
     for m in r.rglob("metrics.json"):
         assert json.loads(m.read_text())["status"] in ("completed", "aborted", "diverged")
+
+
+def test_demo_models_learn_and_its_search_table_states_the_noise(demo):
+    """#14: cross-entropy learns in every stage (the thresholds a reader needs to trust the
+    comparison), each search is large enough, and its fitness noise is reported."""
+    import pandas as pd
+
+    r = demo / "results" / "demo"
+    cells = pd.read_csv(r / "tables" / "transfer.csv")
+    ce = cells[cells["loss"] == "ce"].set_index("augmentation")["mean"]
+    assert ce["base"] >= 0.90 and (ce >= 0.80).all(), ce.to_dict()
+    search = pd.read_csv(r / "tables" / "search.csv").set_index("augmentation")
+    assert search.loc["base", "ce_fitness"] >= 0.85 and (search["ce_fitness"] >= 0.70).all()
+    assert (search["evaluations"] >= 30).all() and (search["noise_seeds"] == 3).all()
+    # The seed alone moves CE's fitness far less than fitness varies among candidates.
+    assert (search["fitness_noise"] > 0).all()
+    assert (search["fitness_noise"] < search["candidate_sd"] / 3).all()
+    assert "fitness_noise" in (r / "tables" / "search.md").read_text()
+    for a in search.index:
+        curve = json.loads((r / "search" / a / "summary.json").read_text())["curve"]
+        best = [p["best_so_far"] for p in curve]
+        assert curve[0]["children"] == 0 and best == sorted(best)
+    ft = pd.read_csv(r / "tables" / "finetune.csv")
+    assert ft[(ft["loss"] == "ce") & (ft["augmentation"] == "base")]["mean"].iloc[0] >= 0.80
 
 
 def test_second_invocation_runs_nothing(demo):

@@ -14,8 +14,10 @@ from augloss.search.evaluator import SurrogateEvaluator
 
 def correlation_study(best_files: dict[str, str | Path], top_n: int, fitness: FitnessConfig,
                       seed: int, cache_dir: str | Path | None,
-                      augmentations: tuple[str, ...] | None = None) -> dict:
-    """Evaluate the top-``top_n`` losses of every search (plus CE) under every augmentation.
+                      augmentations: tuple[str, ...] | None = None, batch: int = 1) -> dict:
+    """Evaluate the top-``top_n`` losses of every search (plus CE) under every augmentation,
+    ``batch`` at a time as one stacked surrogate (the search's ``batch_children``; 1: one by
+    one, as the paper config runs).
 
     Returns the loss x augmentation fitness matrix and the Spearman and Kendall rank
     correlations (with p-values) between every pair of augmentations.
@@ -33,10 +35,12 @@ def correlation_study(best_files: dict[str, str | Path], top_n: int, fitness: Fi
     keys = sorted(entries, key=lambda k: (entries[k]["origin"] != "baseline",
                                           entries[k]["name"], k))
     evaluator = SurrogateEvaluator(fitness, cache_dir, seed)
-    matrix = []
-    for k in keys:
-        expr = losses.parse(entries[k]["expression"])
-        matrix.append([evaluator.evaluate(expr, a, "main")["fitness"] for a in augmentations])
+    exprs = [losses.parse(entries[k]["expression"]) for k in keys]
+    step = max(1, int(batch))
+    columns = [[rec["fitness"] for i in range(0, len(exprs), step)
+                for rec in evaluator.evaluate_many(exprs[i:i + step], a, "main")]
+               for a in augmentations]
+    matrix = [list(row) for row in zip(*columns)]
     m = np.asarray(matrix, dtype=float)
     corr: dict[str, dict] = {"spearman": {}, "kendall": {}}
     for i, a in enumerate(augmentations):

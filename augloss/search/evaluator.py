@@ -10,6 +10,7 @@ never train a candidate twice, and an entry written under other semantics is nev
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -84,6 +85,12 @@ class SurrogateEvaluator:
                                      .encode()).hexdigest()[:16]
         self.hits = 0
         self.trainings = 0
+
+    def reseeded(self, seed: int) -> "SurrogateEvaluator":
+        """This evaluator under another seed (same data, config and cache)."""
+        twin = copy.copy(self)
+        twin.seed = int(seed)
+        return twin
 
     def cache_key(self, expr: Expr, augmentation: str, stage: str) -> str:
         return config_hash({"loss": expr.key, "augmentation": augmentation, "stage": stage,

@@ -41,7 +41,7 @@ from augloss.search import status as st
 from augloss.search.breed import Breeder, Member
 from augloss.search.evaluator import Evaluator, SurrogateEvaluator
 from augloss.search.state import StateStore, count
-from augloss.search.summary import reports
+from augloss.search.summary import reports, top_losses
 
 log = logging.getLogger("augloss.search")
 
@@ -87,7 +87,7 @@ class Search:
 
     def __init__(self, augmentation: str, search: SearchConfig, fitness: FitnessConfig,
                  seed: int, out_dir: str | Path, cache_dir: str | Path | None = None,
-                 evaluator: Evaluator | None = None):
+                 evaluator: Evaluator | None = None, noise_seeds: int = 1):
         if augmentation not in TECHNIQUES:
             raise ValueError(f"unknown augmentation {augmentation!r}; techniques are "
                              f"{', '.join(TECHNIQUES)}")
@@ -101,6 +101,11 @@ class Search:
                                         "augmentation": augmentation, "seed": self.seed})
         self.store = StateStore(self.out, self.config_hash, self.seed)
         self.breeder = Breeder(search)
+        # Seeds under which cross-entropy and the winner are scored again once the search is
+        # done (the fitness noise); a measurement after the search, so not in config_hash.
+        if not isinstance(noise_seeds, int) or isinstance(noise_seeds, bool) or noise_seeds < 1:
+            raise ValueError(f"search.noise_seeds must be a positive integer, got {noise_seeds!r}")
+        self.noise_seeds = noise_seeds
 
     def run(self, callback: Callable[[dict], None] | None = None) -> dict:
         """Run (or resume) the search; ``callback(state)`` runs after every checkpoint."""
@@ -151,7 +156,10 @@ class Search:
         order = sorted(range(len(state["pool"])), key=lambda j: (-scores[j], j))
         state["population"] = [Member(Genome.from_dict(state["pool"][j]), scores[j], 0,
                                       {}).to_dict() for j in order[:self.cfg.population]]
-        state["phase"] = "rescore" if stage == "prescreen" else "evolve"
+        if stage == "prescreen":
+            state["phase"] = "rescore"
+        else:
+            self._start_evolution()
         self._checkpoint()
 
     # --- phase 2: re-score the kept members with the main fitness (FF2) -------------------------
@@ -159,7 +167,7 @@ class Search:
         state = self._state
         i = state["rescore_index"]
         if i >= len(state["population"]):
-            state["phase"] = "evolve"
+            self._start_evolution()
             self._checkpoint()
             return
         m = Member.from_dict(state["population"][i])
@@ -171,6 +179,17 @@ class Search:
         self.store.append(state, entries)
         count(state, "evaluations", len(entries))
         self._checkpoint()
+
+    def _start_evolution(self) -> None:
+        """Enter phase 3; the curve's first point is the scored population before any child."""
+        state = self._state
+        state["phase"] = "evolve"
+        fits = [Member.from_dict(d).fitness for d in state["population"]]
+        state["best_so_far"] = max(fits, default=0.0)
+        if fits:
+            state["curve"].append({"children": 0, "best": max(fits),
+                                   "median": statistics.median(fits),
+                                   "best_so_far": state["best_so_far"]})
 
     # --- phase 3: one evolution step of ``batch_children`` children -----------------------------
     def _evolve_step(self) -> None:
@@ -284,13 +303,38 @@ class Search:
         return out
 
     # --- outputs -------------------------------------------------------------------------------
+    def noise(self, history: list[dict]) -> dict | None:
+        """Cross-entropy and the winner scored under ``noise_seeds`` seeds (the search's own
+        first, then ``seed + 1``, ...): how far the fitness of one loss moves with the seed alone.
+
+        ``{"seeds", "ce": [fitness per seed], "winner": [...], "winner_expression"}``; None with
+        one seed or an evaluator that cannot be reseeded (a test's pseudo-fitness).
+        """
+        reseeded = getattr(self.evaluator, "reseeded", None)
+        if self.noise_seeds < 2 or reseeded is None:
+            return None
+        exprs = [losses.parse(losses.REGISTRY["ce"])]
+        top = top_losses(history, 1, self.breeder.equivalent)
+        if top and top[0]["key"] != exprs[0].key:
+            exprs.append(losses.parse(top[0]["expression"]))
+        seeds = [self.seed + i for i in range(self.noise_seeds)]
+        scores: list[list[float]] = [[] for _ in exprs]
+        for s in seeds:
+            ev = self.evaluator if s == self.seed else reseeded(s)
+            for col, rec in zip(scores, ev.evaluate_many(exprs, self.augmentation, "main")):
+                col.append(rec["fitness"] if rec["status"] not in st.LOST else 0.0)
+        return {"seeds": seeds, "ce": scores[0], "winner": scores[-1],
+                "winner_expression": str(exprs[-1])}
+
     def write_outputs(self, state: dict) -> dict:
         """Write the reports of ``state`` (:func:`.summary.reports`) and the cache counts."""
         ce = self.evaluator.evaluate_many([losses.parse(losses.REGISTRY["ce"])],
                                           self.augmentation, "main")[0]
-        files = reports(state, self.store.history(), augmentation=self.augmentation,
+        history = list(self.store.history())
+        files = reports(state, history, augmentation=self.augmentation,
                         seed=self.seed, metric=self.fitness.metric, top_k=self.cfg.top_k,
-                        config_hash=self.config_hash, ce=ce, equivalent=self.breeder.equivalent)
+                        config_hash=self.config_hash, ce=ce, equivalent=self.breeder.equivalent,
+                        noise=self.noise(history))
         for name, obj in files.items():
             write_json(self.out / name, obj)
         # Cache use differs between a fresh and a resumed run: kept out of summary.json.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Callable, Iterable
 
 from augloss import losses, names
@@ -35,14 +36,45 @@ def top_losses(history: Iterable[dict], top_k: int,
     return top
 
 
+def candidate_spread(history: Iterable[dict]) -> dict:
+    """The spread of the main fitness among the distinct candidates it scored (failed and
+    diverged runs left out): ``{"n", "sd", "min", "median", "max"}`` (sd needs n >= 2)."""
+    best: dict[str, float] = {}
+    for e in history:
+        if e.get("stage") == "main" and e["status"] in st.SCORED:
+            best[e["key"]] = max(best.get(e["key"], -1.0), e["fitness"])
+    vals = sorted(best.values())
+    return {"n": len(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+            "min": vals[0] if vals else None,
+            "median": statistics.median(vals) if vals else None,
+            "max": vals[-1] if vals else None}
+
+
+def noise_summary(noise: dict | None) -> dict | None:
+    """Mean and sample sd over seeds of cross-entropy's and the winner's fitness;
+    ``fitness_noise`` is cross-entropy's sd (the fitness a loss gets from its seed alone)."""
+    if not noise:
+        return None
+    out = dict(noise)
+    for key in ("ce", "winner"):
+        vals = noise[key]
+        out[f"{key}_mean"] = statistics.fmean(vals)
+        out[f"{key}_sd"] = statistics.stdev(vals) if len(vals) > 1 else None
+    out["fitness_noise"] = out["ce_sd"]
+    return out
+
+
 def reports(state: dict, history: Iterable[dict], *, augmentation: str, seed: int,
             metric: str, top_k: int, config_hash: str, ce: dict,
-            equivalent: Callable[[str, str], bool] | None = None) -> dict[str, dict]:
+            equivalent: Callable[[str, str], bool] | None = None,
+            noise: dict | None = None) -> dict[str, dict]:
     """``population.json``, ``best.json`` and ``summary.json`` of a search, by file name.
 
     ``ce`` is cross-entropy's record under the same fitness (the reference line);
-    ``equivalent`` keeps equivalent losses out of the top-k (:func:`top_losses`).
+    ``equivalent`` keeps equivalent losses out of the top-k (:func:`top_losses`); ``noise``
+    is :meth:`.evolution.Search.noise` (cross-entropy and the winner under several seeds).
     """
+    history = list(history)
     population = sorted((Member.from_dict(d) for d in state["population"]),
                         key=lambda m: (-m.fitness, m.expr.key))
     top = top_losses(history, top_k, equivalent)
@@ -66,6 +98,8 @@ def reports(state: dict, history: Iterable[dict], *, augmentation: str, seed: in
         "counters": counters, "curve": state["curve"],
         "best_fitness": top[0]["fitness"] if top else None,
         "ce_fitness": ce["fitness"],
+        "candidates": candidate_spread(history),
+        "noise": noise_summary(noise),
     }
     return {"population.json": {"augmentation": augmentation, "seed": seed,
                                 "members": [m.to_dict() for m in population]},
