@@ -327,7 +327,7 @@ class Experiment:
     def correlation_job(self) -> dict:
         s = self.config["search"]
         return canonical({"top_n": self.config["correlation"]["top_n"],
-                          "batch": s["algorithm"]["batch_children"],
+                          "batch": s["algorithm"].get("batch_children", 1),
                           "augmentations": self.augmentations, "dataset": s["dataset"],
                           "data_root": self.config["data_root"], "seed": s["seed"],
                           "device": s["device"], "fitness": self._fitness()})
