@@ -70,7 +70,7 @@ def test_search_job_carries_the_main_runs_input_pipeline():
     job = Experiment.from_config(_config()).search_job("base")
     assert (job["fitness"]["image_size"], job["fitness"]["normalize"]) == (80, "tf")
     demo = Experiment.from_config(_config("demo/config.yaml")).search_job("base")
-    assert (demo["fitness"]["image_size"], demo["fitness"]["normalize"]) == (32, "unit")
+    assert (demo["fitness"]["image_size"], demo["fitness"]["normalize"]) == (8, "unit")
 
 
 def test_search_job_applies_overrides_and_is_canonical(config):
@@ -193,7 +193,7 @@ def test_schema_and_names_agree_on_the_techniques():
 
 # Layers, lowest first: a module imports only from its own layer or below.
 LAYERS = [
-    {"names", "config", "io", "losses", "provenance", "gpu", "stats"},
+    {"names", "config", "io", "losses", "provenance", "gpu", "stats", "optim"},
     {"data", "synthetic", "augment", "batch_augment", "models", "population"},
     {"train"},
     {"search"},
