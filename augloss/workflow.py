@@ -339,7 +339,7 @@ class Experiment:
         return self.config["augment"]
 
     def train_job(self, stage: str, dataset: str, aug: str, loss: str, seed: int) -> dict:
-        """``params.job`` of a transfer or fine-tune run; ``dataset`` is the wildcard (a slug)."""
+        """One run of a transfer or fine-tune job (``params.jobs``); ``dataset`` is the wildcard (a slug)."""
         c = self.config[stage]
         return canonical({"stage": stage, "dataset": self.datasets(stage)[dataset],
                           "augmentation": aug, "loss": loss,
@@ -348,6 +348,22 @@ class Experiment:
                           "augment": self.stage_augment(stage),
                           "preprocessing": self.preprocessing(stage),
                           "data_root": self.config["data_root"]})
+
+    def seeds_in_one_job(self, stage: str) -> bool:
+        """Whether one job of ``stage`` trains every seed of a cell (``<stage>.seeds_in_one_job``)."""
+        return bool(self.config[stage].get("seeds_in_one_job", False))
+
+    def runs_per_job(self, stage: str) -> int:
+        """Runs one job of ``stage`` trains: every seed of a cell, or one."""
+        return len(self.config[stage]["seeds"]) if self.seeds_in_one_job(stage) else 1
+
+    def train_jobs(self, stage: str, dataset: str, aug: str, loss: str,
+                   seed: int | str | None = None) -> list[dict]:
+        """``params.jobs`` of a training job: its one run (``seed`` given), else every seed of
+        the cell in config order (the ``seeds_in_one_job`` rule, whose outputs list the seeds in
+        the same order)."""
+        seeds = [seed] if seed is not None else self.config[stage]["seeds"]
+        return [self.train_job(stage, dataset, aug, loss, s) for s in seeds]
 
     @property
     def hub_weights(self) -> bool:
@@ -385,11 +401,12 @@ class Experiment:
             return ("selection", None)
         return None
 
-    def resources(self, stage: str) -> dict:
-        """``resources:`` of a GPU rule of ``stage``; a retry gets twice the memory (not more:
-        a search that hit its time limit retries many times and needs no more memory)."""
+    def resources(self, stage: str, runs: int = 1) -> dict:
+        """``resources:`` of a GPU rule of ``stage`` whose jobs train ``runs`` runs one after
+        another (the runtime is ``<stage>.runtime`` per run); a retry gets twice the memory (not
+        more: a search that hit its time limit retries many times and needs no more memory)."""
         c = self.config[stage]
-        return {"gpu": c["gpu"], "runtime": c["runtime"],
+        return {"gpu": c["gpu"], "runtime": c["runtime"] * runs,
                 "mem_mb": lambda wildcards, attempt: c["mem_mb"] * min(attempt, 2)}
 
     # --- cross-field checks ----------------------------------------------------------------

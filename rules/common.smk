@@ -73,20 +73,38 @@ def correlation_job(wildcards):
     return EXP.correlation_job()
 
 
-def transfer_job(wildcards):
-    return EXP.train_job(
-        "transfer", wildcards.dataset, wildcards.aug, wildcards.loss, wildcards.seed
-    )
+def train_jobs(stage):
+    """``params.jobs`` of a training rule: its run, or every seed of its cell."""
+
+    def jobs(wildcards):
+        return EXP.train_jobs(
+            stage,
+            wildcards.dataset,
+            wildcards.aug,
+            wildcards.loss,
+            getattr(wildcards, "seed", None),
+        )
+
+    return jobs
 
 
-def finetune_job(wildcards):
-    return EXP.train_job(
-        "finetune", wildcards.dataset, wildcards.aug, wildcards.loss, wildcards.seed
-    )
+def run_files(stage, name):
+    """A training rule's per-run output ``name`` (metrics.json, provenance.json): one run's,
+    or with ``<stage>.seeds_in_one_job`` every seed's of the cell, in config order."""
+    pattern = f"{R}/{stage}/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/{name}"
+    if EXP.seeds_in_one_job(stage):
+        return expand(pattern, seed=config[stage]["seeds"], allow_missing=True)
+    return pattern
+
+
+def job_file(kind, stage, ext):
+    """A training job's log or benchmark file: per run, or per cell (``seeds.<ext>``)."""
+    name = "seeds" if EXP.seeds_in_one_job(stage) else "seed{seed}"
+    return f"{R}/{kind}/{stage}/{{dataset}}/{{aug}}/{{loss}}/{name}.{ext}"
 
 
 def pretrain_job(wildcards):
-    return EXP.pretrain_job()
+    return [EXP.pretrain_job()]
 
 
 def loss_input(stage, loss):

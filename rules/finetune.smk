@@ -17,7 +17,7 @@ if PRETRAIN is not None:
         resources:
             **EXP.resources("finetune"),
         params:
-            job=pretrain_job,
+            jobs=pretrain_job,
         script:
             "../scripts/train.py"
 
@@ -26,19 +26,19 @@ rule finetune:
     input:
         unpack(finetune_inputs),
     output:
-        metrics=f"{R}/finetune/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/metrics.json",
-        provenance=f"{R}/finetune/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/provenance.json",
+        metrics=run_files("finetune", "metrics.json"),
+        provenance=run_files("finetune", "provenance.json"),
     log:
-        f"{R}/logs/finetune/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}.log",
+        job_file("logs", "finetune", "log"),
     benchmark:
-        f"{R}/benchmarks/finetune/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}.tsv"
+        job_file("benchmarks", "finetune", "tsv")
     retries: config["finetune"]["retries"]
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("finetune")
     resources:
-        **EXP.resources("finetune"),
+        **EXP.resources("finetune", EXP.runs_per_job("finetune")),
     params:
-        job=finetune_job,
+        jobs=train_jobs("finetune"),
     script:
         "../scripts/train.py"

@@ -2,20 +2,20 @@ rule train_transfer:
     input:
         unpack(transfer_inputs),
     output:
-        metrics=f"{R}/transfer/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/metrics.json",
-        provenance=f"{R}/transfer/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/provenance.json",
+        metrics=run_files("transfer", "metrics.json"),
+        provenance=run_files("transfer", "provenance.json"),
     log:
-        f"{R}/logs/transfer/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}.log",
+        job_file("logs", "transfer", "log"),
     benchmark:
-        f"{R}/benchmarks/transfer/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}.tsv"
+        job_file("benchmarks", "transfer", "tsv")
     retries: config["transfer"]["retries"]
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("transfer")
     resources:
-        **EXP.resources("transfer"),
+        **EXP.resources("transfer", EXP.runs_per_job("transfer")),
     params:
-        job=transfer_job,
+        jobs=train_jobs("transfer"),
     script:
         "../scripts/train.py"
 

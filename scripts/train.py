@@ -1,23 +1,29 @@
-"""One training run (transfer, fine-tune or the demo's pretraining); resumes after a kill."""
+"""The training runs of one job (transfer, fine-tune or the demo's pretraining): one run, or
+every seed of a cell (``seeds_in_one_job``); each resumes after a kill."""
 
 from pathlib import Path
 
 from augloss import train, workflow
 
-job = snakemake.params.job
-out_dir = Path(snakemake.output.metrics).parent
+metrics = snakemake.output.metrics
+metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+jobs = snakemake.params.jobs
+assert len(jobs) == len(metrics), (jobs, metrics)
 with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
-    workflow.maybe_fail(snakemake.rule, out_dir)
-    workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
-    model = job["model"]
-    if "hub_weights" in snakemake.input.keys():  # fetched by the head node (prefetch_weights)
-        model = {**model, "weights": workflow.prefetched_weights(snakemake.input.hub_weights)}
-    spec = workflow.resolve_loss(job["loss"], job["baseline"], snakemake.input.get("best"),
-                                 snakemake.input.get("selection"))
-    run = train.Job(stage=job["stage"], dataset=job["dataset"],
-                    augmentation=job["augmentation"], loss=spec,
-                    model=model, train=job["train"], seed=job["seed"],
-                    augment=job["augment"], data_root=job["data_root"],
-                    preprocessing=job.get("preprocessing"))
-    train.run(run, out_dir, device=dev, init_weights=snakemake.input.get("weights"),
-              weights_out=snakemake.output.get("weights"))
+    for job, out in zip(jobs, metrics):
+        out_dir = Path(out).parent
+        workflow.maybe_fail(snakemake.rule, out_dir)
+        workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
+        model = job["model"]
+        if "hub_weights" in snakemake.input.keys():  # fetched by the head node (prefetch_weights)
+            model = {**model, "weights": workflow.prefetched_weights(snakemake.input.hub_weights)}
+        spec = workflow.resolve_loss(job["loss"], job["baseline"], snakemake.input.get("best"),
+                                     snakemake.input.get("selection"))
+        run = train.Job(stage=job["stage"], dataset=job["dataset"],
+                        augmentation=job["augmentation"], loss=spec,
+                        model=model, train=job["train"], seed=job["seed"],
+                        augment=job["augment"], data_root=job["data_root"],
+                        preprocessing=job.get("preprocessing"))
+        workflow.log.info("run %s", out_dir)
+        train.run(run, out_dir, device=dev, init_weights=snakemake.input.get("weights"),
+                  weights_out=snakemake.output.get("weights"))

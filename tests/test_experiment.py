@@ -98,11 +98,31 @@ def test_train_jobs_carry_everything_a_run_depends_on(config):
     assert t["augment"] == config["augment"] and t["preprocessing"] is None
 
 
+def test_a_job_trains_one_run_or_every_seed_of_its_cell(config):
+    x = Experiment.from_config(config)
+    slug = next(iter(x.datasets("transfer")))
+    one = x.train_jobs("transfer", slug, "cutout", "ce", "1")
+    assert one == [x.train_job("transfer", slug, "cutout", "ce", 1)]
+    cell = x.train_jobs("transfer", slug, "cutout", "ce")
+    assert [j["seed"] for j in cell] == config["transfer"]["seeds"]
+    assert cell == [x.train_job("transfer", slug, "cutout", "ce", s)
+                    for s in config["transfer"]["seeds"]]
+    for stage in ("transfer", "finetune"):
+        grouped = config[stage].get("seeds_in_one_job", False)
+        assert x.runs_per_job(stage) == (len(config[stage]["seeds"]) if grouped else 1)
+    # The paper config runs one GPU job per seed; the CPU demo one process per cell.
+    assert x.seeds_in_one_job("transfer") == (config["experiment"] == "demo")
+
+
 def test_gpu_resources_grow_memory_with_the_attempt(config):
     res = Experiment.from_config(config).resources("transfer")
     assert res["gpu"] == config["transfer"]["gpu"]
     assert res["mem_mb"](None, 2) == 2 * config["transfer"]["mem_mb"]
     assert res["mem_mb"](None, 9) == 2 * config["transfer"]["mem_mb"]  # capped: timeouts retry
+    # A job that trains 3 runs one after another asks for 3 runs' time, not more memory.
+    three = Experiment.from_config(config).resources("transfer", 3)
+    assert three["runtime"] == 3 * res["runtime"] == 3 * config["transfer"]["runtime"]
+    assert three["mem_mb"](None, 1) == res["mem_mb"](None, 1)
 
 
 @pytest.mark.parametrize("edit, key", [

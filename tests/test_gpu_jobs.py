@@ -68,7 +68,7 @@ def test_gpu_jobs_run_at_once_on_distinct_devices(tmp_path):
     hold different (fake) device ids; the computation falls back to the CPU here."""
     cfg = load(REPO / "demo" / "config.yaml")
     cfg["experiment"] = "gpus"
-    cfg["transfer"].update(gpu=1, threads="auto")
+    cfg["transfer"].update(gpu=1, threads="auto", seeds_in_one_job=False)  # a job per seed
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     runs = [f"results/gpus/transfer/digits/base/ce/seed{s}" for s in (0, 1)]
     env = {**os.environ, "SMK_GPU_IDS": "0,1", "SMK_GPU_LOCK_DIR": str(tmp_path / "locks")}

@@ -40,6 +40,11 @@ def load(path):
     return yaml.safe_load(Path(path).read_text())
 
 
+def jobs_per_cell(stage: dict) -> int:
+    """Training jobs per (dataset, augmentation, loss): one per seed, or one for all seeds."""
+    return 1 if stage.get("seeds_in_one_job") else len(stage["seeds"])
+
+
 def expected_jobs(cfg) -> Counter:
     """The jobs a dry run lists before any search ran: everything but the transfer runs, which
     the evolved_losses checkpoint adds once the searches' winners are known (so the transfer
@@ -53,7 +58,7 @@ def expected_jobs(cfg) -> Counter:
     out = Counter({
         "prepare_dataset": len(datasets), "search": augs, "correlation_study": 1,
         "evolved_losses": 1, "select_transfer": 1,
-        "finetune": len(f["datasets"]) * augs * n_finetune_losses * len(f["seeds"]),
+        "finetune": len(f["datasets"]) * augs * n_finetune_losses * jobs_per_cell(f),
         "table_search": 1, "table_correlation": 1, "table_stage": 2, "table_claims": 1,
         "audit": 1,
         "environment": 1, "all": 1})
@@ -196,10 +201,8 @@ def test_demo_runs_end_to_end(demo):
     assert (pre["image_size"], pre["interpolation"], pre["crop_pct"]) == (16, "bicubic", 0.95)
     assert "test_efficientnet.r160_in1k's config: 16 px, bicubic" in \
         (r / "audit" / "audit.md").read_text()
-    # The random-search baseline ran beside every evolution and is in the search table.
-    assert all((r / "search" / a / "random" / "summary.json").exists()
-               for a in cfg["augmentations"])
-    assert "random search" in (r / "tables" / "search.md").read_text()
+    # The random-search baseline is off in the demo (test_random_baseline_... runs it).
+    assert not list((r / "search").glob("*/random")) and cfg["search"]["baseline"] == "none"
     # Every run is on the CPU and complete.
     for m in r.rglob("metrics.json"):
         assert json.loads(m.read_text())["status"] in ("completed", "aborted", "diverged")
@@ -227,6 +230,53 @@ def test_demo_models_learn_and_its_search_table_states_the_noise(demo):
         assert curve[0]["children"] == 0 and best == sorted(best)
     ft = pd.read_csv(r / "tables" / "finetune.csv")
     assert ft[(ft["loss"] == "ce") & (ft["augmentation"] == "base")]["mean"].iloc[0] >= 0.80
+
+
+def test_one_job_per_cell_trains_what_one_job_per_seed_trains(demo, tmp_path):
+    """The demo trains every seed of a cell in one process (seeds_in_one_job): each run keeps its
+    own outputs, and they are byte-identical to runs in a process of their own."""
+    r = demo / "results" / "demo"
+    cell = "transfer/digits/mixup/ce"
+    log = (r / "logs" / cell / "seeds.log").read_text()
+    cfg = load(demo / "config.yaml")
+    seeds = cfg["transfer"]["seeds"]
+    assert len(seeds) > 1 and all(f"{cell}/seed{s}" in log for s in seeds)
+    assert (r / "benchmarks" / cell / "seeds.tsv").exists()
+    assert not list((r / "benchmarks" / "transfer").rglob("seed0.tsv"))
+    cfg.update(experiment="perseed")
+    cfg["transfer"]["seeds_in_one_job"] = False
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    runs = [f"results/perseed/{cell}/seed{s}" for s in seeds]
+    proc = smk(tmp_path, *[f"{run}/metrics.json" for run in runs], "--cores", "2",
+               "--configfile", str(tmp_path / "c.yaml"))
+    assert f"train_transfer {len(seeds)}" in re.sub(r"\s+", " ", proc.stdout + proc.stderr)
+    for s, run in zip(seeds, runs):
+        assert (tmp_path / run / "metrics.json").read_bytes() == \
+            (r / cell / f"seed{s}" / "metrics.json").read_bytes()
+        assert (tmp_path / run.replace("perseed/", "perseed/logs/")).with_suffix(".log").exists()
+
+
+def test_random_baseline_runs_beside_every_search_and_reaches_the_table(tmp_path):
+    """search.baseline: random (off in the demo, whose run time it would raise by a third), as a
+    user turns it on for one run: a random search per technique, in the search table and plot."""
+    cfg = load(REPO / "demo" / "config.yaml")
+    cfg["experiment"] = "rnd"
+    cfg["search"].update(noise_seeds=1)
+    cfg["search"]["algorithm"].update(population=3, initial_pool=4, children=2, batch_children=2,
+                                      log_every=2, report_every=1)
+    cfg["search"]["fitness"]["main"].update(epochs=1, steps_per_epoch=4)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = tmp_path / "results" / "rnd"
+    proc = smk(tmp_path, "results/rnd/tables/search.md", "results/rnd/plots/evolution.png",
+               "--cores", "2", "--configfile", str(tmp_path / "c.yaml"),
+               "--config", "search={baseline: random}")
+    assert f"search_random {len(cfg['augmentations'])}" in re.sub(r"\s+", " ", proc.stderr)
+    for a in cfg["augmentations"]:
+        rnd, evo = (json.loads((r / "search" / a / d / "summary.json").read_text())
+                    for d in ("random", "."))
+        assert rnd["evaluations"] > 0 and rnd["config_hash"] != evo["config_hash"]
+    assert "random search" in (r / "tables" / "search.md").read_text()
+    assert (r / "plots" / "evolution.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_second_invocation_runs_nothing(demo):

@@ -36,7 +36,7 @@ def setup(work: Path, ncpu: int, ngpu: int) -> None:
     cfg["experiment"] = EXP
     cfg["augmentations"] = ["base", "mixup"]
     for stage in ("transfer", "finetune"):
-        cfg[stage]["seeds"] = [0]
+        cfg[stage].update(seeds=[0], seeds_in_one_job=False)  # GPU jobs: one per run
     for stage in ("search", "transfer", "finetune"):
         cfg[stage]["gpu"] = 1  # scheduled on the fake GPUs (the jobs still compute on the CPU)
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -73,7 +73,7 @@ def setup_timeout(work: Path) -> list[str]:
     cfg["augmentations"] = ["base"]
     cfg["search"].update(gpu=1, runtime=1, retries=8, baseline="none")
     cfg["search"]["algorithm"].update(children=TIMEOUT_CHILDREN, batch_children=1)
-    cfg["transfer"].update(gpu=1, runtime=1, retries=8, seeds=[0])
+    cfg["transfer"].update(gpu=1, runtime=1, retries=8, seeds=[0], seeds_in_one_job=False)
     cfg["transfer"]["train"].update(epochs=TIMEOUT_EPOCHS)
     (work / "timeout.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = f"results/{TIMEOUT_EXP}"
