@@ -5,11 +5,14 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup test smoke demo bench clean-venv
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "augloss needs Python 3.11"'
+# The exact tested versions (constraints.txt) on top of pyproject.toml's ranges: fast and
+# reproducible here, as in CI. The workflow (Snakemake 9) needs Python >= 3.11; the library
+# alone installs on 3.10 (pip install .).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "the workflow needs Python >= 3.11 (Snakemake 9)"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv and install augloss with its test extras

@@ -712,34 +712,3 @@ def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path) -> N
         lines.append(f"- **flags: {r.flags}**" if r.flags else "- flags: none")
         lines.append("")
     atomic_write_text(md_path, "\n".join(lines))
-
-
-# --- command line ----------------------------------------------------------------------------------
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m augloss.tables RUNS... --stage transfer --out PREFIX``: regenerate a table
-    (Markdown, CSV, LaTeX), its delta heatmap and the audit from finished runs."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m augloss.tables", description=main.__doc__)
-    p.add_argument("runs", nargs="+", help="metrics.json files or directories holding them")
-    p.add_argument("--stage", required=True, help="transfer or finetune")
-    p.add_argument("--metric", default="test_acc")
-    p.add_argument("--out", required=True, help="output prefix, e.g. results/x/tables/transfer")
-    p.add_argument("--allow-mixed", action="store_true",
-                   help="accept cells whose runs differ in configuration or code version")
-    args = p.parse_args(argv)
-    df = collect(args.runs, allow_mixed=args.allow_mixed)
-    t = comparison(df, args.stage, args.metric)
-    for path in write_comparison(t, args.out):
-        print(path)
-    out = Path(args.out)
-    print(plot_delta_heatmap(t, out.with_name(out.name + "_delta.png")))
-    a = audit(df[df["stage"] == args.stage])
-    write_audit(a, out.with_name(out.name + "_audit.md"), out.with_name(out.name + "_audit.csv"))
-    print(out.with_name(out.name + "_audit.md"))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

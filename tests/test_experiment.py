@@ -218,6 +218,7 @@ LAYERS = [
     {"train"},
     {"search"},
     {"tables", "workflow"},
+    {"cli", "__main__"},
 ]
 
 

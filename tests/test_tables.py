@@ -247,15 +247,6 @@ def test_holm_correction():
     assert tables.display_name("focal") == "focal"
 
 
-def test_command_line_regenerates_a_table(tmp_path, capsys):
-    _write(tmp_path / "runs")
-    assert tables.main([str(tmp_path / "runs"), "--stage", "transfer",
-                        "--out", str(tmp_path / "t" / "transfer")]) == 0
-    for name in ("transfer.md", "transfer.csv", "transfer.tex", "transfer_delta.png",
-                 "transfer_audit.md", "transfer_audit.csv"):
-        assert (tmp_path / "t" / name).stat().st_size > 0
-
-
 def test_audit_shows_each_fine_tune_runs_preprocessing_and_flags_a_mix(tmp_path):
     pre = {"image_size": 300, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic",
            "crop_pct": 1.0, "overridden": [], "tag": "tf_efficientnetv2_s.in1k",
