@@ -24,6 +24,12 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+# Used only under --sdm apptainer (containers/augloss.def); --sdm conda uses envs/augloss.yaml.
+container: container_image()
+
+
 include: "rules/data.smk"
 include: "rules/search.smk"
 include: "rules/transfer.smk"

@@ -33,6 +33,15 @@ wildcard_constraints:
 # --- input functions and params ------------------------------------------------------------
 
 
+def container_image():
+    """The ``container`` config key as Snakemake needs it: a URI, or an absolute .sif path."""
+    image = config["container"]
+    if "://" in image or Path(image).is_absolute():
+        return image
+    return str(Path(workflow.basedir) / image)
+
+
+
 def gpu_limit():
     """The run's ``--resources gpu=N`` (None when not given)."""
     value = workflow.resource_settings.resources.get("gpu")

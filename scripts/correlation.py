@@ -1,5 +1,7 @@
 """The cross-augmentation study: every search's top losses under every augmentation."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from augloss import search, workflow
 from augloss.io import write_json
 

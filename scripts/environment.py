@@ -1,5 +1,7 @@
 """Record the software environment of the workflow (pip freeze, snakemake, git)."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from augloss import workflow
 
 with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):

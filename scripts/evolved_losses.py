@@ -1,5 +1,7 @@
 """The evolved losses that go on to transfer, each loss once (two searches may select one)."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from augloss import workflow
 from augloss.io import write_json
 

@@ -1,5 +1,7 @@
 """Download the fine-tuning model's pretrained weights once, on the head node (a local rule)."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from augloss import workflow
 from augloss.io import write_json
 

@@ -1,5 +1,7 @@
 """Download (where possible) and check a dataset; write its manifest."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from augloss import workflow
 from augloss.io import write_json
 

@@ -1,5 +1,7 @@
 """One regularized-evolution search (resumable: its state lives in params.workdir)."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 import shutil
 from pathlib import Path
 

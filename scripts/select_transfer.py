@@ -1,5 +1,7 @@
 """Rank the evolved losses of the transfer stage; the best go on to fine-tuning."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from augloss import workflow
 from augloss.io import write_json
 

@@ -1,5 +1,7 @@
 """The claims table: for each loss and stage, does it beat cross-entropy across the cells?"""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from augloss import tables, workflow
 from augloss.io import read_json
 

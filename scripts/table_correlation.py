@@ -1,5 +1,7 @@
 """The cross-augmentation correlation table and matrix plot."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from augloss import tables, workflow
 from augloss.io import read_json
 

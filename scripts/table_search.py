@@ -1,5 +1,7 @@
 """The search table, the evolution curves and the winners' probe curves."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from pathlib import Path
 
 from augloss import tables, workflow

@@ -1,5 +1,7 @@
 """A comparison table against cross-entropy (transfer or fine-tune) and its delta heatmap."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from augloss import tables, workflow
 from augloss.io import read_json
 

@@ -1,6 +1,8 @@
 """The training runs of one job (transfer, fine-tune or the demo's pretraining): one run, or
 every seed of a cell (``seeds_in_one_job``); each resumes after a kill."""
 
+import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
+
 from pathlib import Path
 
 from augloss import train, workflow
