@@ -10,7 +10,7 @@
 #   R/logs/..., R/benchmarks/...                  mirror the paths above
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.19")  # profile.yaml as the profile file name
 
 
 # The paper experiment, unless --configfile names another one: an experiment's config is

@@ -101,6 +101,29 @@ def test_dry_run_with_the_slurm_profile(tmp_path):
     assert load(REPO / "config.yaml")["search"]["retries"] >= 10
 
 
+def test_the_slurm_profile_works_as_a_global_profile_copied_outside_the_repository(tmp_path):
+    """The README's route: copy profiles/slurm elsewhere, fill the SITE values, --profile it.
+    The site values reach every job; the checkout is not touched."""
+    copy = tmp_path / "augloss-slurm"
+    shutil.copytree(REPO / "profiles" / "slurm", copy)
+    text = (copy / "profile.yaml").read_text()
+    (copy / "profile.yaml").write_text(text.replace("SITE_ACCOUNT", "proj42").replace(
+        "SITE_CPU_PARTITION", "cpu").replace("SITE_GPU_PARTITION", "gpu-a100"))
+    assert not list((REPO / "profiles").rglob("config.yaml"))  # Snakemake 9's profile.yaml only
+    before = subprocess.run(["git", "status", "--porcelain", "--", "profiles"], cwd=REPO,
+                            capture_output=True, text=True).stdout
+    proc = smk(tmp_path, "-n", "--profile", str(copy), "--configfile", str(REPO / "config.yaml"))
+    out = proc.stdout + proc.stderr
+    assert "slurm_account=proj42" in out and "slurm_partition=gpu-a100" in out
+    assert "slurm_partition=cpu" in out and "SITE_" not in out
+    # profiles/default (auto-used too) overrides none of the site keys.
+    default = yaml.safe_load((REPO / "profiles" / "default" / "profile.yaml").read_text())
+    assert not set(default) & set(yaml.safe_load(text))
+    after = subprocess.run(["git", "status", "--porcelain", "--", "profiles"], cwd=REPO,
+                           capture_output=True, text=True).stdout
+    assert after == before
+
+
 @pytest.mark.parametrize("edit, fragment", [
     (lambda c: c["search"]["algorithm"].update(population=0), "population"),
     (lambda c: c["search"].update(popsize=3), "popsize"),

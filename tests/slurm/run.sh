@@ -4,9 +4,9 @@
 #   bash tests/slurm/run.sh            # PYTHON=.venv/bin/python by default
 #
 # 1. starts munged, slurmctld and slurmd with two fake GPUs (start-slurm.sh);
-# 2. runs a reduced demo through `--workflow-profile` (profiles/slurm with its SITE placeholders
-#    filled, see smoke.py), GPU rules asking for gpu=1, and stops it with SIGINT once a search
-#    runs: Snakemake must cancel its SLURM jobs and leave none queued;
+# 2. runs a reduced demo through `--profile WORK/profile` (a copy of profiles/slurm outside the
+#    repository with its SITE placeholders filled, see smoke.py, as the README says), GPU
+#    rules asking for gpu=1, and stops it with SIGINT once a search runs: Snakemake must cancel its SLURM jobs and leave none queued;
 # 3. unlocks and reruns it to the end with one transfer job failing once on purpose
 #    (AUGLOSS_FAIL_ONCE); the rule's `retries:` must recover it;
 # 4. runs one search and one training job under a 1-minute SLURM time limit: SLURM kills each
@@ -38,7 +38,7 @@ echo "slurm: cluster up in $(( $(date +%s) - start )) s"
 
 "$PYTHON" tests/slurm/smoke.py setup "$WORK" "$(nproc)" 2
 smk=("$PYTHON" -m snakemake --snakefile "$REPO/Snakefile" --directory "$WORK"
-     --workflow-profile "$WORK/profile" --configfile "$WORK/config.yaml")
+     --profile "$WORK/profile" --configfile "$WORK/config.yaml")
 
 # --- 2. interrupt with SIGINT once a search runs (SIGTERM would wait for the jobs) ----------
 stopped=$("$PYTHON" tests/slurm/smoke.py interrupt "$WORK" -- "${smk[@]}")
@@ -81,6 +81,6 @@ ref_wall=$(( $(date +%s) - t0 ))
 t0=$(date +%s)
 summary=$("$PYTHON" tests/slurm/smoke.py timeout "$WORK" "$REF" -- "$PYTHON" -m snakemake \
   $targets --snakefile "$REPO/Snakefile" --directory "$WORK" \
-  --workflow-profile "$WORK/profile" --configfile "$WORK/timeout.yaml")
+  --profile "$WORK/profile" --configfile "$WORK/timeout.yaml")
 echo "slurm: 1-minute limits: reference ${ref_wall} s, SLURM run $(( $(date +%s) - t0 )) s; $summary"
 rm -rf "$WORK" "$REF"

@@ -1,14 +1,15 @@
 """Helpers of tests/slurm/run.sh: write the smoke config and the CI profile, check a finished run.
 
-    python tests/slurm/smoke.py setup WORK     # WORK/config.yaml, WORK/profile/config.yaml
+    python tests/slurm/smoke.py setup WORK     # WORK/config.yaml, WORK/profile/profile.yaml
     python tests/slurm/smoke.py interrupt WORK -- CMD...   # SIGINT CMD once a search runs
     python tests/slurm/smoke.py check WORK     # asserts, then prints a one-line JSON summary
     python tests/slurm/smoke.py setup-timeout WORK # WORK/timeout.yaml; prints the targets
     python tests/slurm/smoke.py timeout WORK REF -- CMD...  # TIMEOUT, retry, equal to REF
 
-The CI profile is ``profiles/slurm/config.yaml`` adapted the way the README tells users to adapt
-it: the SITE placeholders filled for the local cluster (account, partitions), ``cpus_per_gpu``
-cut to what the node has, plus the two settings a cluster without slurmdbd needs.
+The CI profile is ``profiles/slurm/profile.yaml`` copied outside the repository and adapted the
+way the README tells users to (then used as a global ``--profile``): the SITE placeholders
+filled for the local cluster (account, partitions), ``cpus_per_gpu`` cut to what the node has,
+plus the two settings a cluster without slurmdbd needs.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def setup(work: Path, ncpu: int, ngpu: int) -> None:
         cfg[stage]["gpu"] = 1  # scheduled on the fake GPUs (the jobs still compute on the CPU)
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
-    text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
+    text = (REPO / "profiles" / "slurm" / "profile.yaml").read_text()
     text = (text.replace("SITE_ACCOUNT", "ci").replace("SITE_CPU_PARTITION", "debug")
             .replace("SITE_GPU_PARTITION", "debug"))
     profile = yaml.safe_load(text)
@@ -62,7 +63,7 @@ def setup(work: Path, ncpu: int, ngpu: int) -> None:
     for rule in profile.get("set-threads", {}):
         profile["set-threads"][rule] = max(1, ncpu // ngpu)
     (work / "profile").mkdir(exist_ok=True)
-    (work / "profile" / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    (work / "profile" / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
 
 
 def setup_timeout(work: Path) -> list[str]:
