@@ -237,23 +237,20 @@ def _cell(loss, display, is_baseline, dataset, a, g, vals, base, alpha) -> dict:
             "seeds": " ".join(str(s) for s in sorted(g["seed"]))}
 
 
-def _fmt_cell(row, style: str) -> str:
+def _fmt_cell(row) -> str:
+    """A comparison cell in Markdown (``**best**``, ``*`` significant); :func:`_booktabs` and
+    :func:`_html_page` turn the same text into LaTeX and HTML."""
     if row is None:
-        return "—" if style != "latex" else "---"
+        return "—"
     if math.isnan(row["mean"]):
-        return f"— ({row['runs']} runs, no value)" if style != "latex" else "---"
-    pct = 100 * row["mean"]
-    text = f"{pct:.2f}"
+        return f"— ({row['runs']} runs, no value)"
+    text = f"{100 * row['mean']:.2f}"
     if not math.isnan(row["std"]):
-        text += f" ± {100 * row['std']:.2f}" if style != "latex" else \
-            f" $\\pm$ {100 * row['std']:.2f}"
+        text += f" ± {100 * row['std']:.2f}"
     text += f" ({row['n']}, {row['diverged']} div.)" if row["diverged"] else f" ({row['n']})"
     if row["significant"]:
-        text += "*" if style != "latex" else "$^{*}$"
-    if row["best"]:
-        text = f"**{text}**" if style == "markdown" else (
-            f"\\textbf{{{text}}}" if style == "latex" else text)
-    return text
+        text += "*"
+    return f"**{text}**" if row["best"] else text
 
 
 def notes(t: Comparison) -> list[str]:
@@ -272,42 +269,137 @@ def notes(t: Comparison) -> list[str]:
     return lines
 
 
-def _grid(t: Comparison, style: str) -> tuple[list[str], list[list[str]]]:
+def _grid(t: Comparison) -> tuple[list[str], list[list[str]]]:
     index = {(r["loss"], r["dataset"], r["augmentation"]): r for _, r in t.cells.iterrows()}
     wins = t.wins()
     headers = ["loss"] + [f"{d} / {a}" for d, a in t.columns] + ["wins vs CE", "sig. wins"]
     body = []
     for loss in t.losses:
-        name = t.display(loss)
-        if style == "latex":
-            name = name.replace("#", r"\#").replace("_", r"\_")
-        row = [name] + [_fmt_cell(index.get((loss, d, a)), style) for d, a in t.columns]
+        row = [t.display(loss)] + [_fmt_cell(index.get((loss, d, a))) for d, a in t.columns]
         if loss == BASELINE:
-            row += ["—", "—"] if style != "latex" else ["--", "--"]
+            row += ["—", "—"]
         else:
             row += [str(wins.loc[loss, "wins"]), str(wins.loc[loss, "significant_wins"])]
         body.append(row)
     return headers, body
 
 
+def _title(t: Comparison) -> str:
+    return f"{t.stage}: {t.metric} (%), mean ± std over seeds (n)"
+
+
 def to_markdown(t: Comparison) -> str:
     from tabulate import tabulate
 
-    headers, body = _grid(t, "markdown")
-    title = f"{t.stage}: {t.metric} (%), mean ± std over seeds (n)"
+    headers, body = _grid(t)
     grid = tabulate(body, headers, tablefmt="github", disable_numparse=True)
-    return f"### {title}\n\n{grid}\n\n" + "\n\n".join(notes(t)) + "\n"
+    return f"### {_title(t)}\n\n{grid}\n\n" + "\n\n".join(notes(t)) + "\n"
 
 
 def to_latex(t: Comparison) -> str:
-    headers, body = _grid(t, "latex")
-    headers = [h.replace("_", r"\_") for h in headers]
-    spec = "l" + "r" * (len(headers) - 1)
-    lines = [r"\begin{tabular}{" + spec + "}", r"\toprule",
-             " & ".join(headers) + r" \\", r"\midrule"]
-    lines += [" & ".join(row) + r" \\" for row in body]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    return _booktabs(*_grid(t))
+
+
+def to_html(t: Comparison) -> str:
+    return _html_page(_title(t), [(_title(t), *_grid(t), notes(t))])
+
+
+# --- LaTeX and HTML from the Markdown cells ----------------------------------------------------
+
+#: Unicode in table cells and the LaTeX for it (tabulate escapes only LaTeX's special characters).
+_TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "ρ": r"$\rho$", "τ": r"$\tau$", "—": "---",
+                "–": "--", "≥": r"$\geq$", "≤": r"$\leq$"}
+
+
+def _markup(cell) -> tuple[str, bool, bool, bool]:
+    """``(text, bold, code, significant)`` of a Markdown cell: ``**x**``, `` `x` ``, ``x*``."""
+    text = str(cell)
+    bold = len(text) > 4 and text.startswith("**") and text.endswith("**")
+    if bold:
+        text = text[2:-2]
+    code = len(text) > 2 and text.startswith("`") and text.endswith("`")
+    if code:
+        text = text[1:-1]
+    sig = not code and text.endswith("*") and not text.endswith("**")
+    return (text[:-1] if sig else text), bold, code, sig
+
+
+def _booktabs(headers: list[str], body: list[list], raw: dict[int, list[str]] | None = None
+              ) -> str:
+    """A LaTeX booktabs table through tabulate, which escapes every special character of the
+    cells; bold, significance marks and the symbols in :data:`_TEX_SYMBOLS` become LaTeX.
+    ``raw`` maps a column to LaTeX that goes in unescaped (a loss formula, as ``$...$``)."""
+    from tabulate import tabulate
+
+    marks = {"@@B@@": r"\textbf{", "@@E@@": "}", "@@S@@": "$^{*}$"}
+    raw_cells: dict[str, str] = {}
+    rows = []
+    for i, row in enumerate(body):
+        out = []
+        for j, cell in enumerate(row):
+            if raw and j in raw:
+                key = f"@@R{len(raw_cells)}@@"
+                raw_cells[key] = raw[j][i]
+                out.append(key)
+                continue
+            text, bold, _, sig = _markup(cell)
+            text += "@@S@@" if sig else ""
+            out.append(f"@@B@@{text}@@E@@" if bold else text)
+        rows.append(out)
+    grid = tabulate(rows, headers, tablefmt="latex_booktabs", disable_numparse=True,
+                    colalign=("left",) + ("right",) * (len(headers) - 1))
+    for key, value in {**marks, **raw_cells}.items():
+        grid = grid.replace(key, value)
+    for char, tex in _TEX_SYMBOLS.items():
+        grid = grid.replace(char, tex)
+    return grid + "\n"
+
+
+def _html_cell(cell) -> str:
+    import html
+
+    text, bold, code, sig = _markup(cell)
+    text = html.escape(text)
+    text = f"<code>{text}</code>" if code else text
+    text += "<sup>*</sup>" if sig else ""
+    return f"<b>{text}</b>" if bold else text
+
+
+_CSS = ("body{font-family:sans-serif;font-size:14px;margin:1em}"
+        "table{border-collapse:collapse;margin:.5em 0 1em}"
+        "th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right;"
+        "white-space:nowrap}th:first-child,td:first-child{text-align:left}"
+        "th{border-bottom:2px solid #444}p{max-width:60em}code{font-size:13px}")
+
+
+def _html_page(title: str, sections: Sequence[tuple[str, list[str], list[list], Sequence[str]]]
+               ) -> str:
+    """A self-contained HTML page (what ``snakemake --report`` shows inline): per section a
+    heading, the table (cells as in the Markdown, bold and code rendered) and its notes."""
+    import html
+
+    from tabulate import tabulate
+
+    parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+             f"</title><style>{_CSS}</style></head><body>"]
+    for heading, headers, body, notes_ in sections:
+        grid = tabulate([[_html_cell(c) for c in row] for row in body],
+                        [html.escape(h) for h in headers], tablefmt="unsafehtml",
+                        disable_numparse=True)
+        parts.append(f"<h3>{html.escape(heading)}</h3>\n{grid}")
+        parts += [f"<p>{_inline_html(n)}</p>" for n in notes_]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _inline_html(text: str) -> str:
+    """Escape ``text`` and render its inline Markdown (``**bold**``, `` `code` ``)."""
+    import html
+    import re
+
+    out = html.escape(str(text))
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
 
 
 def to_csv(t: Comparison) -> str:
@@ -318,15 +410,15 @@ def to_csv(t: Comparison) -> str:
 
 
 def write_comparison(t: Comparison, prefix: str | Path) -> list[Path]:
-    """Write ``prefix.md``, ``prefix.csv`` and ``prefix.tex``; return the paths."""
-    return _write_formats(prefix, to_markdown(t), to_csv(t), to_latex(t))
+    """Write ``prefix.md``, ``.csv``, ``.tex`` and ``.html``; return the paths."""
+    return _write_formats(prefix, to_markdown(t), to_csv(t), to_latex(t), to_html(t))
 
 
-def _write_formats(prefix: str | Path, md: str, csv: str, tex: str) -> list[Path]:
-    """Write ``prefix.md``, ``prefix.csv`` and ``prefix.tex`` atomically; return the paths."""
+def _write_formats(prefix: str | Path, md: str, csv: str, tex: str, html: str) -> list[Path]:
+    """Write ``prefix.md``, ``.csv``, ``.tex`` and ``.html`` atomically; return the paths."""
     prefix = Path(prefix)
     paths = []
-    for suffix, text in ((".md", md), (".csv", csv), (".tex", tex)):
+    for suffix, text in ((".md", md), (".csv", csv), (".tex", tex), (".html", html)):
         path = prefix.with_name(prefix.name + suffix)
         atomic_write_text(path, text)
         paths.append(path)
@@ -367,26 +459,26 @@ def _p(v) -> str:
 
 
 def write_claims(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
-    """``claims.{md,csv,tex}``: one section per stage."""
+    """``claims.{md,csv,tex,html}``: one section per stage."""
     from tabulate import tabulate
 
     headers = ["loss", "cells", "wins", "ties", "losses", "majority", "mean Δ (pp)",
                "sign test p", "Wilcoxon p"]
-    md, tex = [], []
+    md, tex, sections = [], [], []
     for stage, g in df.groupby("stage", sort=False):
         body = [[r.display, r.cells, r.wins, r.ties, r.losses, "yes" if r.majority else "no",
                  f"{100 * r.mean_delta:+.2f}" if not math.isnan(r.mean_delta) else "—",
                  _p(r.p_sign), _p(r.p_wilcoxon)] for r in g.itertuples()]
-        md.append(f"### Claims, {stage}: does each loss beat cross-entropy "
-                  f"({g['metric'].iloc[0]})?\n\n"
+        title = f"Claims, {stage}: does each loss beat cross-entropy ({g['metric'].iloc[0]})?"
+        md.append(f"### {title}\n\n"
                   + tabulate(body, headers, tablefmt="github", disable_numparse=True))
-        tex_body = [[str(x).replace("—", "---") for x in row] for row in body]
-        # tabulate's booktabs format escapes LaTeX's special characters itself.
-        tex.append(f"% {stage}\n" + tabulate(tex_body, headers, tablefmt="latex_booktabs",
-                                             disable_numparse=True))
+        tex.append(f"% {stage}\n" + _booktabs(headers, body))
+        sections.append((title, headers, body, []))
     text = "\n\n".join(md) + f"\n\n{CLAIMS_NOTE}\n"
+    if sections:
+        sections[-1] = (*sections[-1][:3], [CLAIMS_NOTE])
     return _write_formats(prefix, text, df.to_csv(index=False, lineterminator="\n"),
-                          "\n\n".join(tex).replace("Δ", r"$\Delta$") + "\n")
+                          "\n".join(tex), _html_page("Claims", sections))
 
 
 # --- search and correlation tables --------------------------------------------------------------
@@ -445,22 +537,19 @@ def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
                + ([_pct(r.random_fitness)] if random else []) + [r.evaluations, r.rejections]
                for r in df.itertuples()]
     seeds = int(df["noise_seeds"].max()) if noisy else 0
-    md = ("### Search: best evolved loss per augmentation (surrogate validation accuracy, %)\n\n"
-          + tabulate(md_rows, ["augmentation", "best loss", "fitness", "CE fitness"]
-                     + ([f"winner ({seeds} seeds)", f"CE ({seeds} seeds)"] if noisy else [])
-                     + ["fitness_noise", "candidate sd"]
-                     + (["random search"] if random else []) + ["evaluations", "rejections"],
-                     tablefmt="github", disable_numparse=True)
-          + "\n\n" + SEARCH_NOTE.format(seeds=seeds or "several") + "\n")
-    tex = [r"\begin{tabular}{llrrrrr}", r"\toprule",
-           r"augmentation & best loss & fitness & CE fitness & fitness noise & candidate sd & "
-           r"evaluations \\", r"\midrule"]
-    tex += [f"{r.augmentation} & ${r.best_latex}$ & {_pct(r.fitness)} & {_pct(r.ce_fitness)} & "
-            f"{_pct(r.fitness_noise)} & {_pct(r.candidate_sd)} & {r.evaluations} \\\\"
-            for r in df.itertuples()]
-    tex += [r"\bottomrule", r"\end{tabular}"]
-    return _write_formats(prefix, md, df.to_csv(index=False, lineterminator="\n"),
-                          "\n".join(tex) + "\n")
+    headers = (["augmentation", "best loss", "fitness", "CE fitness"]
+               + ([f"winner ({seeds} seeds)", f"CE ({seeds} seeds)"] if noisy else [])
+               + ["fitness_noise", "candidate sd"]
+               + (["random search"] if random else []) + ["evaluations", "rejections"])
+    title = "Search: best evolved loss per augmentation (surrogate validation accuracy, %)"
+    note = SEARCH_NOTE.format(seeds=seeds or "several")
+    md = (f"### {title}\n\n"
+          + tabulate(md_rows, headers, tablefmt="github", disable_numparse=True)
+          + "\n\n" + note + "\n")
+    # LaTeX: the loss as a formula, unescaped; every other cell escaped by tabulate.
+    tex = _booktabs(headers, md_rows, raw={1: [f"${r.best_latex}$" for r in df.itertuples()]})
+    return _write_formats(prefix, md, df.to_csv(index=False, lineterminator="\n"), tex,
+                          _html_page(title, [(title, headers, md_rows, [note])]))
 
 
 def _pct(v) -> str:
@@ -503,14 +592,11 @@ def write_correlation_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
              f(r.kendall_tau), f(r.kendall_p)] for r in df.itertuples()]
     heads = ["a", "b", "Spearman ρ", "p", "Kendall τ", "p"]
     n = int(df["n_losses"].iloc[0]) if len(df) else 0
-    md = (f"### Cross-augmentation rank correlation of surrogate fitness ({n} losses)\n\n"
+    title = f"Cross-augmentation rank correlation of surrogate fitness ({n} losses)"
+    md = (f"### {title}\n\n"
           + tabulate(body, heads, tablefmt="github", disable_numparse=True) + "\n")
-    tex = [r"\begin{tabular}{llrrrr}", r"\toprule",
-           r"a & b & Spearman $\rho$ & $p$ & Kendall $\tau$ & $p$ \\", r"\midrule"]
-    tex += [" & ".join(row) + r" \\" for row in body]
-    tex += [r"\bottomrule", r"\end{tabular}"]
     return _write_formats(prefix, md, df.to_csv(index=False, lineterminator="\n"),
-                          "\n".join(tex) + "\n")
+                          _booktabs(heads, body), _html_page(title, [(title, heads, body, [])]))
 
 
 # --- plots -------------------------------------------------------------------------------------------
@@ -533,6 +619,61 @@ def _save(fig, path: str | Path) -> Path:
 
     plt.close(fig)
     return path
+
+
+def learning_curves(metrics_files: Iterable[str | Path], stage: str) -> pd.DataFrame:
+    """Validation accuracy per epoch of every run of ``stage``: one row per (run, epoch)."""
+    rows = []
+    for f in sorted(map(str, metrics_files)):
+        m = json.loads(Path(f).read_text())
+        if m.get("stage") != stage:
+            continue
+        for epoch, acc in enumerate(m.get("curves", {}).get("val_acc", []), start=1):
+            rows.append({"dataset": m["dataset"], "augmentation": m["augmentation"],
+                         "loss": m["loss"], "seed": m["seed"], "epoch": epoch, "val_acc": acc})
+    return pd.DataFrame(rows, columns=["dataset", "augmentation", "loss", "seed", "epoch",
+                                       "val_acc"])
+
+
+def plot_learning_curves(metrics_files: Iterable[str | Path], stage: str, path: str | Path,
+                         aliases: dict[str, list[str]] | None = None) -> Path:
+    """One panel per (dataset, augmentation): each loss's validation accuracy per epoch, mean
+    over seeds (the band spans the seeds' min to max); cross-entropy drawn black."""
+    plt = _figure()
+    curves = learning_curves(metrics_files, stage)
+    if curves.empty:
+        raise TableError(f"no {stage} run has a validation curve")
+    datasets = sorted(curves["dataset"].unique())
+    augs = sorted(curves["augmentation"].unique(), key=names.technique_order)
+    losses = sorted(curves["loss"].unique(), key=lambda n: (n != BASELINE, n))
+    fig, axes = plt.subplots(len(datasets), len(augs), squeeze=False, sharey=True,
+                             figsize=(2.8 * len(augs) + 1.5, 2.4 * len(datasets) + 0.6))
+    colours = plt.get_cmap("tab10")
+    for i, d in enumerate(datasets):
+        for j, a in enumerate(augs):
+            ax = axes[i][j]
+            cell = curves[(curves["dataset"] == d) & (curves["augmentation"] == a)]
+            for k, loss in enumerate(losses):
+                g = cell[cell["loss"] == loss].groupby("epoch")["val_acc"]
+                if not len(g):
+                    continue
+                mean, lo, hi = (100 * g.mean(), 100 * g.min(), 100 * g.max())
+                colour = "black" if loss == BASELINE else colours(k % 10)
+                ax.plot(mean.index, mean.values, color=colour, lw=1.4 if loss == BASELINE
+                        else 1.0, label=display_name(loss, (aliases or {}).get(loss, ())))
+                ax.fill_between(mean.index, lo.values, hi.values, color=colour, alpha=0.12,
+                                lw=0)
+            ax.set_title(f"{d} / {a}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if i == len(datasets) - 1:
+                ax.set_xlabel("epoch")
+            if j == 0:
+                ax.set_ylabel("validation accuracy (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle(f"{stage}: learning curves (mean over seeds; band: min-max)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def ce_fitness(search_dir: str | Path) -> float | None:
@@ -695,8 +836,28 @@ def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = No
     return pd.DataFrame(rows)
 
 
-def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path) -> None:
+AUDIT_COLUMNS = [("stage", "stage"), ("dataset", "dataset"), ("augmentation", "augmentation"),
+                 ("display", "loss"), ("seeds", "seeds"), ("n_runs", "runs"),
+                 ("config_hash", "config hash"), ("code_version", "code"),
+                 ("git_commit", "git commit"), ("device", "device"),
+                 ("preprocessing", "preprocessing"), ("flags", "flags")]
+
+
+def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path,
+                html_path: str | Path | None = None) -> None:
+    """``audit.md`` (a section per cell), ``audit.csv`` and, given ``html_path``, an HTML table
+    (one row per cell, flagged cells first) for the report."""
     atomic_write_text(csv_path, a.to_csv(index=False, lineterminator="\n"))
+    if html_path is not None:
+        flagged = int((a["flags"] != "").sum()) if len(a) else 0
+        rows = a.sort_values("flags", key=lambda f: f == "", kind="stable") if len(a) else a
+        body = [[f"**{v}**" if col == "flags" and v else str(v) for col, _ in AUDIT_COLUMNS
+                 for v in [getattr(r, col)]] for r in rows.itertuples()]
+        title = "Audit: where every number comes from"
+        atomic_write_text(html_path, _html_page(title, [(
+            title, [h for _, h in AUDIT_COLUMNS], body,
+            [f"{len(a)} table cells; {flagged} flagged. Each cell's run directories are in "
+             "audit.csv (run_dirs) and audit.md."])]))
     lines = ["# Audit: where every number comes from", "",
              f"{len(a)} table cells; {int((a['flags'] != '').sum())} flagged.", ""]
     for r in a.itertuples():

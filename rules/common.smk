@@ -16,7 +16,15 @@ FINETUNE_DATASETS = EXP.datasets("finetune")
 DATASETS = EXP.all_datasets()
 PRETRAIN = EXP.pretrain
 TABLES = ["search", "correlation", "transfer", "finetune", "claims"]
-PLOTS = ["evolution", "correlation", "transfer_delta", "finetune_delta", "probe_curves"]
+PLOTS = [
+    "evolution",
+    "correlation",
+    "transfer_delta",
+    "finetune_delta",
+    "transfer_curves",
+    "finetune_curves",
+    "probe_curves",
+]
 if (_why := wf.unwritable(R)) is not None:
     raise wf.ConfigError(
         "experiment", f"the results directory {R} cannot be written: {_why}"
@@ -39,7 +47,6 @@ def container_image():
     if "://" in image or Path(image).is_absolute():
         return image
     return str(Path(workflow.basedir) / image)
-
 
 
 def gpu_limit():
@@ -170,9 +177,12 @@ def all_runs(wildcards):
 
 def all_targets():
     return [
-        *expand(f"{R}/tables/{{t}}.{{ext}}", t=TABLES, ext=["md", "csv", "tex"]),
+        *expand(
+            f"{R}/tables/{{t}}.{{ext}}", t=TABLES, ext=["md", "csv", "tex", "html"]
+        ),
         *expand(f"{R}/plots/{{p}}.png", p=PLOTS),
         f"{R}/audit/audit.md",
+        f"{R}/audit/audit.html",
         f"{R}/audit/audit.csv",
         f"{R}/provenance/environment.json",
     ]

@@ -4,8 +4,9 @@ rule table_search:
         best=expand(rules.search.output.best, aug=AUGS),
         random=random_summaries(),
     output:
-        md=report(
-            f"{R}/tables/search.md",
+        md=f"{R}/tables/search.md",
+        html=report(
+            f"{R}/tables/search.html",
             caption="../report/search.rst",
             category="Tables",
             subcategory="Search",
@@ -39,8 +40,9 @@ rule table_correlation:
     input:
         study=rules.correlation_study.output.study,
     output:
-        md=report(
-            f"{R}/tables/correlation.md",
+        md=f"{R}/tables/correlation.md",
+        html=report(
+            f"{R}/tables/correlation.html",
             caption="../report/correlation.rst",
             category="Tables",
             subcategory="Search",
@@ -67,8 +69,9 @@ rule table_stage:
         metrics=lambda wc: stage_runs(wc.stage),
         evolved=rules.evolved_losses.output.selection,
     output:
-        md=report(
-            f"{R}/tables/{{stage}}.md",
+        md=f"{R}/tables/{{stage}}.md",
+        html=report(
+            f"{R}/tables/{{stage}}.html",
             caption="../report/comparison.rst",
             category="Tables",
             subcategory="{stage}",
@@ -78,6 +81,12 @@ rule table_stage:
         delta=report(
             f"{R}/plots/{{stage}}_delta.png",
             caption="../report/delta.rst",
+            category="Plots",
+            subcategory="{stage}",
+        ),
+        curves=report(
+            f"{R}/plots/{{stage}}_curves.png",
+            caption="../report/curves.rst",
             category="Plots",
             subcategory="{stage}",
         ),
@@ -100,8 +109,9 @@ rule table_claims:
         metrics=all_runs,
         evolved=rules.evolved_losses.output.selection,
     output:
-        md=report(
-            f"{R}/tables/claims.md",
+        md=f"{R}/tables/claims.md",
+        html=report(
+            f"{R}/tables/claims.html",
             caption="../report/claims.rst",
             category="Tables",
             subcategory="Claims",
@@ -126,7 +136,10 @@ rule audit:
         metrics=all_runs,
         evolved=rules.evolved_losses.output.selection,
     output:
-        md=report(f"{R}/audit/audit.md", category="Audit"),
+        md=f"{R}/audit/audit.md",
+        html=report(
+            f"{R}/audit/audit.html", caption="../report/audit.rst", category="Audit"
+        ),
         csv=f"{R}/audit/audit.csv",
     log:
         f"{R}/logs/tables/audit.log",

@@ -9,4 +9,4 @@ with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     df = tables.collect(snakemake.input.metrics, allow_mixed=True)
     a = tables.audit(df, dict(snakemake.params.expected_seeds),
                      read_json(snakemake.input.evolved)["aliases"])
-    tables.write_audit(a, snakemake.output.md, snakemake.output.csv)
+    tables.write_audit(a, snakemake.output.md, snakemake.output.csv, snakemake.output.html)

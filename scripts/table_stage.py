@@ -12,3 +12,5 @@ with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
                           aliases=aliases)
     tables.write_comparison(t, snakemake.output.md[:-3])
     tables.plot_delta_heatmap(t, snakemake.output.delta)
+    tables.plot_learning_curves(snakemake.input.metrics, snakemake.wildcards.stage,
+                                snakemake.output.curves, aliases)

@@ -146,8 +146,9 @@ def test_sigkill_at_three_points_then_rerun_gives_identical_results(tmp_path, re
     # The killed search resumed from its state and the interrupted training jobs from their
     # checkpoints (the logs are those of the attempts that finished).
     assert "resuming search" in (r / "logs" / "search" / "base.log").read_text()
-    for d in interrupted:
-        log = r / "logs" / d.relative_to(r).parent / f"{d.name}.log"
+    grouped = yaml.safe_load((work / "config.yaml").read_text())["transfer"]["seeds_in_one_job"]
+    for d in interrupted:  # one log per run, or per cell (seeds_in_one_job, as in the demo)
+        log = r / "logs" / d.relative_to(r).parent / ("seeds.log" if grouped else f"{d.name}.log")
         assert "resum" in log.read_text(), log
 
     got, want = compared_files(r), compared_files(reference)

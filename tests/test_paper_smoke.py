@@ -49,9 +49,10 @@ def parameters(name: str, classes: int) -> int:
 
 def test_every_table_plot_and_audit_is_written(run):
     for table in ("search", "correlation", "transfer", "finetune", "claims"):
-        for ext in ("md", "csv", "tex"):
+        for ext in ("md", "csv", "tex", "html"):
             assert (run / "tables" / f"{table}.{ext}").stat().st_size > 0
-    for plot in ("evolution", "correlation", "transfer_delta", "finetune_delta", "probe_curves"):
+    for plot in ("evolution", "correlation", "transfer_delta", "finetune_delta",
+                 "transfer_curves", "finetune_curves", "probe_curves"):
         assert (run / "plots" / f"{plot}.png").stat().st_size > 0
     assert (run / "audit" / "audit.csv").stat().st_size > 0
     transfer = (run / "tables" / "transfer.md").read_text()

@@ -476,7 +476,9 @@ def test_random_baseline_jobs_differ_from_the_evolution_only_in_strategy():
 
     from augloss.workflow import Experiment
 
-    exp = Experiment.from_config(yaml.safe_load(open("demo/config.yaml")))
+    cfg = yaml.safe_load(open("demo/config.yaml"))
+    cfg["search"]["baseline"] = "random"
+    exp = Experiment.from_config(cfg)
     evo, rnd = exp.search_job("base"), exp.search_job("base", "random")
     assert evo.pop("noise_seeds") == 3 and rnd.pop("noise_seeds") == 1
     assert rnd["algorithm"].pop("strategy") == "random" and rnd == evo

@@ -1,6 +1,7 @@
 """Tables from synthetic metrics files with known statistics."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -110,7 +111,57 @@ def test_outputs_are_byte_identical(tmp_path):
     a = tables.write_comparison(tables.comparison(df, "transfer"), tmp_path / "a" / "transfer")
     b = tables.write_comparison(tables.comparison(df, "transfer"), tmp_path / "b" / "transfer")
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
-    assert [p.suffix for p in a] == [".md", ".csv", ".tex"]
+    assert [p.suffix for p in a] == [".md", ".csv", ".tex", ".html"]
+
+
+def test_latex_goes_through_booktabs_and_escapes_every_special_character():
+    headers = ["loss", "a_b / 50%", "Δ"]
+    body = [["evolved[cutout]#1", "**96.17 ± 1.04 (3)***", "—"],
+            ["x & y $ {z} ~ ^ \\ _", "1.00 (2)", "+0.50"]]
+    tex = tables._booktabs(headers, body)
+    assert tex.startswith("\\begin{tabular}{lrr}\n\\toprule") and "\\bottomrule" in tex
+    assert r"evolved[cutout]\#1" in tex and r"a\_b / 50\%" in tex and r"$\Delta$" in tex
+    assert r"\textbf{96.17 $\pm$ 1.04 (3)$^{*}$}" in tex and "---" in tex
+    assert (r"x \& y \$ \{z\} \textasciitilde{} \^{} \textbackslash{} \_" in tex)
+    raw = tables._booktabs(["f"], [["`ln(p)`"]], raw={0: [r"$\ln p$"]})
+    assert r"$\ln p$" in raw  # a formula column goes in unescaped
+
+
+def test_html_tables_escape_and_render_the_markdown_marks(tmp_path):
+    page = tables._html_page("T <1>", [("T <1>", ["loss", "a"],
+                                        [["`-(y * ln(p))`", "**96.17 ± 1.04 (3)***"],
+                                         ["<script>", "1 & 2"]], ["**bold**: best"])])
+    assert page.startswith("<!DOCTYPE html>") and "<title>T &lt;1&gt;</title>" in page
+    assert "<code>-(y * ln(p))</code>" in page
+    assert "<b>96.17 ± 1.04 (3)<sup>*</sup></b>" in page
+    assert "&lt;script&gt;" in page and "<script>" not in page and "1 &amp; 2" in page
+    assert "<p><b>bold</b>: best</p>" in page
+    df = tables.collect([_write(tmp_path / "runs")])
+    html = tables.write_comparison(tables.comparison(df, "transfer"), tmp_path / "t")[3]
+    text = html.read_text()
+    assert "<table>" in text and "evolved[cutout]#1" in text and "<b>" in text
+    a = tables.audit(df)
+    tables.write_audit(a, tmp_path / "a.md", tmp_path / "a.csv", tmp_path / "a.html")
+    audit_html = (tmp_path / "a.html").read_text()
+    assert audit_html.count("<tr>") == len(a) + 1 and "config hash" in audit_html
+
+
+def test_learning_curves_per_stage_panel_and_loss(tmp_path):
+    runs = _write(tmp_path / "runs")
+    files = sorted(runs.rglob("metrics.json"))
+    for i, f in enumerate(files):
+        m = json.loads(f.read_text())
+        m["curves"] = {"val_acc": [0.1 + 0.01 * i, 0.5, 0.6 + 0.001 * m["seed"]]}
+        f.write_text(json.dumps(m))
+    df = tables.learning_curves(files, "transfer")
+    assert len(df) == 3 * len(files) and set(df["epoch"]) == {1, 2, 3}
+    assert tables.learning_curves(files, "finetune").empty
+    png = tables.plot_learning_curves(files, "transfer", tmp_path / "a.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    again = tables.plot_learning_curves(files, "transfer", tmp_path / "b.png")
+    assert again.read_bytes() == png.read_bytes()
+    with pytest.raises(tables.TableError, match="no finetune run"):
+        tables.plot_learning_curves(files, "finetune", tmp_path / "c.png")
 
 
 def test_finetune_table_has_the_same_shape(tmp_path):
@@ -328,12 +379,15 @@ def test_search_table_reports_fitness_noise_next_to_the_candidate_spread(tmp_pat
     df = tables.search_table({"base": d})
     assert df.loc[0, "fitness_noise"] == pytest.approx(0.02)
     assert df.loc[0, "candidate_sd"] == pytest.approx(0.2) and df.loc[0, "noise_seeds"] == 3
-    md, csv, tex = tables.write_search_table(df, tmp_path / "search")
+    md, csv, tex, html = tables.write_search_table(df, tmp_path / "search")
     text = md.read_text()
     assert "fitness_noise" in text and "winner (3 seeds)" in text and "88.00 ± 2.00" in text
     assert "| 2.00 " in text and "| 20.00 " in text
     assert "fitness_noise" in csv.read_text().splitlines()[0]
-    assert "fitness noise" in tex.read_text() and "& 2.00 & 20.00 &" in tex.read_text()
+    latex = " ".join(tex.read_text().split())
+    assert r"fitness\_noise" in latex and r"88.00 $\pm$ 2.00" in latex
+    assert "& 2.00 & 20.00 &" in latex and "$x$" in latex  # the formula goes in as math
+    assert re.search(r"<td>88.00 ± 2.00\s*</td>", html.read_text())
     assert noise_summary(None) is None
 
 
