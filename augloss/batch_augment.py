@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from augloss import augment as aug
+from augloss import compat
 
 
 def supported(technique: aug.Technique, height: int, width: int) -> bool:
@@ -73,7 +74,7 @@ class BatchAugment:
             from torchvision.transforms import v2
 
             self._ra = v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m)
-            self._ops = list(self._ra._AUGMENTATION_SPACE.items())
+            self._ops = compat.randaugment_ops(self._ra)
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Augment the uint8 batch ``x``; returns float32, normalised like the per-sample path."""

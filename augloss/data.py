@@ -43,6 +43,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from augloss import compat
 from augloss.names import DATASET_FORMS, DATASETS  # noqa: F401 (DATASETS re-exported)
 
 SPLITS = ("train", "val", "test", "trainval")
@@ -396,6 +397,20 @@ def _caltech(root: Path, split: str, download: bool) -> ImageSet:
                     files=[files[i] for i in idx])
 
 
+#: What to do when Stanford Cars is missing (its official URL is dead; pytorch/vision#7545).
+CARS_HELP = (
+    "stanford_cars: not found under {base}/ ({exc}). Its official URL is dead, so torchvision "
+    "cannot download it; put a copy there in torchvision's layout:\n"
+    "  {base}/cars_train/*.jpg, {base}/cars_test/*.jpg,\n"
+    "  {base}/devkit/cars_meta.mat, {base}/devkit/cars_train_annos.mat,\n"
+    "  {base}/cars_test_annos_withlabels.mat (the test labels).\n"
+    "The Kaggle mirror 'jessicali9530/stanford-cars-dataset' has the images but (1) nests "
+    "each folder in itself (cars_train/cars_train/*.jpg): move the images up one level; "
+    "(2) its .mat files do not match torchvision's: take devkit/ from car_devkit.tgz "
+    "(attached to pytorch/vision issue #7545); (3) it has no cars_test_annos_withlabels.mat: "
+    "that issue's thread links a copy. The README's 'Stanford Cars' section has the steps.")
+
+
 def _cars(root: Path, split: str) -> ImageSet:
     from torchvision import datasets
 
@@ -403,14 +418,10 @@ def _cars(root: Path, split: str) -> ImageSet:
     try:
         d = datasets.StanfordCars(str(root), split="test" if split == "test" else "train")
     except Exception as exc:
-        raise DatasetMissing(
-            f"stanford_cars: not found under {base}/ ({exc}); its original URL is dead, so "
-            f"torchvision cannot download it. Obtain the dataset (e.g. the Kaggle mirror "
-            f"'jessicali9530/stanford-cars-dataset') and arrange {base}/devkit/cars_meta.mat, "
-            f"{base}/devkit/cars_train_annos.mat, {base}/cars_train/*.jpg, "
-            f"{base}/cars_test_annos_withlabels.mat and {base}/cars_test/*.jpg.") from exc
-    files = [s[0] for s in d._samples]
-    labels = np.asarray([s[1] for s in d._samples], dtype=np.int64)
+        raise DatasetMissing(CARS_HELP.format(base=base, exc=exc)) from exc
+    samples = compat.stanford_cars_samples(d)
+    files = [s[0] for s in samples]
+    labels = np.asarray([s[1] for s in samples], dtype=np.int64)
     if split != "test":
         parts = _stratified(labels, lambda n: (n - max(1, n // 10), max(1, n // 10)))
         idx = _by_split(split, parts)

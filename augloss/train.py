@@ -33,9 +33,10 @@ import torch
 from torch import nn
 
 from augloss import augment as aug
-from augloss import optim
+from augloss import compat, optim
 from augloss.config import OPTIMIZERS, PIPELINES, SCHEDULES, LossSpec, TrainConfig  # noqa: F401
 from augloss.io import atomic_path, config_hash, write_json
+from augloss.progress import Progress
 from augloss.provenance import code_version, provenance
 
 log = logging.getLogger("augloss.train")
@@ -192,20 +193,24 @@ def _load_checkpoint(path: Path, expect_hash: str) -> dict | None:
 def fit(model: nn.Module, loss_fn: nn.Module, train_data, val_data, test_data,
         technique: aug.Technique, cfg: TrainConfig, seed: int,
         device: str | torch.device = "cpu", checkpoint: str | Path | None = None,
-        callback: Callable[[dict], None] | None = None, identity: Any = None) -> FitResult:
+        callback: Callable[[dict], None] | None = None, identity: Any = None,
+        epoch_log_level: int = logging.INFO) -> FitResult:
     """Train ``model`` with ``loss_fn``; resume from ``checkpoint`` if it holds this job's state.
 
     ``identity`` (any JSON-able value) names the job in the checkpoint's config hash, so a
     checkpoint of another job is never resumed. ``callback(epoch_record)`` runs after each
-    epoch's checkpoint (tests raise from it to simulate a kill).
+    epoch's checkpoint (tests raise from it to simulate a kill). The line logged per epoch
+    (metrics, images/s, ETA) goes out at ``epoch_log_level``: the search's surrogate trainings,
+    hundreds of thousands per search, log theirs at DEBUG.
     """
     return _fit(model, [loss_fn], train_data, val_data, test_data, technique, cfg, seed,
-                device, checkpoint, callback, identity)[0]
+                device, checkpoint, callback, identity, epoch_log_level)[0]
 
 
 def fit_population(model: nn.Module, loss_fns: list[nn.Module], train_data, val_data,
                    technique: aug.Technique, cfg: TrainConfig, seed: int,
-                   device: str | torch.device = "cpu") -> list[FitResult]:
+                   device: str | torch.device = "cpu",
+                   epoch_log_level: int = logging.INFO) -> list[FitResult]:
     """Train the K copies of a grouped ``model`` (:mod:`augloss.population`), copy ``k`` with
     ``loss_fns[k]``, on the same batches; one backward pass per step for all of them.
 
@@ -215,7 +220,7 @@ def fit_population(model: nn.Module, loss_fns: list[nn.Module], train_data, val_
     if getattr(model, "copies", None) != len(loss_fns):
         raise ValueError("fit_population needs a grouped model with one copy per loss")
     return _fit(model, list(loss_fns), train_data, val_data, None, technique, cfg, seed,
-                device, None, None, None)
+                device, None, None, None, epoch_log_level)
 
 
 class _Copy:
@@ -458,18 +463,21 @@ def _end_epoch(run: _Loop, epoch: int, started: list[int], val_data) -> None:
                                                  f"{min_acc} at epoch {epoch + 1}")
 
 
-def _log_epoch(run: _Loop, epoch: int, lr: float, seconds: float) -> None:
+def _log_epoch(run: _Loop, epoch: int, lr: float, seconds: float, progress: Progress,
+               level: int) -> None:
+    """One line per epoch; the ETA is the rate of the epochs run in this process (a resumed
+    run's earlier epochs do not count) times the epochs left."""
     c0 = run.copies[0]
+    eta = progress.eta_text(epoch)
     if len(run.copies) > 1:
-        log.info("epoch %d/%d: %d of %d copies training", epoch, run.cfg.epochs,
-                 sum(c.live for c in run.copies), len(run.copies))
+        log.log(level, "epoch %d/%d: %d of %d copies training ETA %s", epoch, run.cfg.epochs,
+                sum(c.live for c in run.copies), len(run.copies), eta)
         return
     rec = c0.history[-1]
-    log.info("epoch %d/%d loss %.4f train_acc %.4f val_acc %.4f lr %.3g %.0f img/s ETA %s%s",
-             epoch, run.cfg.epochs, rec["train_loss"], rec["train_acc"], rec["val_acc"], lr,
-             c0.seen / seconds if seconds > 0 else float("nan"),
-             time.strftime("%H:%M:%S", time.gmtime((run.cfg.epochs - epoch) * seconds)),
-             f" [{c0.status}: {c0.reason}]" if not c0.live else "")
+    log.log(level, "epoch %d/%d loss %.4f train_acc %.4f val_acc %.4f lr %.3g %.0f img/s ETA %s%s",
+            epoch, run.cfg.epochs, rec["train_loss"], rec["train_acc"], rec["val_acc"], lr,
+            c0.seen / seconds if seconds > 0 else float("nan"), eta,
+            f" [{c0.status}: {c0.reason}]" if not c0.live else "")
 
 
 def _finish(run: _Loop, test_data, start_epoch: int, seconds: float) -> list[FitResult]:
@@ -509,7 +517,7 @@ def _resume(run: _Loop, ckpt_path: Path | None, chash: str) -> int:
 
 
 def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed, device,
-         checkpoint, callback, identity) -> list[FitResult]:
+         checkpoint, callback, identity, epoch_log_level=logging.INFO) -> list[FitResult]:
     if _use_tensors(cfg, technique, train_data):  # resized once, not per batch
         from augloss.batch_augment import at_size
 
@@ -523,6 +531,7 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
     start_epoch = epoch = _resume(run, ckpt_path, chash)
     lr = learning_rate(cfg, start_epoch * run.per_epoch, run.total_steps, run.per_epoch)
     t_start = time.perf_counter()
+    progress = Progress(cfg.epochs, start_epoch, t_start)
     while epoch < cfg.epochs and run.any_live():
         torch.manual_seed(_epoch_seed(seed, epoch))  # dropout and per-sample augmentation
         model.train()
@@ -533,7 +542,7 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
         lr = _train_epoch(run, epoch, lr)
         _end_epoch(run, epoch, started, val_data)
         epoch += 1
-        _log_epoch(run, epoch, lr, time.perf_counter() - t_epoch)
+        _log_epoch(run, epoch, lr, time.perf_counter() - t_epoch, progress, epoch_log_level)
         c0 = run.copies[0]
         if ckpt_path is not None:
             _save_checkpoint(ckpt_path, {"model": model.state_dict(),
@@ -614,15 +623,8 @@ def _pipeline(job: Job, model: nn.Module, init_weights: str | None
 
 
 def _deterministic(cfg_compile: bool) -> None:
-    """``torch.use_deterministic_algorithms(True)`` without its 1.5 s import of the inductor.
-
-    The public call also sets ``torch._inductor.config.deterministic``, which only matters under
-    ``torch.compile``; eager jobs (the demo runs ~90 of them) set the ATen flag alone.
-    """
-    if cfg_compile:
-        torch.use_deterministic_algorithms(True)
-    else:
-        torch._C._set_deterministic_algorithms(True)
+    """Deterministic kernels (:func:`augloss.compat.deterministic_algorithms`)."""
+    compat.deterministic_algorithms(cfg_compile)
 
 
 def pick_device(requested: str = "auto") -> torch.device:

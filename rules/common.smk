@@ -56,7 +56,7 @@ def gpu_limit():
 
 
 def stage_threads(stage):
-    """Threads of a GPU rule of ``stage``: ``auto`` shares --cores among the GPU jobs at once."""
+    """Threads of the GPU jobs of ``stage``; ``auto`` shares --cores among those at once."""
     return wf.job_threads(
         config[stage]["threads"],
         cores=workflow.resource_settings.cores,

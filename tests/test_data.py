@@ -134,8 +134,13 @@ def test_missing_flowers_and_caltech_and_cars(tmp_path):
         data.load("flowers102", tmp_path, "train", download=False)
     with pytest.raises(DatasetMissing, match="101_ObjectCategories"):
         data.load("caltech101", tmp_path, "train", download=False)
-    with pytest.raises(DatasetMissing, match="cars_train_annos.mat"):
+    with pytest.raises(DatasetMissing, match="cars_train_annos.mat") as exc:
         data.load("stanford_cars", tmp_path, "train")
+    # The mirror's known layout problems and where the missing pieces are.
+    msg = str(exc.value)
+    for fragment in ("cars_train/cars_train/*.jpg", "car_devkit.tgz", "#7545",
+                     "cars_test_annos_withlabels.mat", "jessicali9530/stanford-cars-dataset"):
+        assert fragment in msg, fragment
 
 
 def test_caltech_loader_on_a_miniature_set(tmp_path):

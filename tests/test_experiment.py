@@ -213,7 +213,8 @@ def test_schema_and_names_agree_on_the_techniques():
 
 # Layers, lowest first: a module imports only from its own layer or below.
 LAYERS = [
-    {"names", "config", "io", "losses", "provenance", "gpu", "stats", "optim"},
+    {"names", "config", "io", "losses", "provenance", "gpu", "stats", "optim", "progress",
+     "compat"},
     {"data", "synthetic", "augment", "batch_augment", "models", "population"},
     {"train"},
     {"search"},

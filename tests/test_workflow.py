@@ -152,6 +152,14 @@ def test_snakefmt_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("config", ["config.yaml", "demo/config.yaml"])
+def test_snakemake_lint_finds_nothing(tmp_path, config):
+    proc = smk(tmp_path, "--lint", "--configfile", str(REPO / config), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in out, out[-3000:]
+    assert "your workflow is in a good condition" in out
+
+
 CACHES = {".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "results",
           "augloss.egg-info", ".snakemake"}
 

@@ -178,7 +178,8 @@ class SurrogateEvaluator:
         technique_obj = aug.build(technique, self.cfg.augment_config(stage))
         try:
             results = fit_population(model, fns, self.train_set, self.val_set, technique_obj,
-                                     self.cfg.recipe(stage), self.seed, device=self.cfg.device)
+                                     self.cfg.recipe(stage), self.seed, device=self.cfg.device,
+                                     epoch_log_level=logging.DEBUG)
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             log.warning("joint evaluation failed (%s); evaluating one by one", exc)
             for i in slots:
@@ -198,7 +199,7 @@ class SurrogateEvaluator:
         technique_obj = aug.build(technique, self.cfg.augment_config(stage))
         try:
             res = fit(model, loss_fn, self.train_set, self.val_set, None, technique_obj, cfg,
-                      self.seed, device=self.cfg.device)
+                      self.seed, device=self.cfg.device, epoch_log_level=logging.DEBUG)
         except (RuntimeError, ValueError, FloatingPointError) as exc:  # never kill the search
             return lost(f"{type(exc).__name__}: {exc}"[:300], st.DIVERGED)
         return self._record(res, stage)

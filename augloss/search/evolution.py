@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,6 +36,7 @@ from augloss.config import FitnessConfig, SearchConfig
 from augloss.io import config_hash, write_json
 from augloss.losses import Genome, MutationFailed
 from augloss.names import TECHNIQUES
+from augloss.progress import Progress, format_eta  # noqa: F401 (format_eta: the package's name)
 from augloss.search import status as st
 from augloss.search.breed import Breeder, Member
 from augloss.search.evaluator import Evaluator, SurrogateEvaluator
@@ -44,31 +44,6 @@ from augloss.search.state import StateStore, count
 from augloss.search.summary import reports, top_losses
 
 log = logging.getLogger("augloss.search")
-
-
-def format_eta(seconds: float) -> str:
-    """``HH:MM:SS``, with a day count past 24 h (``3d 04:05:06``)."""
-    seconds = max(0, int(round(seconds)))
-    days, rest = divmod(seconds, 86400)
-    clock = time.strftime("%H:%M:%S", time.gmtime(rest))
-    return f"{days}d {clock}" if days else clock
-
-
-@dataclass
-class Progress:
-    """Rate and ETA from the work done in this run (a resumed run counts from its start)."""
-
-    total: int
-    done_at_start: int
-    started: float = field(default_factory=time.perf_counter)
-
-    def eta(self, done: int, now: float | None = None) -> float | None:
-        """Seconds left at ``done`` of ``total``, or None before anything was done in this run."""
-        elapsed = (time.perf_counter() if now is None else now) - self.started
-        done_here = done - self.done_at_start
-        if done_here <= 0:
-            return None
-        return elapsed / done_here * (self.total - done)
 
 
 @dataclass
@@ -114,6 +89,7 @@ class Search:
         rng.bit_generator.state = state["rng"]
         self._state, self._rng, self._callback = state, rng, callback
         self._progress = Progress(self.cfg.children, state["iteration"])
+        self._rescore_progress: Progress | None = None
         self._hits_at_start = self.evaluator.hits
         self._trainings_at_start = self.evaluator.trainings
         if state["phase"] == "pool":
@@ -139,6 +115,7 @@ class Search:
             state["pool"] = self.breeder.pool(self._rng)
             self._checkpoint()
         stage = "prescreen" if self.fitness.prescreen is not None else "main"
+        progress = Progress(len(state["pool"]), len(state["pool_scores"]))
         while len(state["pool_scores"]) < len(state["pool"]):
             i = len(state["pool_scores"])
             expr = Genome.from_dict(state["pool"][i]).to_expr()
@@ -152,6 +129,11 @@ class Search:
                 "status": rec["status"], "reason": rec["reason"], "stage": stage}])
             count(state, "evaluations")
             self._checkpoint()
+            done = len(state["pool_scores"])
+            if done % self.cfg.log_every == 0 or done == len(state["pool"]):
+                log.info("[%s] pool %d/%d (%s) best %.4f ETA %s", self.augmentation, done,
+                         len(state["pool"]), stage, max(state["pool_scores"]),
+                         progress.eta_text(done))
         scores = state["pool_scores"]
         order = sorted(range(len(state["pool"])), key=lambda j: (-scores[j], j))
         state["population"] = [Member(Genome.from_dict(state["pool"][j]), scores[j], 0,
@@ -166,6 +148,8 @@ class Search:
     def _rescore_next(self) -> None:
         state = self._state
         i = state["rescore_index"]
+        if self._rescore_progress is None:  # from this run's first re-scoring on
+            self._rescore_progress = Progress(len(state["population"]), i)
         if i >= len(state["population"]):
             self._start_evolution()
             self._checkpoint()
@@ -179,6 +163,10 @@ class Search:
         self.store.append(state, entries)
         count(state, "evaluations", len(entries))
         self._checkpoint()
+        n = len(state["population"])
+        if (i + 1) % self.cfg.log_every == 0 or i + 1 == n:
+            log.info("[%s] rescore %d/%d (main fitness) ETA %s", self.augmentation, i + 1, n,
+                     self._rescore_progress.eta_text(i + 1))
 
     def _start_evolution(self) -> None:
         """Enter phase 3; the curve's first point is the scored population before any child."""
@@ -267,10 +255,9 @@ class Search:
     def _log_progress(self, done: int, fits: list[float]) -> None:
         hits = self.evaluator.hits - self._hits_at_start
         seen = self.evaluator.trainings - self._trainings_at_start + hits
-        eta = self._progress.eta(done)
         log.info("[%s] child %d/%d best %.4f median %.4f cache hits %.0f%% ETA %s",
                  self.augmentation, done, self.cfg.children, max(fits), statistics.median(fits),
-                 100 * hits / max(1, seen), "?" if eta is None else format_eta(eta))
+                 100 * hits / max(1, seen), self._progress.eta_text(done))
 
     # --- fitness -------------------------------------------------------------------------------
     def _ff2(self, genomes: list[Genome], parents: list[str | None], iterations: list[int],
@@ -319,7 +306,10 @@ class Search:
             exprs.append(losses.parse(top[0]["expression"]))
         seeds = [self.seed + i for i in range(self.noise_seeds)]
         scores: list[list[float]] = [[] for _ in exprs]
-        for s in seeds:
+        progress = Progress(len(seeds))
+        for n, s in enumerate(seeds):
+            log.info("[%s] fitness noise: seed %d (%d/%d), %d loss(es) ETA %s",
+                     self.augmentation, s, n + 1, len(seeds), len(exprs), progress.eta_text(n))
             ev = self.evaluator if s == self.seed else reseeded(s)
             for col, rec in zip(scores, ev.evaluate_many(exprs, self.augmentation, "main")):
                 col.append(rec["fitness"] if rec["status"] not in st.LOST else 0.0)
