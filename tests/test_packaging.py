@@ -59,7 +59,7 @@ def test_make_and_ci_install_with_the_constraints():
 
 def test_licence_and_console_command():
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
-    assert PROJECT["license"] == {"text": "MIT"}
+    assert PROJECT["license"] == "MIT" and PROJECT["license-files"] == ["LICENSE"]
     module, _, func = PROJECT["scripts"]["augloss"].partition(":")
     assert callable(getattr(importlib.import_module(module), func))
 
