@@ -89,10 +89,11 @@ def test_claims_table_and_files(tmp_path):
     assert (cl.loc["evolved-cutout-1", "wins"], cl.loc["evolved-cutout-1", "losses"]) == (1, 1)
     assert not cl.loc["evolved-cutout-1", "majority"]
     paths = tables.write_claims(tables.claims([t]), tmp_path / "out" / "claims")
-    md, csv, tex = (p.read_text() for p in paths)
+    md, csv, tex, html = (p.read_text() for p in paths)
     assert "### Claims, transfer" in md and "evolved[cutout]#1" in md and "majority" in md
     assert csv.startswith("stage,metric,loss,display,cells,wins,ties,losses,majority")
     assert r"\toprule" in tex and r"evolved[cutout]\#1" in tex and r"$\Delta$" in tex
+    assert "<h3>Claims, transfer" in html and "evolved[cutout]#1" in html
     again = tables.write_claims(tables.claims([t]), tmp_path / "again" / "claims")
     assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
 
