@@ -109,15 +109,15 @@ def parser() -> argparse.ArgumentParser:
                    help="judge integrity with the earlier code's orientation quirks")
     q.set_defaults(func=_loss)
 
-    t = sub.add_parser("tables", help="rebuild a stage's table (Markdown, CSV, LaTeX), its "
-                       "delta heatmap and audit from finished runs",
+    t = sub.add_parser("tables", help="rebuild a stage's table (Markdown, CSV, LaTeX, HTML), "
+                       "its delta heatmap and audit from finished runs",
                        description="Rebuild one stage's comparison against cross-entropy from "
                        "the metrics.json files of finished runs (whatever has finished).")
     t.add_argument("runs", nargs="+", help="metrics.json files or directories holding them")
     t.add_argument("--stage", required=True, choices=STAGES)
     t.add_argument("--metric", default="test_acc", choices=METRICS)
     t.add_argument("--out", required=True,
-                   help="output prefix, e.g. results/x/tables/transfer (.md/.csv/.tex added)")
+                   help="output prefix, e.g. results/x/tables/transfer (.md/.csv/.tex/.html added)")
     t.add_argument("--allow-mixed", action="store_true",
                    help="accept cells whose runs differ in configuration or code version")
     t.add_argument("--no-audit", action="store_true", help="skip PREFIX_audit.{md,csv}")

@@ -4,10 +4,11 @@
 #   bash tests/slurm/run.sh            # PYTHON=.venv/bin/python by default
 #
 # 1. starts munged, slurmctld and slurmd with two fake GPUs (start-slurm.sh);
-# 2. runs a reduced demo through `--profile WORK/profile` (a copy of profiles/slurm outside the
-#    repository with its SITE placeholders filled, see smoke.py, as the README says), GPU
-#    rules asking for gpu=1, and stops it with SIGINT once a search runs: Snakemake must cancel its SLURM jobs and leave none queued;
-# 3. unlocks and reruns it to the end with one transfer job failing once on purpose
+# 2. runs a reduced demo with longer searches through `--profile WORK/profile` (a copy of
+#    profiles/slurm outside the repository with its SITE placeholders filled, see smoke.py, as
+#    the README says), GPU rules asking for gpu=1, and stops it with SIGINT once a search runs:
+#    Snakemake must cancel its SLURM jobs and leave none queued;
+# 3. unlocks and runs the reduced demo to the end with one transfer job failing once on purpose
 #    (AUGLOSS_FAIL_ONCE); the rule's `retries:` must recover it;
 # 4. runs one search and one training job under a 1-minute SLURM time limit: SLURM kills each
 #    (state TIMEOUT), `retries:` resubmits it, it continues from its saved state, and its
@@ -37,11 +38,14 @@ FAKE_GPUS=2 bash tests/slurm/start-slurm.sh
 echo "slurm: cluster up in $(( $(date +%s) - start )) s"
 
 "$PYTHON" tests/slurm/smoke.py setup "$WORK" "$(nproc)" 2
-smk=("$PYTHON" -m snakemake --snakefile "$REPO/Snakefile" --directory "$WORK"
-     --profile "$WORK/profile" --configfile "$WORK/config.yaml")
+base=("$PYTHON" -m snakemake --snakefile "$REPO/Snakefile" --directory "$WORK"
+      --profile "$WORK/profile")
+smk=("${base[@]}" --configfile "$WORK/config.yaml")
 
 # --- 2. interrupt with SIGINT once a search runs (SIGTERM would wait for the jobs) ----------
-stopped=$("$PYTHON" tests/slurm/smoke.py interrupt "$WORK" -- "${smk[@]}")
+# (its own experiment, interrupt.yaml, whose searches run for minutes: see smoke.py)
+stopped=$("$PYTHON" tests/slurm/smoke.py interrupt "$WORK" -- "${base[@]}" \
+  --configfile "$WORK/interrupt.yaml")
 echo "slurm: SIGINT stopped the run and cancelled its SLURM jobs: $stopped"
 
 # --- 3. unlock, rerun to the end, with one injected failure --------------------------------

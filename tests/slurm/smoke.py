@@ -1,6 +1,6 @@
 """Helpers of tests/slurm/run.sh: write the smoke config and the CI profile, check a finished run.
 
-    python tests/slurm/smoke.py setup WORK     # WORK/config.yaml, WORK/profile/profile.yaml
+    python tests/slurm/smoke.py setup WORK     # WORK/{config,interrupt}.yaml, WORK/profile/profile.yaml
     python tests/slurm/smoke.py interrupt WORK -- CMD...   # SIGINT CMD once a search runs
     python tests/slurm/smoke.py check WORK     # asserts, then prints a one-line JSON summary
     python tests/slurm/smoke.py setup-timeout WORK # WORK/timeout.yaml; prints the targets
@@ -25,10 +25,16 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 EXP = "slurm"
+# The SIGINT test's own experiment: searches long enough (TIMEOUT_CHILDREN children, ~2 minutes)
+# that they are still running when Snakemake cancels them. The demo's 36-candidate searches end
+# within seconds of writing their first history line, so a SIGINT then could race their end.
+INTERRUPT_EXP = "interrupt"
 GPU_RULES = ("search", "search_random", "train_transfer", "pretrain", "finetune")
 TIMEOUT_EXP = "timeout"
-TIMEOUT_CHILDREN = 100  # the search and the training run each take 2-3 minutes on 2 cores
-TIMEOUT_EPOCHS = 150
+# The search and the training run each take ~2 minutes on 2 cores (a 150-epoch run took 32 s once
+# the demo trained at 8 px): timeout() checks the reference's benchmark files say more than 60 s.
+TIMEOUT_CHILDREN = 100
+TIMEOUT_EPOCHS = 600
 TIMEOUT_SEARCH_FILES = ("best.json", "history.jsonl", "population.json", "summary.json")
 
 
@@ -41,6 +47,10 @@ def setup(work: Path, ncpu: int, ngpu: int) -> None:
     for stage in ("search", "transfer", "finetune"):
         cfg[stage]["gpu"] = 1  # scheduled on the fake GPUs (the jobs still compute on the CPU)
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    long = yaml.safe_load(yaml.safe_dump(cfg))
+    long["experiment"] = INTERRUPT_EXP
+    long["search"]["algorithm"]["children"] = TIMEOUT_CHILDREN
+    (work / "interrupt.yaml").write_text(yaml.safe_dump(long, sort_keys=False))
 
     text = (REPO / "profiles" / "slurm" / "profile.yaml").read_text()
     text = (text.replace("SITE_ACCOUNT", "ci").replace("SITE_CPU_PARTITION", "debug")
@@ -83,12 +93,14 @@ def setup_timeout(work: Path) -> list[str]:
 
 
 def interrupt(work: Path, cmd: list[str], timeout: float = 600) -> dict:
-    """Run ``cmd`` (the workflow) and press Ctrl-C once a search job is running on SLURM.
+    """Run ``cmd`` (the workflow on ``interrupt.yaml``) and press Ctrl-C once a search job is
+    running on SLURM.
 
     Snakemake must stop, cancel its SLURM jobs (``scancel``) and leave none queued. SIGINT is
     restored to its default in the child: a background shell would hand it down ignored.
     """
-    history = list((work / "results" / EXP / "search").glob("*/work/history.jsonl"))
+    searches = work / "results" / INTERRUPT_EXP / "search"
+    history = list(searches.glob("*/work/history.jsonl"))
     log = open(work / "interrupted.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -97,7 +109,7 @@ def interrupt(work: Path, cmd: list[str], timeout: float = 600) -> dict:
         assert proc.poll() is None, f"the workflow ended (rc {proc.returncode}) before a search ran"
         assert time.monotonic() < deadline, "no search started on SLURM in time"
         time.sleep(0.5)
-        history = list((work / "results" / EXP / "search").glob("*/work/history.jsonl"))
+        history = list(searches.glob("*/work/history.jsonl"))
     running = _squeue("RUNNING")
     proc.send_signal(signal.SIGINT)
     rc = proc.wait(timeout=300)
@@ -111,7 +123,9 @@ def interrupt(work: Path, cmd: list[str], timeout: float = 600) -> dict:
         time.sleep(1)
     assert not left, f"SLURM jobs still queued after SIGINT: {left}"
     cancelled = _squeue("CANCELLED")
-    assert set(running) & set(cancelled), (running, cancelled)
+    states = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(running), "-o", "%i %T"],
+                            capture_output=True, text=True).stdout if running else ""
+    assert set(running) & set(cancelled), (running, cancelled, states, text[-2000:])
     return {"sigint_rc": rc, "running_at_sigint": len(running), "cancelled": len(cancelled)}
 
 
@@ -120,6 +134,11 @@ def timeout(work: Path, reference: Path, cmd: list[str], limit: float = 1500) ->
     with state TIMEOUT; then check that both the search and the training run were killed at
     their limit at least once, finished on a retry, and equal ``reference`` (the same targets
     run without interruption) byte for byte."""
+    for rel in ("search/base.tsv", "transfer/digits/base/ce/seed0.tsv"):
+        tsv = reference / "results" / TIMEOUT_EXP / "benchmarks" / rel
+        seconds = float(tsv.read_text().splitlines()[1].split("\t")[0])
+        assert seconds > 75, (f"{rel}: the uninterrupted job took {seconds:.0f} s, too short "
+                              "to hit a 1-minute limit; raise TIMEOUT_CHILDREN/TIMEOUT_EPOCHS")
     log = open(work / "timeout.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
