@@ -65,11 +65,19 @@ def _tables(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(tables.plot_delta_heatmap(t, out.with_name(out.name + "_delta.png")))
     if not args.no_audit:
-        md, csv = out.with_name(out.name + "_audit.md"), out.with_name(out.name + "_audit.csv")
-        tables.write_audit(tables.audit(df[df["stage"] == args.stage]), md, csv)
-        print(md)
-        print(csv)
+        _write_audit(tables.audit(df[df["stage"] == args.stage]), out.name + "_audit", out)
     return 0
+
+
+def _write_audit(a, name: str, out: Path) -> None:
+    """NAME.{md,csv,html} beside ``out`` (as the workflow's audit rule writes them); prints
+    each path."""
+    from augloss import tables
+
+    paths = [out.with_name(f"{name}.{ext}") for ext in ("md", "csv", "html")]
+    tables.write_audit(a, *paths)
+    for path in paths:
+        print(path)
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -79,12 +87,9 @@ def _audit(args: argparse.Namespace) -> int:
     if args.stage:
         df = df[df["stage"] == args.stage]
     out = Path(args.out)
-    md, csv = out.with_name(out.name + ".md"), out.with_name(out.name + ".csv")
     a = tables.audit(df)
-    tables.write_audit(a, md, csv)
+    _write_audit(a, out.name, out)
     flagged = int((a["flags"] != "").sum()) if len(a) else 0
-    print(md)
-    print(csv)
     print(f"{len(a)} table cells, {flagged} flagged", file=sys.stderr)
     return 1 if flagged and args.strict else 0
 
@@ -120,7 +125,8 @@ def parser() -> argparse.ArgumentParser:
                    help="output prefix, e.g. results/x/tables/transfer (.md/.csv/.tex/.html added)")
     t.add_argument("--allow-mixed", action="store_true",
                    help="accept cells whose runs differ in configuration or code version")
-    t.add_argument("--no-audit", action="store_true", help="skip PREFIX_audit.{md,csv}")
+    t.add_argument("--no-audit", action="store_true",
+                   help="skip PREFIX_audit.{md,csv,html}")
     t.set_defaults(func=_tables)
 
     a = sub.add_parser("audit", help="where every table cell's number comes from: runs, seeds, "
@@ -129,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
                        "runs, seeds, config hash, code version, device and flags.")
     a.add_argument("runs", nargs="+", help="metrics.json files or directories holding them")
     a.add_argument("--stage", choices=STAGES, help="only this stage (default: every stage)")
-    a.add_argument("--out", required=True, help="output prefix (.md and .csv added)")
+    a.add_argument("--out", required=True, help="output prefix (.md, .csv and .html added)")
     a.add_argument("--strict", action="store_true", help="exit 1 when a cell is flagged")
     a.set_defaults(func=_audit)
     return p

@@ -848,8 +848,8 @@ def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path,
     """``audit.md`` (a section per cell), ``audit.csv`` and, given ``html_path``, an HTML table
     (one row per cell, flagged cells first) for the report."""
     atomic_write_text(csv_path, a.to_csv(index=False, lineterminator="\n"))
+    flagged = int((a["flags"] != "").sum()) if len(a) else 0
     if html_path is not None:
-        flagged = int((a["flags"] != "").sum()) if len(a) else 0
         rows = a.sort_values("flags", key=lambda f: f == "", kind="stable") if len(a) else a
         body = [[f"**{v}**" if col == "flags" and v else str(v) for col, _ in AUDIT_COLUMNS
                  for v in [getattr(r, col)]] for r in rows.itertuples()]
@@ -859,7 +859,7 @@ def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path,
             [f"{len(a)} table cells; {flagged} flagged. Each cell's run directories are in "
              "audit.csv (run_dirs) and audit.md."])]))
     lines = ["# Audit: where every number comes from", "",
-             f"{len(a)} table cells; {int((a['flags'] != '').sum())} flagged.", ""]
+             f"{len(a)} table cells; {flagged} flagged.", ""]
     for r in a.itertuples():
         lines.append(f"## {r.stage} / {r.dataset} / {r.augmentation} / {r.display}")
         lines.append("")

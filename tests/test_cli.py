@@ -82,7 +82,8 @@ def test_tables_regenerates_a_table_with_heatmap_and_audit(tmp_path, capsys):
     assert cli.main(["tables", str(tmp_path / "runs"), "--stage", "transfer",
                      "--out", str(tmp_path / "t" / "transfer")]) == 0
     for name in ("transfer.md", "transfer.csv", "transfer.tex", "transfer_delta.png",
-                 "transfer_audit.md", "transfer_audit.csv"):
+                 "transfer.html", "transfer_audit.md", "transfer_audit.csv",
+                 "transfer_audit.html"):
         assert (tmp_path / "t" / name).stat().st_size > 0
     printed = capsys.readouterr().out.split()
     assert str(tmp_path / "t" / "transfer.md") in printed
@@ -95,6 +96,7 @@ def test_audit_writes_every_cell_and_strict_fails_on_a_flag(tmp_path, capsys):
     assert cli.main(["audit", str(runs), "--out", str(out)]) == 0
     a = tables.audit(tables.collect([runs], allow_mixed=True))
     assert (out.with_suffix(".md")).read_text().count("\n## ") == len(a)
+    assert out.with_suffix(".html").read_text().count("<tr>") == len(a) + 1  # + the header
     assert "0 flagged" in capsys.readouterr().err
     # A run with uncommitted code changes flags its cell; --strict turns that into exit 1.
     prov = next(runs.rglob("provenance.json"))
