@@ -12,10 +12,11 @@ metrics = [metrics] if isinstance(metrics, str) else list(metrics)
 jobs = snakemake.params.jobs
 assert len(jobs) == len(metrics), (jobs, metrics)
 with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
+    for root in dict.fromkeys(job["data_root"] for job in jobs):  # hashes files: once per job
+        workflow.verify_dataset(snakemake.input.manifest, root)
     for job, out in zip(jobs, metrics):
         out_dir = Path(out).parent
         workflow.maybe_fail(snakemake.rule, out_dir)
-        workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
         model = job["model"]
         if "hub_weights" in snakemake.input.keys():  # fetched by the head node (prefetch_weights)
             model = {**model, "weights": workflow.prefetched_weights(snakemake.input.hub_weights)}
