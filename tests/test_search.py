@@ -351,15 +351,6 @@ def test_correlation_study_on_three_augmentations(tmp_path):
     assert np.allclose(joint["fitness"], study["fitness"], atol=0.02)
 
 
-def test_eta_counts_only_this_runs_work_and_shows_days():
-    assert search.format_eta(59) == "00:00:59"
-    assert search.format_eta(3 * 86400 + 4 * 3600 + 5 * 60 + 6) == "3d 04:05:06"
-    p = search.evolution.Progress(total=100, done_at_start=40, started=0.0)
-    assert p.eta(40, now=10.0) is None  # nothing done in this run yet
-    # 10 children in 20 s since the (resumed) start: 2 s each, 50 left.
-    assert p.eta(50, now=20.0) == pytest.approx(100.0)
-
-
 def test_top_losses_keep_each_loss_once_with_its_best_main_run():
     history = [
         {"stage": "main", "status": "accepted", "key": "a", "fitness": 0.5},

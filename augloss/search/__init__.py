@@ -13,12 +13,12 @@ from augloss.config import FITNESS_METRICS, FitnessConfig, SearchConfig
 from augloss.search.breed import Breeder, Member, gradient_fingerprint
 from augloss.search.correlation import correlation_study
 from augloss.search.evaluator import Evaluator, SurrogateEvaluator
-from augloss.search.evolution import Search, format_eta
+from augloss.search.evolution import Search
 from augloss.search.state import STATE_VERSION, SearchStateError, StateStore
 from augloss.search.summary import reports, top_losses
 
 __all__ = [
     "FITNESS_METRICS", "STATE_VERSION", "Breeder", "Evaluator", "FitnessConfig", "Member",
     "Search", "SearchConfig", "SearchStateError", "StateStore", "SurrogateEvaluator",
-    "correlation_study", "format_eta", "gradient_fingerprint", "reports", "top_losses",
+    "correlation_study", "gradient_fingerprint", "reports", "top_losses",
 ]

@@ -36,7 +36,7 @@ from augloss.config import FitnessConfig, SearchConfig
 from augloss.io import config_hash, write_json
 from augloss.losses import Genome, MutationFailed
 from augloss.names import TECHNIQUES
-from augloss.progress import Progress, format_eta  # noqa: F401 (format_eta: the package's name)
+from augloss.progress import Progress
 from augloss.search import status as st
 from augloss.search.breed import Breeder, Member
 from augloss.search.evaluator import Evaluator, SurrogateEvaluator
