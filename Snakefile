@@ -34,16 +34,29 @@ include: "rules/data.smk"
 include: "rules/search.smk"
 include: "rules/transfer.smk"
 include: "rules/finetune.smk"
+include: "rules/select.smk"
 include: "rules/tables.smk"
+
+
+rule tables_all:
+    input:
+        rules.table_search.output,
+        rules.table_correlation.output,
+        expand(rules.table_stage.output, stage=STAGES),
+        rules.table_claims.output,
+        rules.audit.output,
+    localrule: True
 
 
 rule all:
     default_target: True
     input:
-        all_targets(),
+        rules.tables_all.input,
+        rules.environment.output,
 
 
-# One stage at a time: `snakemake search_all` (then transfer_all, finetune_all, tables_all).
+# One stage at a time: `snakemake search_all`, then `<stage>_all` for each of STAGES
+# (transfer_all, finetune_all), then tables_all.
 # Each lists its stage and only what that stage needs; the transfer runs (and everything after
 # them) appear once the searches have ended, when the evolved_losses checkpoint names them.
 rule search_all:
@@ -55,20 +68,12 @@ rule search_all:
     localrule: True
 
 
-rule transfer_all:
-    input:
-        lambda wc: stage_runs("transfer"),
-        rules.select_transfer.output.selection,
-    localrule: True
+for _stage in STAGES:
 
-
-rule finetune_all:
-    input:
-        lambda wc: stage_runs("finetune"),
-    localrule: True
-
-
-rule tables_all:
-    input:
-        [t for t in all_targets() if "/provenance/" not in t],
-    localrule: True
+    rule:
+        name:
+            f"{_stage}_all"
+        input:
+            stage_metrics(_stage),
+            stage_selection(_stage),
+        localrule: True

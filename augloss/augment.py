@@ -1,24 +1,31 @@
-"""The five augmentation techniques; the one door is :data:`TECHNIQUES` / :func:`build`.
+"""The per-sample form of the augmentation techniques; the one door is :func:`build`.
+
+What each technique is made of lives in the registry, :mod:`augloss.techniques`
+(:data:`~augloss.techniques.REGISTRY`: ``base`` = crop_flip, ``cutout`` = crop_flip + cutout,
+``mixup`` = crop_flip + mixup, ``randaugment`` = randaugment + crop_flip, ``all`` = randaugment +
+crop_flip + cutout + mixup; ``none``: no steps). This module builds a technique's per-sample
+pipeline from its steps, in their order, each by its entry in :data:`PER_SAMPLE`:
 
 ============  ===============================================================================
-technique     what it does (defaults; every parameter is a config value)
+step          what it does here (defaults; every parameter is a config value)
 ============  ===============================================================================
-base          pad-4 random crop + horizontal flip (the padding scales with ``image_size`` / 32).
-              An image of another size is first cropped to a random square of its shorter side
-              and resized to ``image_size`` (the earlier code's 80-px surrogate input).
+(framing)     before any step: an image of another size than ``image_size`` is cropped to a
+              random square of its shorter side and resized (the earlier code's 80-px surrogate
+              input); nothing when fine-tuning. A spec without steps (``none``: the search's
+              pre-screen and pre-filter, as in the earlier code) trains on the evaluation
+              pipeline.
+randaugment   torchvision RandAugment (``N = 2``, ``M = 9``).
+crop_flip     pad-4 random crop + horizontal flip (the padding scales with ``image_size`` / 32).
               Fine-tuning (``finetune=True``): random-resized crop to ``image_size`` + flip.
-cutout        base + one square hole of side ``cutout_size`` (16 px on 32 px images; scaled
-              with the image otherwise) whose centre is uniform over the image (DeVries &
-              Taylor 2017), clipped at the borders, filled with zeros.
-mixup         base + mixup with ``lam ~ Beta(alpha, alpha)`` (alpha 1.0), one ``lam`` per batch
-              and a random pairing, as in Zhang et al. 2018. ``mixup_mode``: ``targets`` (default)
-              feeds the mixed soft target ``lam y_i + (1 - lam) y_j`` into the loss; ``losses``
-              computes ``lam L(y_i) + (1 - lam) L(y_j)``. They coincide for cross-entropy, not
-              for losses non-linear in ``y``; the paper does not say which it used.
-randaugment   base + torchvision RandAugment (``N = 2``, ``M = 9``) before the crop/flip.
-all           base + RandAugment + cutout + mixup, in that order.
-none          no augmentation (not a technique: the search's pre-screen and pre-filter train
-              without augmentation, as in the earlier code).
+cutout        one square hole of side ``cutout_size`` (16 px on 32 px images; scaled with the
+              image otherwise) whose centre is uniform over the image (DeVries & Taylor 2017),
+              clipped at the borders, filled with zeros.
+mixup         nothing per sample: the trainer mixes each batch (:func:`mixup`) with
+              ``lam ~ Beta(alpha, alpha)`` (alpha 1.0), one ``lam`` per batch and a random
+              pairing, as in Zhang et al. 2018. ``mixup_mode``: ``targets`` (default) feeds the
+              mixed soft target ``lam y_i + (1 - lam) y_j`` into the loss; ``losses`` computes
+              ``lam L(y_i) + (1 - lam) L(y_j)``. They coincide for cross-entropy, not for losses
+              non-linear in ``y``; the paper does not say which it used.
 ============  ===============================================================================
 
 Per-sample operations are torchvision ``transforms.v2`` on uint8 tensors (Cutout is ours: v2 has
@@ -31,12 +38,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
-from augloss.config import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 (re-exported)
-from augloss.config import MIXUP_MODES, AugmentConfig  # noqa: F401 (re-exported)
-from augloss.names import TECHNIQUES  # noqa: F401 (re-exported)
+from augloss import techniques
+from augloss.config import MIXUP_MODES, AugmentConfig
 
 
 class Cutout(torch.nn.Module):
@@ -61,16 +68,25 @@ class Cutout(torch.nn.Module):
 
 @dataclass(frozen=True)
 class Technique:
-    """A technique: a per-sample train transform, an eval transform and an optional batch mixup.
+    """A technique with its config: a per-sample train transform, an eval transform, and whether
+    the trainer mixes its batches. What it is made of is its registry spec (:attr:`spec`).
 
     The torchvision transforms are built on first use: the batched tensor path
-    (:mod:`augloss.batch_augment`) needs only ``name``, ``config`` and ``mixup``, and jobs that
+    (:mod:`augloss.batch_augment`) needs only ``name``, ``config`` and the spec, and jobs that
     never touch the per-sample path skip importing torchvision (about a second per job).
     """
 
     name: str
     config: AugmentConfig
-    mixup: bool
+
+    @property
+    def spec(self) -> techniques.Spec:
+        """The registry's spec (``ValueError`` naming the techniques for an unknown name)."""
+        return techniques.get(self.name)
+
+    @property
+    def mixup(self) -> bool:
+        return self.spec.mixup
 
     @functools.cached_property
     def train_transform(self):
@@ -118,39 +134,85 @@ def _normalise(cfg: AugmentConfig) -> list:
 
 
 def build(name: str, config: AugmentConfig | None = None) -> Technique:
-    """The technique ``name`` (one of :data:`TECHNIQUES`) with ``config``."""
-    if name not in TECHNIQUES and name != "none":
-        raise ValueError(f"unknown augmentation {name!r}; techniques are {', '.join(TECHNIQUES)}")
-    return Technique(name, config or AugmentConfig(), mixup=name in ("mixup", "all"))
+    """The technique ``name`` (a registry name or ``none``) with ``config``; ``ValueError``
+    naming the techniques for an unknown name, here rather than at first use."""
+    techniques.get(name)
+    return Technique(name, config or AugmentConfig())
 
 
-def _transforms(name: str, cfg: AugmentConfig) -> tuple:
-    """The per-sample (train, eval) ``v2.Compose`` pipelines of technique ``name``."""
+def _randaugment(cfg: AugmentConfig) -> list:
+    from torchvision.transforms import v2
+
+    return [v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m)]
+
+
+def _crop_flip(cfg: AugmentConfig) -> list:
+    from torchvision.transforms import v2
+
+    if cfg.finetune:
+        return [v2.RandomResizedCrop(cfg.image_size, interpolation=interpolation(cfg),
+                                     antialias=True),
+                v2.RandomHorizontalFlip()]
+    return [v2.RandomCrop(cfg.image_size, padding=cfg.scaled(cfg.pad)), v2.RandomHorizontalFlip()]
+
+
+def _cutout(cfg: AugmentConfig) -> list:
+    return [Cutout(cfg.scaled(cfg.cutout_size))]
+
+
+def _by_the_trainer(cfg: AugmentConfig) -> list:
+    """A batch step (mixup): nothing per sample; the trainer mixes the batch
+    (``Technique.mixup``)."""
+    return []
+
+
+#: Each step kind's per-sample transforms (:data:`augloss.techniques.STEPS`; a test checks the
+#: keys are exactly those): a function of the config returning a list of transforms.
+PER_SAMPLE = MappingProxyType({
+    "randaugment": _randaugment,
+    "crop_flip": _crop_flip,
+    "cutout": _cutout,
+    "mixup": _by_the_trainer,
+})
+
+
+def _step(technique: str, step: str):
+    """The per-sample builder of ``step``; an error naming it when this path lacks it (never a
+    silent skip, which would train the technique as another one)."""
+    if step not in PER_SAMPLE:
+        raise ValueError(f"augmentation {technique!r}: step {step!r} has no per-sample form; "
+                         f"steps with one: {', '.join(PER_SAMPLE)}")
+    return PER_SAMPLE[step]
+
+
+def _framing(cfg: AugmentConfig) -> tuple[list, list]:
+    """The (train, eval) framing to ``image_size`` that precedes the steps."""
     from torchvision.transforms import v2
 
     size, mode = cfg.image_size, interpolation(cfg)
-    if cfg.finetune:
-        resize: list = []
-        geometry = [v2.RandomResizedCrop(size, interpolation=mode, antialias=True),
-                    v2.RandomHorizontalFlip()]
+    if cfg.finetune:  # the random-resized crop (crop_flip) frames the training input
         # timm's evaluation: resize the short side to floor(size / crop_pct), centre crop.
-        eval_geometry = [v2.Resize(int(size / cfg.crop_pct), interpolation=mode, antialias=True),
-                         v2.CenterCrop(size)]
-    else:  # square crop + resize: no-ops on square images of side ``size``
-        resize = [SquareCrop(), v2.Resize((size, size), interpolation=mode, antialias=True)]
-        geometry = [v2.RandomCrop(size, padding=cfg.scaled(cfg.pad)), v2.RandomHorizontalFlip()]
-        eval_geometry = [SquareCrop(random=False),
-                         v2.Resize((size, size), interpolation=mode, antialias=True)]
-    if name == "none":
-        plain = v2.Compose(eval_geometry + _normalise(cfg))
+        return [], [v2.Resize(int(size / cfg.crop_pct), interpolation=mode, antialias=True),
+                    v2.CenterCrop(size)]
+    # square crop + resize: no-ops on square images of side ``size``
+    return ([SquareCrop(), v2.Resize((size, size), interpolation=mode, antialias=True)],
+            [SquareCrop(random=False), v2.Resize((size, size), interpolation=mode, antialias=True)])
+
+
+def _transforms(name: str, cfg: AugmentConfig) -> tuple:
+    """The per-sample (train, eval) ``v2.Compose`` pipelines of technique ``name``: the framing,
+    then the spec's steps in order, then the normalisation."""
+    from torchvision.transforms import v2
+
+    spec = techniques.get(name)
+    frame, eval_frame = _framing(cfg)
+    if not spec.steps:  # no augmentation: train on the evaluation pipeline
+        plain = v2.Compose(eval_frame + _normalise(cfg))
         return plain, plain
-    steps = list(resize)
-    if name in ("randaugment", "all"):
-        steps.append(v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m))
-    steps += geometry
-    if name in ("cutout", "all"):
-        steps.append(Cutout(cfg.scaled(cfg.cutout_size)))
-    return v2.Compose(steps + _normalise(cfg)), v2.Compose(eval_geometry + _normalise(cfg))
+    steps = list(frame)
+    for step in spec.steps:
+        steps += _step(name, step)(cfg)
+    return v2.Compose(steps + _normalise(cfg)), v2.Compose(eval_frame + _normalise(cfg))
 
 
 @dataclass

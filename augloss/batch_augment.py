@@ -1,4 +1,4 @@
-"""The five techniques as batched tensor operations, for data held as one tensor on the device.
+"""The techniques as batched tensor operations, for data held as one tensor on the device.
 
 :class:`BatchAugment` takes a uint8 batch ``(N, C, H, W)`` (CPU or GPU) and a seeded
 ``torch.Generator`` on the same device, and returns the normalised float batch that the
@@ -17,6 +17,10 @@ transform calls:
   ``lam`` from a host NumPy generator seeded with it (a draw on the device would make the host
   wait for the GPU at every step).
 
+A technique's steps come from its registry spec (:mod:`augloss.techniques`), each run by its entry
+in :data:`STEP_FORMS`; a step without a batched form makes :func:`refusal` name it, and the
+technique trains on the per-sample path.
+
 Training on square in-memory images (``finetune: false``) is batched: images of another side
 than ``image_size`` are resized once, up front (:func:`at_size`, the per-sample path's resize
 step; the earlier code resized to 80 px before augmenting). Fine-tuning's random-resized crop
@@ -25,20 +29,61 @@ stays on the per-sample path.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from augloss import augment as aug
-from augloss import compat
+from augloss import compat, techniques
+from augloss.config import AugmentConfig
+
+#: Markers in :data:`STEP_FORMS`: a batch step the trainer applies after the pipeline
+#: (:func:`mixup`), or a step this path lacks (its techniques train on the per-sample path).
+BY_THE_TRAINER, NO_BATCHED_FORM = "by the trainer", "no batched form"
+
+#: Each step kind's batched form (:data:`augloss.techniques.STEPS`; a test checks the keys are
+#: exactly those): a :class:`BatchAugment` method, or one of the markers above.
+STEP_FORMS = MappingProxyType({
+    "randaugment": "rand_augment",
+    "crop_flip": "crop_flip",
+    "cutout": "erase",
+    "mixup": BY_THE_TRAINER,
+})
 
 
-def supported(technique: aug.Technique, height: int, width: int) -> bool:
-    """Whether ``technique`` on in-memory images of ``height`` x ``width`` has a batched path."""
-    return not technique.config.finetune and height == width
+def _forms(spec: techniques.Spec) -> list[str]:
+    """The batched form of each of ``spec``'s steps; an error naming a step this path does not
+    know (never a silent skip, which would train the technique as another one)."""
+    unknown = [s for s in spec.steps if s not in STEP_FORMS]
+    if unknown:
+        raise ValueError(f"augmentation {spec.name!r}: unknown step(s) {', '.join(unknown)} in "
+                         f"the batched path; it knows {', '.join(STEP_FORMS)}")
+    return [STEP_FORMS[s] for s in spec.steps]
 
 
-def at_size(data, cfg: aug.AugmentConfig):
+def _lacking(spec: techniques.Spec) -> str | None:
+    """Why ``spec`` has no batched form (the steps this path lacks, by name); None if it has."""
+    lacking = [s for s, form in zip(spec.steps, _forms(spec)) if form == NO_BATCHED_FORM]
+    return f"augmentation {spec.name!r}: step(s) {', '.join(lacking)} have no batched form" \
+        if lacking else None
+
+
+def refusal(technique: aug.Technique, height: int, width: int) -> str | None:
+    """Why ``technique`` on in-memory images of ``height`` x ``width`` has no batched path (it
+    then trains on the per-sample path); None when it has one. Unknown names and steps raise."""
+    lacking = _lacking(techniques.get(technique.name))
+    if lacking:
+        return lacking
+    if technique.config.finetune:
+        return "fine-tuning's random-resized crop has no batched form (finetune: true)"
+    if height != width:
+        return f"the batched path needs square images, not {height} x {width}"
+    return None
+
+
+def at_size(data, cfg: AugmentConfig):
     """``data`` (an in-memory :class:`augloss.data.ImageSet`, or None) with its square images
     resized to ``cfg.image_size`` as uint8, as the per-sample path's resize step does."""
     if data is None or not getattr(data, "in_memory", False) or \
@@ -60,17 +105,21 @@ class BatchAugment:
     """Batched train-time augmentation of one technique (see the module docstring)."""
 
     def __init__(self, technique: aug.Technique):
+        spec = techniques.get(technique.name)
         cfg = technique.config
+        lacking = _lacking(spec)
+        if lacking:
+            raise ValueError(f"{lacking}; train it with train.pipeline: loader")
         if cfg.finetune:
             raise ValueError("the batched path covers pad-crop training (finetune: false)")
         self.name = technique.name
         self.cfg = cfg
-        self.geometry = technique.name != "none"
-        self.randaugment = technique.name in ("randaugment", "all")
-        self.cutout = cfg.scaled(cfg.cutout_size) if technique.name in ("cutout", "all") else 0
         self.pad = cfg.scaled(cfg.pad)
-        self.mixup = technique.mixup
-        if self.randaugment:  # torchvision only where its ops are used
+        self.cutout = cfg.scaled(cfg.cutout_size)
+        self.mixup = spec.mixup
+        # The per-image steps in the spec's order; batch steps are the trainer's.
+        self.steps = tuple(getattr(self, form) for form in _forms(spec) if form != BY_THE_TRAINER)
+        if "randaugment" in spec.steps:  # torchvision only where its ops are used
             from torchvision.transforms import v2
 
             self._ra = v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m)
@@ -82,12 +131,8 @@ class BatchAugment:
             raise ValueError("expected a uint8 batch of shape (N, C, H, W)")
         if x.shape[-1] != self.cfg.image_size or x.shape[-2] != self.cfg.image_size:
             raise ValueError(f"expected {self.cfg.image_size}-px images (resize with at_size)")
-        if self.randaugment:
-            x = self.rand_augment(x, g)
-        if self.geometry:
-            x = self.flip(self.crop(x, g), g)
-        if self.cutout:
-            x = self.erase(x, g)
+        for step in self.steps:
+            x = step(x, g)
         return normalise(x, self.cfg)
 
     # --- the operations (public for the equivalence tests) ------------------------------------
@@ -106,6 +151,10 @@ class BatchAugment:
         chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
         return padded[batch, chan, rows, cols]
 
+    def crop_flip(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """The crop_flip step: :meth:`crop`, then :meth:`flip` (their draws in that order)."""
+        return self.flip(self.crop(x, g), g)
+
     @staticmethod
     def flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """``v2.RandomHorizontalFlip()`` per sample."""
@@ -116,6 +165,8 @@ class BatchAugment:
         """:class:`augloss.augment.Cutout` per sample: a square of zeros, centre uniform."""
         n, _, h, w = x.shape
         s = self.cutout
+        if s <= 0:  # as Cutout: no hole, no draws
+            return x
         cy = torch.randint(h, (n,), generator=g, device=x.device)
         cx = torch.randint(w, (n,), generator=g, device=x.device)
         ys = torch.arange(h, device=x.device)[None, :]
@@ -146,14 +197,14 @@ class BatchAugment:
                     idx = mask.nonzero().flatten()
                     if len(idx) == 0 or name == "Identity":
                         continue
-                    out[idx] = ra._apply_image_or_video_transform(
-                        x[idx], name, magnitude, interpolation=ra.interpolation, fill=ra._fill)
+                    out[idx] = compat.randaugment_apply(ra, x[idx], name, magnitude)
             x = out
         return x
 
 
-def normalise(x: torch.Tensor, cfg: aug.AugmentConfig) -> torch.Tensor:
-    """uint8 -> float32 in [0, 1], then the configured mean/std (as ``augment._normalise``)."""
+def normalise(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1], then the configured mean/std (as the per-sample path's
+    normalisation in :mod:`augloss.augment`)."""
     out = x.float().div_(255.0)
     if cfg.mean_std() is not None:
         mean, std = (torch.tensor(v, device=x.device)[:, None, None] for v in cfg.mean_std())

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-STAGES = ("transfer", "finetune")
+from augloss.names import STAGES
+
 METRICS = ("test_acc", "final_val_acc", "best_val_acc")
 SHOW = ("canonical", "latex", "torch", "integrity")
 
@@ -56,38 +57,38 @@ def _loss(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    from augloss import tables
+    from augloss.tables import audit, collect, comparison, plots
 
-    df = tables.collect(args.runs, allow_mixed=args.allow_mixed)
-    t = tables.comparison(df, args.stage, args.metric)
-    for path in tables.write_comparison(t, args.out):
+    df = collect.collect(args.runs, allow_mixed=args.allow_mixed)
+    t = comparison.comparison(df, args.stage, args.metric)
+    for path in comparison.write_comparison(t, args.out):
         print(path)
     out = Path(args.out)
-    print(tables.plot_delta_heatmap(t, out.with_name(out.name + "_delta.png")))
+    print(plots.plot_delta_heatmap(t, out.with_name(out.name + "_delta.png")))
     if not args.no_audit:
-        _write_audit(tables.audit(df[df["stage"] == args.stage]), out.name + "_audit", out)
+        _write_audit(audit.audit(df[df["stage"] == args.stage]), out.name + "_audit", out)
     return 0
 
 
 def _write_audit(a, name: str, out: Path) -> None:
     """NAME.{md,csv,html} beside ``out`` (as the workflow's audit rule writes them); prints
     each path."""
-    from augloss import tables
+    from augloss.tables.audit import write_audit
 
     paths = [out.with_name(f"{name}.{ext}") for ext in ("md", "csv", "html")]
-    tables.write_audit(a, *paths)
+    write_audit(a, *paths)
     for path in paths:
         print(path)
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from augloss import tables
+    from augloss.tables import audit, collect
 
-    df = tables.collect(args.runs, allow_mixed=True)  # a mix is what the audit flags
+    df = collect.collect(args.runs, allow_mixed=True)  # a mix is what the audit flags
     if args.stage:
         df = df[df["stage"] == args.stage]
     out = Path(args.out)
-    a = tables.audit(df)
+    a = audit.audit(df)
     _write_audit(a, out.name, out)
     flagged = int((a["flags"] != "").sum()) if len(a) else 0
     print(f"{len(a)} table cells, {flagged} flagged", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The three places augloss reaches past a dependency's public API, each behind one wrapper.
+"""The four places augloss reaches past a dependency's public API, each behind one wrapper.
 
 ``tests/test_compat.py`` calls every wrapper against the installed versions, so an upgrade that
 moves or renames a private name fails there, loudly and by name, instead of somewhere in a run.
@@ -48,6 +48,15 @@ def randaugment_ops(ra) -> list:
     (no public accessor exists)."""
     return list(private(ra, "_AUGMENTATION_SPACE", "torchvision.transforms.v2.RandAugment")
                 .items())
+
+
+def randaugment_apply(ra, images, name: str, magnitude):
+    """One op of a torchvision ``v2.RandAugment`` applied to ``images`` with its interpolation
+    and fill: the batched RandAugment applies each drawn op to the images that drew it (the
+    public call draws its own op per call, so it cannot apply a given one)."""
+    apply = private(ra, "_apply_image_or_video_transform", "torchvision.transforms.v2.RandAugment")
+    fill = private(ra, "_fill", "torchvision.transforms.v2.RandAugment")
+    return apply(images, name, magnitude, interpolation=ra.interpolation, fill=fill)
 
 
 def stanford_cars_samples(d) -> list[tuple[str, int]]:

@@ -3,7 +3,7 @@
 * :class:`TrainConfig`: a training recipe (used by :mod:`augloss.train`);
 * :class:`AugmentConfig`: the techniques' parameters (:mod:`augloss.augment`);
 * :class:`SearchConfig`, :class:`FitnessConfig`: a search and how it scores (:mod:`augloss.search`);
-* :class:`LossSpec`: the loss a training job trains with, from the workflow to :class:`augloss.train.Job`.
+* :class:`LossSpec`: the loss a training job trains with, from the workflow to :class:`augloss.runs.Job`.
 
 Unknown keys are refused by name (:func:`augloss.io.dataclass_from_dict`).
 """
@@ -266,14 +266,14 @@ class FitnessConfig:
             recipe = getattr(self, key)
             if recipe is not None:
                 TrainConfig.from_dict(recipe)  # validates, naming the key
-        self.augment_config("main")  # validates image_size and normalize
+        self.phase_augment("main")  # validates image_size and normalize
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitnessConfig":
         return dataclass_from_dict(cls, d, "fitness")
 
-    def recipe(self, stage: str) -> TrainConfig:
-        d = dict(getattr(self, stage))
+    def recipe(self, phase: str) -> TrainConfig:
+        d = dict(getattr(self, phase))
         s = self.threshold_scale
         d["abort"] = [[e, a * s] for e, a in d.get("abort", [])]
         if d.get("fail_below") is not None:
@@ -281,18 +281,18 @@ class FitnessConfig:
         d["evaluate_test"] = False
         return TrainConfig.from_dict(d)
 
-    def augment_config(self, stage: str) -> AugmentConfig:
-        """The input pipeline of ``stage``: the main run's size and scaling, or the screens'."""
+    def phase_augment(self, phase: str) -> AugmentConfig:
+        """The input pipeline of ``phase``: the main run's size and scaling, or the screens'."""
         base = AugmentConfig(**self.augment)
-        if stage != "main":
+        if phase != "main":
             return replace(base, normalize="unit")
         return replace(base, image_size=self.image_size, normalize=self.normalize)
 
-    def stage_hash(self, stage: str, data_digest: str) -> str:
-        """What an evaluation of ``stage`` depends on, besides the loss, technique and seed."""
-        return config_hash({"version": FITNESS_VERSION, "stage": stage,
-                            "recipe": self.recipe(stage).to_dict(), "model": self.model,
-                            "augment": self.augment_config(stage).to_dict(),
+    def phase_hash(self, phase: str, data_digest: str) -> str:
+        """What an evaluation of ``phase`` depends on, besides the loss, technique and seed."""
+        return config_hash({"version": FITNESS_VERSION, "stage": phase,
+                            "recipe": self.recipe(phase).to_dict(), "model": self.model,
+                            "augment": self.phase_augment(phase).to_dict(),
                             "metric": self.metric, "diverged": self.diverged,
                             "dataset": self.dataset, "data": data_digest,
                             "train_split": self.train_split, "val_split": self.val_split})

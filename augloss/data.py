@@ -26,6 +26,9 @@ Splits (``train``, ``val``, ``test``; ``trainval`` = train + val where both come
 
 CIFAR is downloaded with torchvision's own URL and checksum and read by a restricted unpickler
 that accepts nothing but numpy arrays; nothing else on disk is ever unpickled.
+
+The names and their facts are the registry's (:data:`augloss.registry.DATASETS`, torch-free, so
+the workflow checks config names without torch); :data:`LOADERS` holds each one's loader.
 """
 
 from __future__ import annotations
@@ -43,8 +46,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from augloss import compat
-from augloss.names import DATASET_FORMS, DATASETS  # noqa: F401 (DATASETS re-exported)
+from augloss import compat, registry, synthetic
 
 SPLITS = ("train", "val", "test", "trainval")
 SPLIT_SEED = 0  # fixed: splits must not change with the run seed
@@ -115,66 +117,15 @@ class ImageSet(torch.utils.data.Dataset):
         return [*self.sources, *self.files]
 
 
-class DataMismatch(ValueError):
-    """A dataset file differs from the one its manifest recorded; the message names it."""
-
-
-def file_digests(paths: Sequence[str], root: str | os.PathLike) -> dict[str, dict]:
-    """``{path relative to root: {size, sha256}}`` of the files a dataset is read from."""
-    root = Path(root).resolve()
-    out = {}
-    for p in sorted(set(paths)):
-        path = Path(p).resolve()
-        rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        out[rel] = {"size": path.stat().st_size, "sha256": h.hexdigest()}
-    return out
-
-
-def verify_files(recorded: dict[str, dict], root: str | os.PathLike, dataset: str) -> None:
-    """Refuse a dataset whose files differ from ``recorded`` (:func:`file_digests`)."""
-    for rel, want in sorted(recorded.items()):
-        path = Path(rel) if Path(rel).is_absolute() else Path(root) / rel
-        why = None
-        if not path.is_file():
-            why = "is missing"
-        elif path.stat().st_size != want["size"]:
-            why = f"has {path.stat().st_size} bytes, the manifest {want['size']}"
-        else:
-            got = file_digests([str(path)], path.parent)[path.name]["sha256"]
-            if got != want["sha256"]:
-                why = f"has SHA-256 {got[:12]}..., the manifest {want['sha256'][:12]}..."
-        if why:
-            raise DataMismatch(
-                f"{dataset}: {path} {why}: it is not the file the dataset was prepared from. "
-                f"Restore the original, or delete the manifest so prepare_dataset reads the "
-                f"dataset afresh (and reruns everything trained on it).")
-
-
 def load(name: str, root: str | os.PathLike = "data", split: str = "train",
          download: bool = True) -> ImageSet:
     """Load split ``split`` of dataset ``name`` from ``root`` (downloading where possible)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
-    root = Path(root)
-    if name == "digits" or name.startswith("digits:"):
-        return _digits(name, split)
-    if name in ("cifar10", "cifar100"):
-        return _cifar(name, root, split, download)
-    if name == "flowers102":
-        return _flowers(root, split, download)
-    if name == "caltech101":
-        return _caltech(root, split, download)
-    if name == "stanford_cars":
-        return _cars(root, split)
-    if name.startswith("imagefolder:"):
-        return _imagefolder(name, Path(name.split(":", 1)[1]), split)
-    if name.startswith("synthetic:"):
-        return _synthetic(name, root, split, download)
-    raise ValueError(f"unknown dataset {name!r}; datasets are {', '.join(DATASET_FORMS)}")
+    spec = registry.dataset(name)  # ValueError naming every known dataset
+    if registry.is_stand_in(name):
+        return _synthetic(name, Path(root), split, download)
+    return LOADERS[spec.name](name, Path(root), split, download)
 
 
 def _by_split(split: str, parts: dict[str, np.ndarray]) -> np.ndarray:
@@ -199,7 +150,7 @@ def _stratified(labels: np.ndarray, sizes, seed: int = SPLIT_SEED) -> dict[str, 
 
 # --- digits ---------------------------------------------------------------------------------
 
-def _digits(name: str, split: str) -> ImageSet:
+def _digits(name: str, root: Path, split: str, download: bool) -> ImageSet:
     keep = list(range(10))
     if ":" in name:
         spec = name.split(":", 1)[1]
@@ -249,8 +200,6 @@ def _synthetic(name: str, root: Path, split: str, download: bool) -> ImageSet:
     then read by the real dataset's own loader from there."""
     from dataclasses import replace
 
-    from augloss import synthetic
-
     real = synthetic.check(name.split(":", 1)[1])
     base = synthetic.write(real, root) if download else synthetic.root(root)
     try:
@@ -288,16 +237,10 @@ def _read_cifar_batch(path: Path) -> dict:
     return data
 
 
-_CIFAR = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
-                "labels", "batches.meta", "label_names"),
-    "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels", "meta",
-                 "fine_label_names"),
-}
-
-
 def _cifar(name: str, root: Path, split: str, download: bool) -> ImageSet:
-    folder, train_files, test_files, label_key, meta_file, names_key = _CIFAR[name]
+    fmt = registry.CIFAR[name]
+    folder, train_files, test_files = fmt.folder, list(fmt.train_files), list(fmt.test_files)
+    label_key, meta_file, names_key = fmt.label_key, fmt.meta_file, fmt.names_key
     base = root / folder
     needed = train_files + test_files + [meta_file]
     if not all((base / f).exists() for f in needed) and download:
@@ -349,7 +292,7 @@ def _download_cifar(name: str, root: Path) -> None:
 
 # --- file datasets --------------------------------------------------------------------------
 
-def _flowers(root: Path, split: str, download: bool) -> ImageSet:
+def _flowers(name: str, root: Path, split: str, download: bool) -> ImageSet:
     from scipy.io import loadmat
     from torchvision import datasets
 
@@ -376,7 +319,7 @@ def _flowers(root: Path, split: str, download: bool) -> ImageSet:
                     sources=[str(base / "imagelabels.mat"), str(base / "setid.mat")])
 
 
-def _caltech(root: Path, split: str, download: bool) -> ImageSet:
+def _caltech(name: str, root: Path, split: str, download: bool) -> ImageSet:
     from torchvision import datasets
 
     try:
@@ -411,7 +354,8 @@ CARS_HELP = (
     "that issue's thread links a copy. The README's 'Stanford Cars' section has the steps.")
 
 
-def _cars(root: Path, split: str) -> ImageSet:
+def _cars(name: str, root: Path, split: str, download: bool) -> ImageSet:
+    """Stanford Cars cannot be downloaded (its URL is dead): ``download`` changes nothing."""
     from torchvision import datasets
 
     base = root / "stanford_cars"
@@ -431,8 +375,11 @@ def _cars(root: Path, split: str) -> ImageSet:
                     sources=devkit)
 
 
-def _imagefolder(name: str, path: Path, split: str) -> ImageSet:
+def _imagefolder(name: str, root: Path, split: str, download: bool) -> ImageSet:
+    """``imagefolder:<path>``: read from ``<path>`` (not under ``root``); nothing to download."""
     from torchvision import datasets
+
+    path = Path(name.split(":", 1)[1])
 
     if not (path / "train").is_dir():
         raise DatasetMissing(f"{name}: expected {path}/train/<class>/<image> (and optionally "
@@ -460,3 +407,9 @@ def _imagefolder(name: str, path: Path, split: str) -> ImageSet:
         idx = _by_split(split, parts)
         files, labels = [files[i] for i in idx], labels[idx]
     return ImageSet(name, split, torch.from_numpy(labels), classes, files=files)
+
+
+#: The loader of every built-in dataset, by its :data:`augloss.registry.DATASETS` name; each is
+#: called as ``loader(name, root, split, download)`` (tests/test_registry.py: one per spec).
+LOADERS = {"digits": _digits, "cifar10": _cifar, "cifar100": _cifar, "flowers102": _flowers,
+           "caltech101": _caltech, "stanford_cars": _cars, "imagefolder": _imagefolder}

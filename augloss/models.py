@@ -17,23 +17,32 @@
   matches).
 * ``timm:<name>`` - any timm model with the same options (the demo uses ``timm:test_efficientnet``).
 
+The names and their torch-free facts (timm's architecture name) are the registry's
+(:data:`augloss.registry.MODELS`); :data:`BUILDERS` holds the code of each, by spec name.
+
 :func:`data_config` and :func:`preprocessing` give a timm model's own input pipeline (size,
 mean/std, interpolation, crop) from its pretrained config, for fine-tuning.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-MODELS = ("surrogate", "wrn", "efficientnetv2_s", "timm:<name>")
+from augloss import registry, synthetic
+from augloss.io import atomic_path
+from augloss.manifest import file_digests
+from augloss.names import timm_name, weights_dir
 
 
 # --- surrogate ------------------------------------------------------------------------------
 
-class _PreActBlock(nn.Module):
+class PreActBlock(nn.Module):
+    """The surrogate's pre-activation block (public: :mod:`augloss.population` groups it)."""
+
     def __init__(self, c_in: int, c_out: int, bn_momentum: float):
         super().__init__()
 
@@ -63,8 +72,8 @@ class Surrogate(nn.Module):
         super().__init__()
         w0, w1, w2 = (int(w) for w in widths)
         self.stem = nn.Conv2d(3, w0, 3, padding=1)
-        self.blocks = nn.Sequential(_PreActBlock(w0, w1, bn_momentum),
-                                    _PreActBlock(w1, w2, bn_momentum))
+        self.blocks = nn.Sequential(PreActBlock(w0, w1, bn_momentum),
+                                    PreActBlock(w1, w2, bn_momentum))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(w2, num_classes)
         for m in self.modules():
@@ -172,13 +181,9 @@ def prefetch_weights(model: dict, root: str | Path) -> dict:
     source. Runs on the head node (a local rule); training jobs then load this file only."""
     from timm.models import get_pretrained_cfg
 
-    from augloss.names import timm_name, weights_dir
-
     name = timm_name(model)
     if name and model.get("pretrained") == "synthetic":  # the smoke run: no download at all
-        from augloss import synthetic
-
-        return synthetic.weights(name, weights_dir(model, root))
+        return write_synthetic_weights(name, weights_dir(model, root))
     cfg = get_pretrained_cfg(name) if name else None
     if cfg is None:
         raise ValueError(f"no pretrained weights known to timm for {model['name']!r} "
@@ -199,25 +204,47 @@ def prefetch_weights(model: dict, root: str | Path) -> dict:
             download_url_to_file(cfg.url, str(path), progress=False)  # temp file + rename
     else:
         raise ValueError(f"timm's pretrained config of {name} names no hub id or URL")
-    from augloss.data import file_digests
-
     digest = file_digests([str(path)], path.parent)[path.name]
     return {"model": name, "file": str(path), "source": source, **digest}
 
 
+def write_synthetic_weights(architecture: str, folder: str | os.PathLike) -> dict:
+    """Write a seeded random initialisation of timm model ``architecture`` (with its tag; its pretrained config's
+    head, e.g. 1,000 ImageNet classes) as ``folder/model.safetensors`` (``folder`` is
+    :func:`augloss.names.weights_dir`, under ``<data_root>/synthetic``); returns the weights
+    manifest. The smoke run's ``pretrained: synthetic``: nothing in it is pretrained."""
+    import timm
+
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(synthetic.SEED)
+            model = timm.create_model(architecture, pretrained=False)
+        save_weights(model, path)
+    digest = file_digests([str(path)], path.parent)[path.name]
+    return {"model": architecture, "file": str(path),
+            "source": f"synthetic: a random initialisation (torch seed {synthetic.SEED}), "
+                      f"NOT pretrained",
+            **digest}
+
+
+#: The builder of every built-in model, by its :data:`augloss.registry.MODELS` name
+#: (tests/test_registry.py: one per spec): ``builder(num_classes, **options)``, a timm one
+#: ``builder(architecture, num_classes, **options)``.
+BUILDERS = {"surrogate": Surrogate, "wrn": WideResNet, "efficientnetv2_s": _timm, "timm": _timm}
+
+
 def create(name: str, num_classes: int, **options) -> nn.Module:
-    """Build model ``name`` for ``num_classes`` classes; ``options`` are the model's keywords."""
+    """Build model ``name`` for ``num_classes`` classes; ``options`` are the model's keywords.
+    An unknown name raises ValueError naming every known model."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    if name == "surrogate":
-        return Surrogate(num_classes, **options)
-    if name == "wrn":
-        return WideResNet(num_classes, **options)
-    from augloss.names import timm_name
-
-    if (arch := timm_name({"name": name})) is not None:  # efficientnetv2_s, timm:<name>
-        return _timm(arch, num_classes, **options)
-    raise ValueError(f"unknown model {name!r}; models are {', '.join(MODELS)}")
+    spec, _ = registry.model(name)
+    build = BUILDERS[spec.name]
+    if spec.timm:
+        return build(registry.timm_architecture(name), num_classes, **options)
+    return build(num_classes, **options)
 
 
 # --- preprocessing from the weights ------------------------------------------------------------
@@ -271,8 +298,6 @@ def count_parameters(model: nn.Module) -> int:
 def save_weights(model: nn.Module, path: str | Path) -> None:
     """Write the model's state dict as safetensors, atomically (a timm-loadable weights file)."""
     from safetensors.torch import save_file
-
-    from augloss.io import atomic_path
 
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))

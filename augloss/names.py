@@ -4,7 +4,8 @@ Loss names, as wildcards and in ``metrics.json``:
 
 * ``ce`` and the configured baseline names (``ce_ls``, ``focal`` ...);
 * ``evolved-<augmentation>-<rank>``: rank ``k`` of that augmentation's search (``best.json``);
-* ``transfer-best-<rank>``: rank ``k`` of the transfer stage's selection (fine-tune slots).
+* ``<stage>-best-<rank>``: rank ``k`` of a training stage's selection, e.g. ``transfer-best-1``
+  (the fine-tune stage's slots).
 """
 
 from __future__ import annotations
@@ -13,30 +14,26 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The five techniques, in table order (:mod:`augloss.augment` builds them).
-TECHNIQUES = ("base", "cutout", "mixup", "randaugment", "all")
+from augloss import registry, techniques
 
-#: Built-in datasets (:func:`augloss.data.load`); ``digits:<a>-<b>`` keeps classes a..b and
-#: ``imagefolder:<path>`` reads a folder of images.
-DATASETS = ("digits", "cifar10", "cifar100", "flowers102", "caltech101", "stanford_cars")
-DATASET_FORMS = DATASETS + ("imagefolder:<path>", "synthetic:<dataset>")
-#: Datasets with a synthetic stand-in ``synthetic:<name>`` (:mod:`augloss.synthetic`).
-SYNTHETIC = ("cifar10", "cifar100", "flowers102", "caltech101", "stanford_cars")
+#: The techniques, in table order: the registry's (:mod:`augloss.techniques`), the one source.
+TECHNIQUES = techniques.TECHNIQUES
+
+#: The training stages, in pipeline order. Each trains full models under every augmentation and
+#: compares its losses with cross-entropy; its descriptor (upstream input, loss-name form, whether
+#: it selects) is :data:`augloss.experiment.STAGES`. The search runs before them; ``pretrain``
+#: (the demo's) is a helper job of fine-tuning, not a stage.
+STAGES = ("transfer", "finetune")
 
 CE = "ce"
 _EVOLVED = re.compile(r"^evolved-(?P<aug>[a-z]+)-(?P<rank>\d+)$")
-_TRANSFER_BEST = re.compile(r"^transfer-best-(?P<rank>\d+)$")
+_SELECTED = re.compile(rf"^(?P<stage>{'|'.join(STAGES)})-best-(?P<rank>\d+)$")
 
 
 def check_dataset(name: str) -> None:
-    """Raise ``ValueError`` unless ``name`` is a dataset :func:`augloss.data.load` knows."""
-    if name.startswith("synthetic:"):
-        if name.split(":", 1)[1] not in SYNTHETIC:
-            raise ValueError(f"unknown dataset {name!r}; synthetic datasets are "
-                             f"{', '.join('synthetic:' + n for n in SYNTHETIC)}")
-        return
-    if name.split(":", 1)[0] not in DATASETS and not name.startswith("imagefolder:"):
-        raise ValueError(f"unknown dataset {name!r}; datasets are {', '.join(DATASET_FORMS)}")
+    """Raise ``ValueError`` naming the known datasets unless :func:`augloss.data.load` knows
+    ``name`` (:func:`augloss.registry.dataset`)."""
+    registry.dataset(name)
 
 
 def slug(name: str) -> str:
@@ -46,17 +43,19 @@ def slug(name: str) -> str:
 
 @dataclass(frozen=True)
 class LossName:
-    """A parsed loss name: ``kind`` is ``evolved``, ``transfer-best`` or ``named`` (ce, baselines)."""
+    """A parsed loss name: ``kind`` is ``evolved`` (a search's), ``selected`` (a stage's
+    selection, ``stage`` names it) or ``named`` (ce, baselines)."""
 
     kind: str
     rank: int | None = None
     augmentation: str | None = None
+    stage: str | None = None
 
     def __str__(self) -> str:
         if self.kind == "evolved":
             return evolved(self.augmentation, self.rank)
-        if self.kind == "transfer-best":
-            return transfer_best(self.rank)
+        if self.kind == "selected":
+            return selected(self.stage, self.rank)
         raise ValueError("a named loss has no generated name")
 
 
@@ -65,9 +64,11 @@ def evolved(augmentation: str, rank: int) -> str:
     return f"evolved-{augmentation}-{int(rank)}"
 
 
-def transfer_best(rank: int) -> str:
-    """The fine-tune slot of rank ``rank`` (1-based) of the transfer selection."""
-    return f"transfer-best-{int(rank)}"
+def selected(stage: str, rank: int) -> str:
+    """The slot of rank ``rank`` (1-based) of ``stage``'s selection (``transfer-best-1``)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    return f"{stage}-best-{int(rank)}"
 
 
 def parse_loss(name: str) -> LossName:
@@ -75,9 +76,9 @@ def parse_loss(name: str) -> LossName:
     m = _EVOLVED.match(name)
     if m:
         return LossName("evolved", int(m["rank"]), m["aug"])
-    m = _TRANSFER_BEST.match(name)
+    m = _SELECTED.match(name)
     if m:
-        return LossName("transfer-best", int(m["rank"]))
+        return LossName("selected", int(m["rank"]), stage=m["stage"])
     return LossName("named")
 
 
@@ -105,12 +106,8 @@ def technique_order(name: str) -> int:
 
 def timm_name(model: dict) -> str | None:
     """The timm model name (with its tag) of a config's model entry; None if not a timm model."""
-    name = model["name"]
-    if name == "efficientnetv2_s":
-        base = "tf_efficientnetv2_s"
-    elif name.startswith("timm:"):
-        base = name.split(":", 1)[1]
-    else:
+    base = registry.timm_architecture(model["name"])
+    if base is None:
         return None
     return f"{base}.{model['tag']}" if model.get("tag") else base
 
@@ -119,5 +116,5 @@ def weights_dir(model: dict, root: str | Path) -> Path:
     """Where :func:`prefetch_weights` puts a model's pretrained weights: under the data root
     (``pretrained: synthetic``: under ``<root>/synthetic``, with the synthetic datasets)."""
     if model.get("pretrained") == "synthetic":
-        return Path(root) / "synthetic" / "weights" / timm_name(model)
+        return Path(root) / registry.SYNTHETIC / "weights" / timm_name(model)
     return Path(root) / "weights" / timm_name(model)

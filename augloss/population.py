@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from augloss.models import Surrogate, _PreActBlock
+from augloss.models import PreActBlock, Surrogate
 
 
 def _grouped_conv(convs: list[nn.Conv2d], shared_input: bool) -> nn.Conv2d:
@@ -63,7 +63,7 @@ def _grouped_seq(seqs: list[nn.Sequential], shared_input: bool = False) -> nn.Se
 
 
 class _GroupedBlock(nn.Module):
-    def __init__(self, blocks: list[_PreActBlock]):
+    def __init__(self, blocks: list[PreActBlock]):
         super().__init__()
         self.main = _grouped_seq([b.main for b in blocks])
         self.shortcut = _grouped_conv([b.shortcut for b in blocks], shared_input=False)

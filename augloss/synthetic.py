@@ -15,8 +15,12 @@ live under ``<data_root>/synthetic/``, a folder no real loader reads.
 
 ``pretrained: synthetic`` on a timm fine-tuning model makes ``prefetch_weights`` write a seeded
 random initialisation of the architecture (its full ImageNet head included) as a safetensors
-file under ``<data_root>/synthetic/weights/``, loaded by the fine-tuning jobs through the same
-offline path as published weights: nothing in it is pretrained.
+file under ``<data_root>/synthetic/weights/`` (:func:`augloss.models.write_synthetic_weights`,
+seeded by :data:`SEED`), loaded by the fine-tuning jobs through the same offline path as
+published weights: nothing in it is pretrained.
+
+Which datasets have a stand-in, and its sizes, is the registry's
+(:class:`augloss.registry.StandIn`); each layout's writer is in :data:`WRITERS`, by name.
 
 Everything is a pure function of :data:`SEED` and :data:`VERSION`: two writes give
 byte-identical files (the ``.mat`` headers' creation time is replaced by a fixed text).
@@ -27,40 +31,25 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from augloss import registry
 from augloss.io import atomic_path
 
 SEED = 0
 VERSION = 1  # bump when the generated files change
-FOLDER = "synthetic"  # under data_root
+FOLDER = registry.SYNTHETIC  # under data_root
 
 
 @dataclass(frozen=True)
-class Spec:
-    """What a synthetic dataset holds: the real ``classes`` and image sizes, few images."""
+class Spec(registry.StandIn):
+    """What a synthetic dataset holds: its stand-in's image sizes and counts (the registry's)
+    and the real dataset's ``classes``."""
 
-    classes: int
-    size: tuple[tuple[int, int], tuple[int, int]]  # (min, max) of (height, width)
-    train: int  # images of the training pool (the loader carves val out of it, as for real)
-    val: int  # images of the official val split (Flowers-102 only)
-    test: int
-    labelled: int = 0  # classes that have images (0: spread over all classes)
-
-
-#: Image sizes: CIFAR's 32 px; the others in the range of the real datasets' photos.
-SPECS = {
-    "cifar10": Spec(10, ((32, 32), (32, 32)), train=100, val=0, test=20),
-    "cifar100": Spec(100, ((32, 32), (32, 32)), train=100, val=0, test=20),
-    "flowers102": Spec(102, ((500, 500), (500, 700)), train=16, val=4, test=4),
-    # torchvision's split needs >= 32 images in a class for one val image (30 train, 1 val, ...)
-    "caltech101": Spec(101, ((180, 300), (240, 400)), train=128, val=0, test=0, labelled=4),
-    # the per-class 10 % val carve-out takes one of every class's five training images
-    "stanford_cars": Spec(196, ((240, 480), (360, 720)), train=20, val=0, test=4, labelled=4),
-}
+    classes: int = 0
 
 
 def root(data_root: str | os.PathLike) -> Path:
@@ -69,25 +58,29 @@ def root(data_root: str | os.PathLike) -> Path:
 
 
 def check(name: str) -> str:
-    """The real dataset behind ``synthetic:<name>``; ValueError for one without a stand-in."""
-    from augloss.names import check_dataset
-
-    check_dataset(f"synthetic:{name}")
+    """The real dataset behind ``synthetic:<name>``; ValueError naming every stand-in for one
+    without a stand-in."""
+    registry.stand_in(name)
     return name
+
+
+def spec_of(name: str) -> Spec:
+    """What ``synthetic:<name>`` holds (ValueError naming every stand-in for an unknown one)."""
+    real = registry.stand_in(name)
+    return Spec(**asdict(real.stand_in), classes=real.classes)
 
 
 def write(name: str, data_root: str | os.PathLike) -> Path:
     """Write synthetic ``name`` into ``<data_root>/synthetic`` (once; a marker written last
     says it is complete) and return that folder, the root its real loader reads."""
-    check(name)
+    what = spec_of(name)
     base = root(data_root)
     marker = base / f".{name}.v{VERSION}.done"
     if marker.is_file():
         return base
     base.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([SEED, sorted(SPECS).index(name)])
-    {"cifar10": _cifar, "cifar100": _cifar, "flowers102": _flowers,
-     "caltech101": _caltech, "stanford_cars": _cars}[name](name, base, SPECS[name], rng)
+    rng = np.random.default_rng([SEED, what.stream])
+    WRITERS[name](name, base, what, rng)
     with atomic_path(marker) as tmp:
         Path(tmp).write_text(f"synthetic {name}, version {VERSION}, seed {SEED}\n")
     return base
@@ -141,10 +134,10 @@ def _mat(path: Path, content: dict) -> None:
 # --- the real layouts -------------------------------------------------------------------------
 
 def _cifar(name: str, base: Path, spec: Spec, rng: np.random.Generator) -> None:
-    from augloss.data import _CIFAR
-
-    folder, train_files, test_files, label_key, meta_file, names_key = _CIFAR[name]
-    out = base / folder
+    fmt = registry.CIFAR[name]
+    train_files, test_files = fmt.train_files, fmt.test_files
+    label_key, meta_file, names_key = fmt.label_key, fmt.meta_file, fmt.names_key
+    out = base / fmt.folder
     out.mkdir(parents=True, exist_ok=True)
 
     def batch(path: Path, n: int, first: int) -> None:
@@ -212,27 +205,7 @@ def _cars(name: str, base: Path, spec: Spec, rng: np.random.Generator) -> None:
         _mat(annos, {"annotations": np.array(rows, dtype=dtype)[None]})
 
 
-# --- weights ----------------------------------------------------------------------------------
-
-def weights(timm_name: str, folder: str | os.PathLike) -> dict:
-    """Write a seeded random initialisation of timm model ``timm_name`` (its pretrained config's
-    head, e.g. 1,000 ImageNet classes) as ``folder/model.safetensors`` (``folder`` is
-    :func:`augloss.names.weights_dir`, under ``<data_root>/synthetic``); returns the weights
-    manifest."""
-    import timm
-    import torch
-
-    from augloss.data import file_digests
-    from augloss.models import save_weights
-
-    path = Path(folder) / "model.safetensors"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(SEED)
-            model = timm.create_model(timm_name, pretrained=False)
-        save_weights(model, path)
-    digest = file_digests([str(path)], path.parent)[path.name]
-    return {"model": timm_name, "file": str(path),
-            "source": f"synthetic: a random initialisation (torch seed {SEED}), NOT pretrained",
-            **digest}
+#: The layout writer of every stand-in, by dataset name (tests/test_registry.py: one for each
+#: registry spec with a stand-in), called as ``writer(name, folder, spec, rng)``.
+WRITERS = {"cifar10": _cifar, "cifar100": _cifar, "flowers102": _flowers,
+           "caltech101": _caltech, "stanford_cars": _cars}

@@ -1,4 +1,4 @@
-"""One trainer for every stage: :func:`fit` trains a model, :func:`run` a whole job to files.
+"""One trainer for every stage: :func:`fit` trains a model, :func:`augloss.runs.run` a whole job to files.
 
 * Optimizers SGD (Nesterov optional), Adam, AdamW (torch's arithmetic, :mod:`augloss.optim`,
   without the 2 s import of ``torch._dynamo`` that ``torch.optim`` costs every job); per-step learning rate with linear warm-up then
@@ -24,25 +24,23 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
 from augloss import augment as aug
-from augloss import compat, optim
-from augloss.config import OPTIMIZERS, PIPELINES, SCHEDULES, LossSpec, TrainConfig  # noqa: F401
-from augloss.io import atomic_path, config_hash, write_json
+from augloss import optim
+from augloss.batches import (Draws, epoch_seed, evaluate, loader_batches, tensor_batches,
+                             use_tensors)
+from augloss.config import TrainConfig
+from augloss.config import AugmentConfig
+from augloss.io import atomic_path, config_hash
 from augloss.progress import Progress
-from augloss.provenance import code_version, provenance
 
 log = logging.getLogger("augloss.train")
-
-STATUSES = ("completed", "diverged", "aborted", "failed")
-
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
     """The learning rate of optimizer step ``step`` (0-based)."""
@@ -67,81 +65,6 @@ def _optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
                             nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     return optim.create(cfg.optimizer, params, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
                         weight_decay=cfg.weight_decay)
-
-
-class _Transformed(torch.utils.data.Dataset):
-    def __init__(self, data, transform):
-        self.data, self.transform = data, transform
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, i):
-        x, y = self.data[i]
-        return self.transform(x), y
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (int(seed) * 1_000_003 + int(epoch) * 7919 + 12345) % (2**63 - 1)
-
-
-def _loader(data, transform, batch_size: int, shuffle: bool, seed: int, epoch: int,
-            workers: int, drop_last: bool = False):
-    g = torch.Generator()
-    g.manual_seed(_epoch_seed(seed, epoch))
-    return torch.utils.data.DataLoader(
-        _Transformed(data, transform), batch_size=batch_size, shuffle=shuffle, generator=g,
-        num_workers=workers, drop_last=drop_last, persistent_workers=False,
-        pin_memory=torch.cuda.is_available())
-
-
-def _use_tensors(cfg: "TrainConfig", technique: aug.Technique, data) -> bool:
-    """Whether to train through the batched tensor pipeline (see ``TrainConfig.pipeline``)."""
-    from augloss import batch_augment
-
-    if cfg.pipeline == "loader":
-        return False
-    ok = getattr(data, "in_memory", False) and \
-        batch_augment.supported(technique, *(int(n) for n in data.images.shape[-2:]))
-    if cfg.pipeline == "tensor" and not ok:
-        raise ValueError("train.pipeline: tensor needs square in-memory images and a pad-crop "
-                         "technique (finetune: false); use auto or loader")
-    return ok
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data, transform, batch_size: int, device: torch.device,
-             workers: int = 0, amp: bool = False, tensors: aug.AugmentConfig | None = None
-             ) -> list[float]:
-    """Top-1 accuracy of ``model`` on ``data``, one value per copy (one for a plain model).
-
-    ``tensors``: evaluate from the in-memory uint8 images, normalised with this config (the
-    tensor pipeline), instead of through ``transform`` in a DataLoader.
-    """
-    from augloss import batch_augment
-
-    model.eval()
-    correct, total = None, 0
-    if tensors is not None:
-        images, labels = data.images, data.labels
-        batches = ((batch_augment.normalise(images[i:i + batch_size].to(device), tensors),
-                    labels[i:i + batch_size]) for i in range(0, len(labels), batch_size))
-    else:
-        batches = _loader(data, transform, batch_size, False, 0, 0, workers)
-    for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-        if logits.ndim == 2:
-            logits = logits[:, None]
-        hits = (logits.argmax(-1) == y[:, None]).sum(0)
-        correct = hits if correct is None else correct + hits
-        total += len(y)
-    if correct is None:
-        return [0.0] * getattr(model, "copies", 1)
-    return [int(c) / max(1, total) for c in correct]
 
 
 @dataclass
@@ -277,8 +200,8 @@ class _Loop:
     per_epoch: int
     total_steps: int
     batches: Callable[[int, int], Iterator]  # (epoch, step) -> (x, y) batches
-    draws: _Draws | None  # the tensor pipeline's random sources (None: torch's global one)
-    eval_tensors: aug.AugmentConfig | None
+    draws: Draws | None  # the tensor pipeline's random sources (None: torch's global one)
+    eval_tensors: AugmentConfig | None
     copies: list[_Copy]
     images_seen: int = 0
 
@@ -286,64 +209,19 @@ class _Loop:
         return any(c.live for c in self.copies)
 
 
-@dataclass
-class _Draws:
-    """The tensor pipeline's random sources, reseeded together at each shuffled pass: ``gen``
-    on the device (order, augmentation, mixup's pairing) and ``host`` for the draws the host
-    needs as numbers (mixup's ``lam``), so no step waits for the device to answer."""
-
-    gen: torch.Generator
-    host: np.random.Generator | None = None
-
-    def reseed(self, seed: int) -> None:
-        self.gen.manual_seed(seed)
-        self.host = np.random.default_rng(seed)
-
-
-def _tensor_batches(train_data, technique, cfg: TrainConfig, seed: int, device: torch.device,
-                    draws: _Draws) -> Callable[[int, int], Iterator]:
-    """Batches from the training set held on the device, augmented as whole batches."""
-    from augloss import batch_augment
-
-    pipeline = batch_augment.BatchAugment(technique)
-    images, labels = train_data.images.to(device), train_data.labels.to(device)
-    n, bs = len(labels), cfg.batch_size
-
-    def batches(epoch: int, steps: int) -> Iterator:
-        # One shuffled pass, reseeded from the step it starts at (so a resume sees the same).
-        draws.reseed(_epoch_seed(seed, epoch * 1000 + steps))
-        order = torch.randperm(n, generator=draws.gen, device=device)
-        for i in range(0, n - n % bs if n >= bs else n, bs):
-            idx = order[i:i + bs]
-            yield pipeline(images[idx], draws.gen), labels[idx]
-
-    return batches
-
-
-def _loader_batches(train_data, technique, cfg: TrainConfig, seed: int
-                    ) -> Callable[[int, int], Iterator]:
-    """Batches from a DataLoader that augments sample by sample (torchvision transforms)."""
-    def batches(epoch: int, steps: int) -> Iterator:
-        yield from _loader(train_data, technique.train_transform, cfg.batch_size, True, seed,
-                           epoch * 1000 + steps, cfg.num_workers,
-                           drop_last=len(train_data) >= cfg.batch_size)
-
-    return batches
-
-
 def _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device) -> _Loop:
     device = torch.device(device)
     cuda = device.type == "cuda"
-    torch.manual_seed(_epoch_seed(seed, -1))
+    torch.manual_seed(epoch_seed(seed, -1))
     model.to(device)
     if cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
     optimizer = _optimizer(cfg, model)
     per_epoch = cfg.steps_per_epoch or max(1, len(train_data) // cfg.batch_size)
-    tensors = _use_tensors(cfg, technique, train_data)
-    draws = _Draws(torch.Generator(device=device)) if tensors else None
-    batches = _tensor_batches(train_data, technique, cfg, seed, device, draws) if tensors \
-        else _loader_batches(train_data, technique, cfg, seed)
+    tensors = use_tensors(cfg, technique, train_data)
+    draws = Draws(torch.Generator(device=device)) if tensors else None
+    batches = tensor_batches(train_data, technique, cfg, seed, device, draws) if tensors \
+        else loader_batches(train_data, technique, cfg, seed)
     return _Loop(model, torch.compile(model) if cfg.compile else model, optimizer,
                  list(loss_fns), technique, cfg, seed, device, cfg.amp and cuda, per_epoch,
                  cfg.total_steps or per_epoch * cfg.epochs, batches, draws,
@@ -518,7 +396,7 @@ def _resume(run: _Loop, ckpt_path: Path | None, chash: str) -> int:
 
 def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed, device,
          checkpoint, callback, identity, epoch_log_level=logging.INFO) -> list[FitResult]:
-    if _use_tensors(cfg, technique, train_data):  # resized once, not per batch
+    if use_tensors(cfg, technique, train_data):  # resized once, not per batch
         from augloss.batch_augment import at_size
 
         train_data, val_data, test_data = (at_size(d, technique.config)
@@ -533,7 +411,7 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
     t_start = time.perf_counter()
     progress = Progress(cfg.epochs, start_epoch, t_start)
     while epoch < cfg.epochs and run.any_live():
-        torch.manual_seed(_epoch_seed(seed, epoch))  # dropout and per-sample augmentation
+        torch.manual_seed(epoch_seed(seed, epoch))  # dropout and per-sample augmentation
         model.train()
         started = [k for k, c in enumerate(run.copies) if c.live]
         for c in run.copies:
@@ -567,152 +445,3 @@ def _clip_grad_norms(model: nn.Module, K: int, max_norm: float) -> None:
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(scale[:, None])
-
-
-# --- a whole job ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Job:
-    """Everything one training run depends on (what a workflow rule passes in ``params``)."""
-
-    stage: str
-    dataset: str
-    augmentation: str
-    loss: LossSpec  # a dict is read with LossSpec.from_dict
-    model: dict  # {"name", options...}
-    train: dict
-    seed: int
-    augment: dict = field(default_factory=dict)
-    data_root: str = "data"
-    eval_split: str = "val"
-    train_split: str = "train"
-    # Fine-tuning a timm model: None keeps ``augment``'s pipeline; a dict (possibly empty) takes
-    # size, mean/std, interpolation and crop from the weights' pretrained config, the dict's
-    # keys overriding (augloss.models.preprocessing).
-    preprocessing: dict | None = None
-
-    def __post_init__(self):
-        if isinstance(self.loss, dict):
-            object.__setattr__(self, "loss", LossSpec.from_dict(self.loss))
-
-    def to_dict(self) -> dict:
-        """The job as JSON values; the loss by its identity (its origin does not count)."""
-        d = {**asdict(replace(self, loss=None)), "loss": self.loss.identity()}
-        if d["preprocessing"] is None:  # CIFAR-size jobs: their hashes predate the field
-            del d["preprocessing"]
-        return d
-
-
-def _pipeline(job: Job, model: nn.Module, init_weights: str | None
-              ) -> tuple[aug.AugmentConfig, dict | None]:
-    """The job's augmentation config and, for fine-tuning, the resolved preprocessing record."""
-    from augloss import models
-
-    augment = aug.AugmentConfig(**job.augment)
-    if job.preprocessing is None:
-        return augment, None
-    pre = models.preprocessing(model, job.preprocessing)
-    pre["weights_file"] = os.path.basename(str(init_weights or job.model.get("weights") or "")) \
-        or None
-    pre["pretrained"] = "synthetic" if job.model.get("pretrained") == "synthetic" else \
-        bool(init_weights or job.model.get("weights") or job.model.get("pretrained"))
-    augment = replace(augment, image_size=int(pre["image_size"]), normalize="mean_std",
-                      mean=tuple(pre["mean"]), std=tuple(pre["std"]),
-                      interpolation=pre["interpolation"], crop_pct=float(pre["crop_pct"]))
-    return augment, pre
-
-
-def _deterministic(cfg_compile: bool) -> None:
-    """Deterministic kernels (:func:`augloss.compat.deterministic_algorithms`)."""
-    compat.deterministic_algorithms(cfg_compile)
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
-def run(job: Job, out_dir: str | Path, device: str = "auto",
-        callback: Callable[[dict], None] | None = None, init_weights: str | None = None,
-        weights_out: str | Path | None = None) -> dict:
-    """Train ``job`` and write ``metrics.json`` (deterministic) and ``provenance.json`` (not).
-
-    ``out_dir/checkpoint.pt`` holds the resumable state; it is removed once metrics are written.
-    ``init_weights`` is a local weights file for the model (the fine-tune stage's pretrained net);
-    ``weights_out`` saves the trained weights as safetensors (loadable through the same path).
-    """
-    from augloss import data, models
-
-    started = time.time()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dev = pick_device(device)
-    if dev.type == "cpu":
-        _deterministic(cfg_compile=bool(job.train.get("compile", False)))
-    # Never download here: prepare_dataset did, once (jobs may run on offline compute nodes).
-    train_set = data.load(job.dataset, job.data_root, job.train_split, download=False)
-    val_set = data.load(job.dataset, job.data_root, job.eval_split, download=False)
-    cfg = TrainConfig.from_dict(job.train)
-    test_set = (data.load(job.dataset, job.data_root, "test", download=False)
-                if cfg.evaluate_test else None)
-    from augloss import losses
-
-    loss_name = job.loss.name
-    loss_fn = losses.get(job.loss.expression, label_smoothing=job.loss.label_smoothing,
-                         class_weights=job.loss.class_weights)
-    options = {k: v for k, v in job.model.items() if k != "name"}
-    if init_weights:
-        options["weights"] = init_weights
-    torch.manual_seed(_epoch_seed(job.seed, -2))
-    model = models.create(job.model["name"], train_set.num_classes, **options)
-    augment, pre = _pipeline(job, model, init_weights)
-    technique = aug.build(job.augmentation, augment)
-    identity = {k: v for k, v in job.to_dict().items() if k not in ("data_root",)}
-    if init_weights:
-        identity["init_weights"] = os.path.basename(str(init_weights))
-    result = fit(model, loss_fn, train_set, val_set, test_set, technique, cfg, job.seed, dev,
-                 out_dir / "checkpoint.pt", callback, identity=identity)
-    vals = [v for v in result.val_accs if not math.isnan(v)]
-    metrics = {
-        "stage": job.stage, "dataset": job.dataset, "augmentation": job.augmentation,
-        "loss": loss_name, "expression": str(loss_fn.expr), "loss_key": loss_fn.expr.key,
-        "label_smoothing": loss_fn.label_smoothing, "model": job.model["name"],
-        "seed": job.seed, "epochs": cfg.epochs, "epochs_run": result.epochs_run,
-        "status": result.status, "diverged": result.status == "diverged",
-        "reason": result.reason, "final_val_acc": vals[-1] if vals else None,
-        "best_val_acc": max(vals) if vals else None, "test_acc": result.test_acc,
-        "curves": {k: [h[k] for h in result.history] for k in
-                   ("train_loss", "train_acc", "val_acc", "lr")},
-        # The job's configuration without its seed: equal for all seeds of one table cell.
-        "config_hash": config_hash({k: v for k, v in identity.items() if k != "seed"}),
-        "run_hash": config_hash(identity), "code_version": code_version()["augloss"],
-        "data": {"train": train_set.digest()[:16], "val": val_set.digest()[:16],
-                 "test": test_set.digest()[:16] if test_set is not None else None},
-        "num_parameters": models.count_parameters(model),
-    }
-    if pre is not None:
-        metrics["preprocessing"] = pre
-    metrics = _finite(metrics)
-    if weights_out:
-        models.save_weights(model, weights_out)
-    write_json(out_dir / "metrics.json", metrics)
-    write_json(out_dir / "provenance.json", provenance(
-        dev, started, time.time(), {"images_per_s": result.images_per_s,
-                                    "train_seconds": result.train_seconds,
-                                    "resumed_from_epoch": result.resumed_from,
-                                    "config_hash": metrics["config_hash"]}))
-    for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
-        (out_dir / leftover).unlink(missing_ok=True)
-    return metrics
-
-
-def _finite(obj):
-    """Replace NaN/inf floats by None so metrics.json is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj

@@ -25,7 +25,6 @@ On CUDA, timings use CUDA events and the trainer runs bf16 autocast + channels_l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -40,10 +39,11 @@ import numpy as np
 import torch
 
 from augloss import augment, data, losses, models
+from augloss.config import AugmentConfig
 from augloss.io import atomic_write_text, write_json
+from augloss.names import TECHNIQUES
 
 REPO = Path(__file__).resolve().parents[1]
-TECHNIQUES = augment.TECHNIQUES
 KS = (1, 4, 8, 16)
 
 
@@ -148,13 +148,13 @@ def joint_vs_sequential(args, device) -> dict:
 
 def pipelines(args, device) -> dict:
     from augloss import batch_augment
-    from augloss.train import _loader
+    from augloss.batches import data_loader
 
     train = data.load("digits", split="train")
     n = args.batch * args.pipeline_batches
     # CIFAR's 32 px (the digits are 8 x 8): both paths then work on CIFAR-size images.
     subset = batch_augment.at_size(train.subset(range(min(n, len(train))), "train"),
-                                   augment.AugmentConfig())
+                                   AugmentConfig())
     out = {}
     for technique in TECHNIQUES:
         tech = augment.build(technique)
@@ -162,7 +162,7 @@ def pipelines(args, device) -> dict:
         for r in range(args.repeats):
             t0 = time.perf_counter()
             seen = 0
-            for x, _ in _loader(subset, tech.train_transform, args.batch, True, r, 0, 0):
+            for x, _ in data_loader(subset, tech.train_transform, args.batch, True, r, 0, 0):
                 if tech.mixup:
                     augment.mixup(x, torch.zeros(len(x), dtype=torch.long), 1.0)
                 seen += len(x)
@@ -263,7 +263,8 @@ def workflow(args) -> dict:
 def wrn(args, device) -> dict:
     if device.type != "cuda":
         return {}
-    from augloss.train import TrainConfig, fit
+    from augloss.config import TrainConfig
+    from augloss.train import fit
 
     train = data.load("digits", split="train")
     val = train.subset(range(128), "val")

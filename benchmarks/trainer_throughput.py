@@ -17,7 +17,9 @@ import torch
 
 from augloss import augment, data, losses, models
 from augloss.io import write_json
-from augloss.train import TrainConfig, fit
+from augloss.names import TECHNIQUES
+from augloss.config import TrainConfig
+from augloss.train import fit
 
 MODELS = {"surrogate": ("surrogate", {}), "wrn-16-2": ("wrn", {"depth": 16, "width": 2})}
 
@@ -66,7 +68,7 @@ def main(argv=None) -> dict:
                     "batch": args.batch, "steps": args.steps, "images_per_s": {}}
     rows = []
     for label, (name, opts) in MODELS.items():
-        for tech in ("bare",) + augment.TECHNIQUES:
+        for tech in ("bare",) + TECHNIQUES:
             vals = []
             for _ in range(args.repeats):
                 if tech == "bare":
@@ -80,7 +82,7 @@ def main(argv=None) -> dict:
         bare = report["images_per_s"][f"{label}/bare"]["median"]
         base = report["images_per_s"][f"{label}/base"]["median"]
         report[f"{label}/trainer_base_vs_bare"] = base / bare
-    print(f"| model | pipeline | images/s min | median | max |\n|---|---|---|---|---|")
+    print("| model | pipeline | images/s min | median | max |\n|---|---|---|---|---|")
     for label, tech, s in rows:
         print(f"| {label} | {tech} | {s['min']:.0f} | {s['median']:.0f} | {s['max']:.0f} |")
     for label in MODELS:

@@ -1,32 +1,26 @@
-# Thin glue between the config and the rules: the logic (cross-field checks, job parameters,
-# names) lives in augloss.workflow, torch-free, unit-tested without Snakemake.
+# Thin glue: the experiment (names, checks, job parameters) lives in augloss.experiment,
+# torch-free and unit-tested without Snakemake. Rules read the config only through EXP.
+import re
 from pathlib import Path
 
-from augloss import workflow as wf
+from augloss import experiment, names, runtime
+from augloss.io import read_json
+from augloss.schema import ConfigError
 
-# The schema check, with every default filled in (also those behind $ref, which
-# snakemake.utils.validate leaves out): a missing or wrong key is named in one line.
-config.update(wf.load_config(config, Path(workflow.basedir) / "config.schema.yaml"))
-
-EXP = wf.Experiment.from_config(config)
+# The schema check, every default filled in: a missing or wrong key is named in one line.
+EXP = experiment.Experiment.from_config(
+    config, Path(workflow.basedir) / "config.schema.yaml"
+)
+# Snakemake's own `config` (what --report and --configfile overrides show) holds the same
+# filled values; the rules read them through EXP only.
+config.update(EXP.config)
 R = EXP.results
 AUGS = EXP.augmentations
-TRANSFER_DATASETS = EXP.datasets("transfer")
-FINETUNE_DATASETS = EXP.datasets("finetune")
+STAGES = EXP.stages
 DATASETS = EXP.all_datasets()
 PRETRAIN = EXP.pretrain
-TABLES = ["search", "correlation", "transfer", "finetune", "claims"]
-PLOTS = [
-    "evolution",
-    "correlation",
-    "transfer_delta",
-    "finetune_delta",
-    "transfer_curves",
-    "finetune_curves",
-    "probe_curves",
-]
-if (_why := wf.unwritable(R)) is not None:
-    raise wf.ConfigError(
+if (_why := runtime.unwritable(R)) is not None:
+    raise ConfigError(
         "experiment", f"the results directory {R} cannot be written: {_why}"
     )
 
@@ -35,7 +29,7 @@ wildcard_constraints:
     aug="|".join(AUGS),
     seed=r"\d+",
     loss=r"[a-z0-9_]+(-[a-z0-9_]+)*",
-    dataset=r"[A-Za-z0-9._-]+",
+    dataset="|".join(re.escape(d) for d in DATASETS),
 
 
 # --- input functions and params ------------------------------------------------------------
@@ -43,39 +37,94 @@ wildcard_constraints:
 
 def container_image():
     """The ``container`` config key as Snakemake needs it: a URI, or an absolute .sif path."""
-    image = config["container"]
+    image = EXP.container
     if "://" in image or Path(image).is_absolute():
         return image
     return str(Path(workflow.basedir) / image)
 
 
-def gpu_limit():
-    """The run's ``--resources gpu=N`` (None when not given)."""
-    value = workflow.resource_settings.resources.get("gpu")
-    return getattr(value, "value", value)
-
-
-def stage_threads(stage):
-    """Threads of the GPU jobs of ``stage``; ``auto`` shares --cores among those at once."""
-    return wf.job_threads(
-        config[stage]["threads"],
+def stage_threads(section):
+    """Threads of the GPU jobs of ``section``; ``auto`` shares --cores among those at once."""
+    gpu_limit = workflow.resource_settings.resources.get("gpu")
+    return runtime.job_threads(
+        EXP.threads_setting(section),
         cores=workflow.resource_settings.cores,
-        gpu_limit=gpu_limit(),
-        gpus_per_job=config[stage]["gpu"],
+        gpu_limit=getattr(gpu_limit, "value", gpu_limit),
+        gpus_per_job=EXP.gpus_per_job(section),
         cluster=workflow.resource_settings.nodes is not None,
     )
 
 
 def manifest(name):
-    return expand(rules.prepare_dataset.output.manifest, dataset=wf.slug(name))[0]
+    return expand(rules.prepare_dataset.output.manifest, dataset=names.slug(name))[0]
 
 
-def search_job(wildcards):
-    return EXP.search_job(wildcards.aug)
+def train_jobs(stage):
+    """``params.jobs`` of a training rule: a run for each seed its job trains."""
+    return lambda wc: EXP.train_jobs(
+        stage, wc.dataset, wc.aug, wc.loss, getattr(wc, "seed", None)
+    )
 
 
-def random_search_job(wildcards):
-    return EXP.search_job(wildcards.aug, "random")
+def run_files(stage, name):
+    """Per-run output ``name`` for each seed a job trains (``{seed}``, or the cell's)."""
+    return [
+        f"{EXP.run_dir(stage, '{dataset}', '{aug}', '{loss}', seed)}/{name}"
+        for seed in EXP.job_seeds(stage)
+    ]
+
+
+def job_file(kind, stage, ext):
+    """A training job's log or benchmark file: per run, or per cell (``seeds.<ext>``)."""
+    name = "seeds" if EXP.seeds_in_one_job(stage) else "seed{seed}"
+    return f"{R}/{kind}/{stage}/{{dataset}}/{{aug}}/{{loss}}/{name}.{ext}"
+
+
+def loss_input(stage, loss):
+    """The search's best.json or the upstream selection a loss wildcard reads (or nothing)."""
+    need = EXP.upstream(stage, loss)
+    if need is None:
+        return {}
+    if need[0] == "best":
+        return {"best": expand(rules.search.output.best, aug=need[1])[0]}
+    return {"selection": getattr(rules, f"select_{need[1]}").output.selection}
+
+
+def train_inputs(stage):
+    """A training rule's inputs: its dataset's manifest, the loss's upstream file and, where
+    the stage starts from pretrained weights, those weights."""
+
+    def inputs(wc):
+        out = {
+            "manifest": manifest(EXP.datasets(stage)[wc.dataset]),
+            **loss_input(stage, wc.loss),
+        }
+        if stage in EXP.weights_stages("pretrain"):
+            out["weights"] = rules.pretrain.output.weights
+        if stage in EXP.weights_stages("hub"):
+            out["hub_weights"] = rules.prefetch_weights.output.manifest
+        return out
+
+    return inputs
+
+
+def transfer_evolved():
+    """The evolved losses trained at transfer, each loss once: known when the searches end
+    (the evolved_losses checkpoint), so call this from input functions only."""
+    evolved = checkpoints.evolved_losses.get().output.selection
+    return [e["name"] for e in read_json(evolved)["losses"]]
+
+
+def stage_runs(stage):
+    """Every run's metrics.json of a training stage; input functions only."""
+    searched = experiment.stage(stage).receives == "search"
+    return expand(
+        f"{EXP.run_dir(stage, '{dataset}', '{aug}', '{loss}', '{seed}')}/metrics.json",
+        dataset=EXP.datasets(stage),
+        aug=AUGS,
+        loss=EXP.losses(stage, transfer_evolved() if searched else None),
+        seed=EXP.seeds(stage),
+    )
 
 
 def random_summaries():
@@ -85,104 +134,17 @@ def random_summaries():
     return expand(rules.search_random.output.summary, aug=AUGS)
 
 
-def correlation_job(wildcards):
-    return EXP.correlation_job()
+def stage_metrics(stage):
+    """An input function: every run's metrics.json of ``stage``."""
+    return lambda wildcards: stage_runs(stage)
 
 
-def train_jobs(stage):
-    """``params.jobs`` of a training rule: its run, or every seed of its cell."""
-
-    def jobs(wildcards):
-        return EXP.train_jobs(
-            stage,
-            wildcards.dataset,
-            wildcards.aug,
-            wildcards.loss,
-            getattr(wildcards, "seed", None),
-        )
-
-    return jobs
-
-
-def run_files(stage, name):
-    """A training rule's per-run output ``name`` (metrics.json, provenance.json): one run's,
-    or with ``<stage>.seeds_in_one_job`` every seed's of the cell, in config order."""
-    pattern = f"{R}/{stage}/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/{name}"
-    if EXP.seeds_in_one_job(stage):
-        return expand(pattern, seed=config[stage]["seeds"], allow_missing=True)
-    return pattern
-
-
-def job_file(kind, stage, ext):
-    """A training job's log or benchmark file: per run, or per cell (``seeds.<ext>``)."""
-    name = "seeds" if EXP.seeds_in_one_job(stage) else "seed{seed}"
-    return f"{R}/{kind}/{stage}/{{dataset}}/{{aug}}/{{loss}}/{name}.{ext}"
-
-
-def pretrain_job(wildcards):
-    return [EXP.pretrain_job()]
-
-
-def loss_input(stage, loss):
-    """The search's best.json or the transfer selection a loss wildcard reads (or nothing)."""
-    need = EXP.upstream(stage, loss)
-    if need is None:
-        return {}
-    if need[0] == "best":
-        return {"best": expand(rules.search.output.best, aug=need[1])[0]}
-    return {"selection": rules.select_transfer.output.selection}
-
-
-def transfer_inputs(wildcards):
-    return {
-        "manifest": manifest(TRANSFER_DATASETS[wildcards.dataset]),
-        **loss_input("transfer", wildcards.loss),
-    }
-
-
-def finetune_inputs(wildcards):
-    out = {
-        "manifest": manifest(FINETUNE_DATASETS[wildcards.dataset]),
-        **loss_input("finetune", wildcards.loss),
-    }
-    if PRETRAIN is not None:
-        out["weights"] = rules.pretrain.output.weights
-    if EXP.hub_weights:
-        out["hub_weights"] = rules.prefetch_weights.output.manifest
-    return out
-
-
-def transfer_evolved():
-    """The evolved losses trained at transfer, each loss once: known when the searches end
-    (the evolved_losses checkpoint), so call this from input functions only."""
-    evolved = checkpoints.evolved_losses.get().output.selection
-    return [e["name"] for e in wf.read_json(evolved)["losses"]]
-
-
-def stage_runs(stage):
-    """Every run's metrics.json of a training stage (transfer, finetune); input functions only."""
-    evolved = transfer_evolved() if stage == "transfer" else None
-    return expand(
-        f"{R}/{stage}/{{dataset}}/{{aug}}/{{loss}}/seed{{seed}}/metrics.json",
-        dataset=EXP.datasets(stage),
-        aug=AUGS,
-        loss=EXP.losses(stage, evolved),
-        seed=config[stage]["seeds"],
-    )
+def stage_selection(stage):
+    """The selection of ``stage``'s losses for the next stage (none if it does not select)."""
+    if stage not in EXP.selecting_stages:
+        return []
+    return getattr(rules, f"select_{stage}").output.selection
 
 
 def all_runs(wildcards):
-    return stage_runs("transfer") + stage_runs("finetune")
-
-
-def all_targets():
-    return [
-        *expand(
-            f"{R}/tables/{{t}}.{{ext}}", t=TABLES, ext=["md", "csv", "tex", "html"]
-        ),
-        *expand(f"{R}/plots/{{p}}.png", p=PLOTS),
-        f"{R}/audit/audit.md",
-        f"{R}/audit/audit.html",
-        f"{R}/audit/audit.csv",
-        f"{R}/provenance/environment.json",
-    ]
+    return [run for stage in STAGES for run in stage_runs(stage)]

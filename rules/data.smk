@@ -8,7 +8,7 @@ rule prepare_dataset:
         "../envs/augloss.yaml"
     params:
         name=lambda wc: DATASETS[wc.dataset],
-        root=config["data_root"],
+        root=EXP.data_root,
         splits=["train", "val", "test"],
     script:
         "../scripts/prepare_dataset.py"
@@ -25,7 +25,7 @@ if EXP.hub_weights:
         conda:
             "../envs/augloss.yaml"
         params:
-            model=config["finetune"]["model"],
-            root=config["data_root"],
+            model=EXP.weights_model,
+            root=EXP.data_root,
         script:
             "../scripts/prefetch_weights.py"

@@ -10,21 +10,21 @@ if PRETRAIN is not None:
             f"{R}/logs/pretrain.log",
         benchmark:
             f"{R}/benchmarks/pretrain.tsv"
-        retries: config["finetune"]["retries"]
+        retries: EXP.retries("finetune")
         conda:
             "../envs/augloss.yaml"
         threads: stage_threads("finetune")
         resources:
             **EXP.resources("finetune"),
         params:
-            jobs=pretrain_job,
+            jobs=[EXP.pretrain_job()],
         script:
             "../scripts/train.py"
 
 
 rule finetune:
     input:
-        unpack(finetune_inputs),
+        unpack(train_inputs("finetune")),
     output:
         metrics=run_files("finetune", "metrics.json"),
         provenance=run_files("finetune", "provenance.json"),
@@ -32,7 +32,7 @@ rule finetune:
         job_file("logs", "finetune", "log"),
     benchmark:
         job_file("benchmarks", "finetune", "tsv")
-    retries: config["finetune"]["retries"]
+    retries: EXP.retries("finetune")
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("finetune")

@@ -1,6 +1,6 @@
 rule search:
     input:
-        manifest=manifest(config["search"]["dataset"]),
+        manifest=manifest(EXP.search_dataset),
     output:
         best=f"{R}/search/{{aug}}/best.json",
         history=f"{R}/search/{{aug}}/history.jsonl",
@@ -11,14 +11,14 @@ rule search:
         f"{R}/logs/search/{{aug}}.log",
     benchmark:
         f"{R}/benchmarks/search/{{aug}}.tsv"
-    retries: config["search"]["retries"]
+    retries: EXP.retries("search")
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("search")
     resources:
         **EXP.resources("search"),
     params:
-        job=search_job,
+        job=lambda wc: EXP.search_job(wc.aug),
         workdir=lambda wc: f"{R}/search/{wc.aug}/work",
         cache_dir=f"{R}/cache/search",
     script:
@@ -37,7 +37,7 @@ use rule search as search_random with:
     benchmark:
         f"{R}/benchmarks/search/{{aug}}-random.tsv"
     params:
-        job=random_search_job,
+        job=lambda wc: EXP.search_job(wc.aug, "random"),
         workdir=lambda wc: f"{R}/search/{wc.aug}/random/work",
         cache_dir=f"{R}/cache/search",
 
@@ -61,7 +61,7 @@ checkpoint evolved_losses:
 
 rule correlation_study:
     input:
-        manifest=manifest(config["search"]["dataset"]),
+        manifest=manifest(EXP.search_dataset),
         best=expand(rules.search.output.best, aug=AUGS),
     output:
         study=f"{R}/search/correlation.json",
@@ -69,14 +69,14 @@ rule correlation_study:
         f"{R}/logs/search/correlation.log",
     benchmark:
         f"{R}/benchmarks/search/correlation.tsv"
-    retries: config["search"]["retries"]
+    retries: EXP.retries("search")
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("search")
     resources:
         **EXP.resources("search"),
     params:
-        job=correlation_job,
+        job=EXP.correlation_job(),
         cache_dir=f"{R}/cache/search",
     script:
         "../scripts/correlation.py"

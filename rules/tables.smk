@@ -93,13 +93,12 @@ rule table_stage:
     log:
         f"{R}/logs/tables/{{stage}}.log",
     wildcard_constraints:
-        stage="transfer|finetune",
+        stage="|".join(STAGES),
     localrule: True
     conda:
         "../envs/augloss.yaml"
     params:
-        metric=config["tables"]["metric"],
-        allow_mixed=config["tables"]["allow_mixed"],
+        **EXP.table_params(),
     script:
         "../scripts/table_stage.py"
 
@@ -124,9 +123,8 @@ rule table_claims:
     conda:
         "../envs/augloss.yaml"
     params:
-        stages=["transfer", "finetune"],
-        metric=config["tables"]["metric"],
-        allow_mixed=config["tables"]["allow_mixed"],
+        **EXP.table_params(),
+        stages=STAGES,
     script:
         "../scripts/table_claims.py"
 

@@ -2,16 +2,13 @@
 
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 
-from augloss import search, workflow
+from augloss import runtime, search, workflow
 from augloss.io import write_json
 
 job = snakemake.params.job
-with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
+with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
     workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
-    fitness = search.FitnessConfig.from_dict(
-        {**job["fitness"], "dataset": job["dataset"], "data_root": job["data_root"],
-         "device": dev if job["device"] == "auto" else job["device"]}
-    )
+    fitness = workflow.fitness(job["fitness"], dev)
     best = dict(zip(job["augmentations"], snakemake.input.best))
     study = search.correlation_study(best, job["top_n"], fitness, job["seed"],
                                      snakemake.params.cache_dir, tuple(job["augmentations"]),

@@ -2,7 +2,7 @@
 
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 
-from augloss import workflow
+from augloss import runtime, workflow
 
-with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
+with runtime.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     workflow.write_environment(snakemake.output.env)

@@ -2,10 +2,10 @@
 
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 
-from augloss import workflow
+from augloss import runtime, workflow
 from augloss.io import write_json
 
-with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
+with runtime.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     best = dict(zip(snakemake.params.augmentations, snakemake.input.best))
     write_json(snakemake.output.selection,
                workflow.evolved_losses(best, list(snakemake.params.names)))

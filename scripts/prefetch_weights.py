@@ -2,10 +2,10 @@
 
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 
-from augloss import workflow
+from augloss import runtime
 from augloss.io import write_json
 
-with workflow.job_context(snakemake.log[0], 1, 0, offline=False):
+with runtime.job_context(snakemake.log[0], 1, 0, offline=False):
     from augloss import models
 
     manifest = models.prefetch_weights(snakemake.params.model, snakemake.params.root)

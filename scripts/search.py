@@ -5,19 +5,15 @@ import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path
 import shutil
 from pathlib import Path
 
-from augloss import search, workflow
+from augloss import runtime, search, workflow
 from augloss.io import atomic_path
 
 job = snakemake.params.job
-with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
-    workflow.maybe_fail(snakemake.rule, snakemake.params.workdir)
+with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
+    runtime.maybe_fail(snakemake.rule, snakemake.params.workdir)
     workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
-    fitness = search.FitnessConfig.from_dict(
-        {**job["fitness"], "dataset": job["dataset"], "data_root": job["data_root"],
-         "device": dev if job["device"] == "auto" else job["device"]}
-    )
     s = search.Search(job["augmentation"], search.SearchConfig.from_dict(job["algorithm"]),
-                      fitness, job["seed"], snakemake.params.workdir,
+                      workflow.fitness(job["fitness"], dev), job["seed"], snakemake.params.workdir,
                       cache_dir=snakemake.params.cache_dir, noise_seeds=job["noise_seeds"])
     s.store.set_aside_foreign()  # the config changed since the last run: start this one afresh
     s.run()

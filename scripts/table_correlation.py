@@ -2,10 +2,11 @@
 
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 
-from augloss import tables, workflow
+from augloss import runtime
+from augloss.tables import plots, search
 from augloss.io import read_json
 
-with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
+with runtime.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     study = read_json(snakemake.input.study)
-    tables.write_correlation_table(tables.correlation_table(study), snakemake.output.md[:-3])
-    tables.plot_correlation(study, snakemake.output.plot)
+    search.write_correlation_table(search.correlation_table(study), snakemake.output.md[:-3])
+    plots.plot_correlation(study, snakemake.output.plot)

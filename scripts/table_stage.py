@@ -2,15 +2,16 @@
 
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 
-from augloss import tables, workflow
+from augloss import runtime
+from augloss.tables import collect, comparison, plots
 from augloss.io import read_json
 
-with workflow.job_context(snakemake.log[0], 1, 0, uses_torch=False):
-    df = tables.collect(snakemake.input.metrics, allow_mixed=snakemake.params.allow_mixed)
+with runtime.job_context(snakemake.log[0], 1, 0, uses_torch=False):
+    df = collect.collect(snakemake.input.metrics, allow_mixed=snakemake.params.allow_mixed)
     aliases = read_json(snakemake.input.evolved)["aliases"]
-    t = tables.comparison(df, snakemake.wildcards.stage, snakemake.params.metric,
-                          aliases=aliases)
-    tables.write_comparison(t, snakemake.output.md[:-3])
-    tables.plot_delta_heatmap(t, snakemake.output.delta)
-    tables.plot_learning_curves(snakemake.input.metrics, snakemake.wildcards.stage,
-                                snakemake.output.curves, aliases)
+    t = comparison.comparison(df, snakemake.wildcards.stage, snakemake.params.metric,
+                              aliases=aliases)
+    comparison.write_comparison(t, snakemake.output.md[:-3])
+    plots.plot_delta_heatmap(t, snakemake.output.delta)
+    plots.plot_learning_curves(snakemake.input.metrics, snakemake.wildcards.stage,
+                               snakemake.output.curves, aliases)

@@ -5,28 +5,25 @@ import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path
 
 from pathlib import Path
 
-from augloss import train, workflow
+from augloss import runs, runtime, workflow
 
-metrics = snakemake.output.metrics
-metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-jobs = snakemake.params.jobs
-assert len(jobs) == len(metrics), (jobs, metrics)
-with workflow.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
+jobs = snakemake.params.jobs  # one run per seed this job trains, each naming its out_dir
+with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
     for root in dict.fromkeys(job["data_root"] for job in jobs):  # hashes files: once per job
         workflow.verify_dataset(snakemake.input.manifest, root)
-    for job, out in zip(jobs, metrics):
-        out_dir = Path(out).parent
-        workflow.maybe_fail(snakemake.rule, out_dir)
+    for job in jobs:
+        out_dir = Path(job["out_dir"])
+        runtime.maybe_fail(snakemake.rule, out_dir)
         model = job["model"]
         if "hub_weights" in snakemake.input.keys():  # fetched by the head node (prefetch_weights)
             model = {**model, "weights": workflow.prefetched_weights(snakemake.input.hub_weights)}
         spec = workflow.resolve_loss(job["loss"], job["baseline"], snakemake.input.get("best"),
                                      snakemake.input.get("selection"))
-        run = train.Job(stage=job["stage"], dataset=job["dataset"],
-                        augmentation=job["augmentation"], loss=spec,
-                        model=model, train=job["train"], seed=job["seed"],
-                        augment=job["augment"], data_root=job["data_root"],
-                        preprocessing=job.get("preprocessing"))
-        workflow.log.info("run %s", out_dir)
-        train.run(run, out_dir, device=dev, init_weights=snakemake.input.get("weights"),
-                  weights_out=snakemake.output.get("weights"))
+        run = runs.Job(stage=job["stage"], dataset=job["dataset"],
+                       augmentation=job["augmentation"], loss=spec,
+                       model=model, train=job["train"], seed=job["seed"],
+                       augment=job["augment"], data_root=job["data_root"],
+                       preprocessing=job["preprocessing"])
+        runtime.log.info("run %s", out_dir)
+        runs.run(run, out_dir, device=dev, init_weights=snakemake.input.get("weights"),
+                 weights_out=snakemake.output.get("weights"))

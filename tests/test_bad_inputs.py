@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from test_workflow import REPO, smk
+from tests.helpers import REPO, smk
 
 DEMO = yaml.safe_load((REPO / "demo" / "config.yaml").read_text())
 
@@ -122,7 +122,7 @@ def test_unwritable_results_directory_fails_before_any_job(tmp_path):
 
 
 def test_unwritable_names_the_blocking_directory(tmp_path, monkeypatch):
-    from augloss.workflow import unwritable
+    from augloss.runtime import unwritable
 
     assert unwritable(tmp_path / "results" / "demo") is None  # created later, parent writable
     (tmp_path / "file").write_text("x")

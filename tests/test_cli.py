@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from augloss import cli, tables
-from tests.test_tables import _write
+from augloss import cli
+from augloss.tables import audit, collect
+from tests.helpers import write_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,7 +79,7 @@ def test_every_subcommand_has_help(sub):
 
 
 def test_tables_regenerates_a_table_with_heatmap_and_audit(tmp_path, capsys):
-    _write(tmp_path / "runs")
+    write_runs(tmp_path / "runs")
     assert cli.main(["tables", str(tmp_path / "runs"), "--stage", "transfer",
                      "--out", str(tmp_path / "t" / "transfer")]) == 0
     for name in ("transfer.md", "transfer.csv", "transfer.tex", "transfer_delta.png",
@@ -91,10 +92,10 @@ def test_tables_regenerates_a_table_with_heatmap_and_audit(tmp_path, capsys):
 
 
 def test_audit_writes_every_cell_and_strict_fails_on_a_flag(tmp_path, capsys):
-    runs = _write(tmp_path / "runs")
+    runs = write_runs(tmp_path / "runs")
     out = tmp_path / "a" / "audit"
     assert cli.main(["audit", str(runs), "--out", str(out)]) == 0
-    a = tables.audit(tables.collect([runs], allow_mixed=True))
+    a = audit.audit(collect.collect([runs], allow_mixed=True))
     assert (out.with_suffix(".md")).read_text().count("\n## ") == len(a)
     assert out.with_suffix(".html").read_text().count("<tr>") == len(a) + 1  # + the header
     assert "0 flagged" in capsys.readouterr().err

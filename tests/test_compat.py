@@ -31,6 +31,19 @@ def test_randaugment_op_table_is_torchvisions():
     assert signed and len(magnitudes(31, 8, 8)) == 31
 
 
+def test_one_randaugment_op_applies_as_torchvision_applies_it():
+    import torch
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as F
+
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).reshape(2, 3, 8, 8)
+    out = compat.randaugment_apply(v2.RandAugment(), images, "Rotate", 30.0)
+    assert torch.equal(out, F.rotate(images, 30.0, interpolation=v2.InterpolationMode.NEAREST,
+                                     fill=0))
+    assert torch.equal(compat.randaugment_apply(v2.RandAugment(), images, "Identity", 0.0),
+                       images)
+
+
 def test_stanford_cars_samples_come_from_its_annotations(tmp_path):
     from augloss import synthetic
 

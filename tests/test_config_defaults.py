@@ -7,9 +7,10 @@ import copy
 import pytest
 import yaml
 
-from augloss import workflow as wf
-from augloss.workflow import ConfigError, load_config
-from tests.test_workflow import REPO, load, smk
+from augloss import runtime, schema
+from augloss.experiment import Experiment
+from augloss.schema import ConfigError, load_config
+from tests.helpers import REPO, load, smk
 
 SCHEMA_FILE = REPO / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_FILE.read_text())
@@ -18,15 +19,15 @@ CONFIGS = ["config.yaml", "demo/config.yaml"]
 
 def node(path: tuple) -> dict:
     """The schema node of a key path (refs followed; an object branch of a oneOf)."""
-    here = wf._resolve(SCHEMA, SCHEMA)
+    here = schema.resolve(SCHEMA, SCHEMA)
     for key in path:
         if "properties" not in here:
-            objects = [wf._resolve(b, SCHEMA) for b in here.get("oneOf", [])]
+            objects = [schema.resolve(b, SCHEMA) for b in here.get("oneOf", [])]
             here = next((b for b in objects if "properties" in b), {})
         if key in here.get("properties", {}):
-            here = wf._resolve(here["properties"][key], SCHEMA)
+            here = schema.resolve(here["properties"][key], SCHEMA)
         elif isinstance(here.get("additionalProperties"), dict):
-            here = wf._resolve(here["additionalProperties"], SCHEMA)
+            here = schema.resolve(here["additionalProperties"], SCHEMA)
         else:
             here = {}
     return here
@@ -35,7 +36,7 @@ def node(path: tuple) -> dict:
 def required(path: tuple) -> bool:
     parent = node(path[:-1])
     if "properties" not in parent:
-        objects = [wf._resolve(b, SCHEMA) for b in parent.get("oneOf", [])]
+        objects = [schema.resolve(b, SCHEMA) for b in parent.get("oneOf", [])]
         parent = next((b for b in objects if "properties" in b), {})
     return path[-1] in parent.get("required", [])
 
@@ -59,7 +60,7 @@ def without(cfg: dict, path: tuple) -> dict:
 
 def everything_a_rule_reads(cfg: dict) -> None:
     """Build every job's parameters and read every key the rules read at parse time."""
-    exp = wf.Experiment.from_config(cfg)
+    exp = Experiment.from_config(cfg)
     for aug in exp.augmentations:
         exp.search_job(aug)
         exp.search_job(aug, "random")
@@ -70,11 +71,11 @@ def everything_a_rule_reads(cfg: dict) -> None:
                 exp.train_job(stage, d, exp.augmentations[0], loss, 0)
         exp.resources(stage)
         c = cfg[stage]
-        wf.job_threads(c["threads"], 8, 4, c["gpu"])
+        runtime.job_threads(c["threads"], 8, 4, c["gpu"])
         assert c["retries"] >= 0 and c["runtime"] > 0
     if exp.pretrain is not None:
         exp.pretrain_job()
-    wf.job_threads(cfg["search"]["threads"], 8, 4, cfg["search"]["gpu"])
+    runtime.job_threads(cfg["search"]["threads"], 8, 4, cfg["search"]["gpu"])
     cfg["tables"]["metric"], cfg["tables"]["allow_mixed"], cfg["data_root"]
     cfg["finetune"]["from_transfer"], cfg["finetune"]["selection_metric"]
 
@@ -106,7 +107,7 @@ def test_every_key_removed(name, path):
         value = filled
         for k in path:
             value = value[k]
-        assert value == wf.fill_defaults(copy.deepcopy(default), node(path), SCHEMA)
+        assert value == schema.fill_defaults(copy.deepcopy(default), node(path), SCHEMA)
 
 
 def test_loader_names_a_wrong_value_in_one_line():
@@ -123,7 +124,7 @@ def test_override_mappings_are_not_filled():
     cfg["augment"]["cutout_size"] = 8
     filled = load_config(cfg, SCHEMA_FILE)
     assert filled["finetune"]["augment"] == {"finetune": True}
-    assert wf.Experiment(filled).stage_augment("finetune")["cutout_size"] == 8
+    assert Experiment(filled).augment("finetune")["cutout_size"] == 8
 
 
 def prune(cfg: dict, path=()) -> dict:
@@ -151,3 +152,27 @@ def test_dry_run_names_a_missing_required_key(tmp_path):
     assert proc.returncode != 0
     assert "config: transfer.train: required key missing" in out
     assert "Traceback" not in out and "KeyError" not in out
+
+
+@pytest.mark.parametrize("path", [("search",), ("search", "fitness")])
+def test_library_defaults_never_contradict_the_schema(path):
+    """A key the schema gives a default has that default in FitnessConfig too (which library
+    callers and benchmarks use): one value, stated twice at most, never two values. Except
+    ``device``: the workflow's ``auto`` is the job's own device, which a library call has not."""
+    import dataclasses
+
+    from augloss.config import FitnessConfig
+
+    props = node(path).get("properties", {})
+    both = [(f.name, f.default, schema.resolve(props[f.name], SCHEMA)["default"])
+            for f in dataclasses.fields(FitnessConfig)
+            if f.name in props and "default" in schema.resolve(props[f.name], SCHEMA)
+            and f.default is not dataclasses.MISSING and f.name != "device"]
+    assert both, f"FitnessConfig shares no defaulted key with {'.'.join(path)}"
+    assert [(k, a, b) for k, a, b in both if a != b] == []
+
+
+def test_the_search_algorithm_has_one_home_for_its_defaults():
+    """search.algorithm's defaults live in SearchConfig only: the schema states none of them."""
+    props = node(("search", "algorithm"))["properties"]
+    assert props and not [k for k, v in props.items() if "default" in schema.resolve(v, SCHEMA)]

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from packaging.requirements import Requirement
 
-from tests.test_workflow import REPO, job_counts, load
+from tests.helpers import REPO, job_counts, load
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 

@@ -1,4 +1,4 @@
-"""augloss.workflow.Experiment, augloss.names and augloss.config: the torch-free parse layer."""
+"""augloss.experiment.Experiment, augloss.names and augloss.config: the torch-free parse layer."""
 
 import copy
 import json
@@ -12,7 +12,8 @@ import yaml
 
 from augloss import names
 from augloss.config import LossSpec
-from augloss.workflow import ConfigError, Experiment, canonical, deep_merge
+from augloss.experiment import Experiment, canonical, deep_merge
+from augloss.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def test_names_round_trip():
     parsed = names.parse_loss("evolved-randaugment-12")
     assert (parsed.kind, parsed.augmentation, parsed.rank) == ("evolved", "randaugment", 12)
     assert str(parsed) == "evolved-randaugment-12"
-    assert str(names.parse_loss("transfer-best-3")) == names.transfer_best(3)
+    assert str(names.parse_loss("transfer-best-3")) == names.selected("transfer", 3)
     assert names.parse_loss("ce_ls").kind == "named"
     assert names.parse_loss("evolved-cutout").kind == "named"
     assert names.display("evolved-mixup-1") == "evolved[mixup]#1"
@@ -62,7 +63,7 @@ def test_paper_experiment_lists_the_paper_jobs():
 def test_upstream_names_what_a_loss_reads():
     x = Experiment.from_config(_config())
     assert x.upstream("transfer", "evolved-mixup-1") == ("best", "mixup")
-    assert x.upstream("finetune", "transfer-best-2") == ("selection", None)
+    assert x.upstream("finetune", "transfer-best-2") == ("selection", "transfer")
     assert x.upstream("transfer", "ce") is None and x.upstream("finetune", "ce_ls") is None
 
 
@@ -91,11 +92,11 @@ def test_train_jobs_carry_everything_a_run_depends_on(config):
     slug = next(iter(x.datasets("finetune")))
     job = x.train_job("finetune", slug, "mixup", "ce", "1")
     assert job["seed"] == 1 and job["dataset"] == config["finetune"]["datasets"][0]
-    assert job["augment"] == {**config["augment"], **config["finetune"]["augment"]}
+    assert job["augment"] == {**x.config["augment"], **x.config["finetune"]["augment"]}
     assert job["train"] == config["finetune"]["train"] and job["baseline"] is None
     assert job["preprocessing"] == config["finetune"]["preprocessing"]  # from the weights
     t = x.train_job("transfer", next(iter(x.datasets("transfer"))), "base", "ce", 0)
-    assert t["augment"] == config["augment"] and t["preprocessing"] is None
+    assert t["augment"] == x.config["augment"] and t["preprocessing"] is None
 
 
 def test_a_job_trains_one_run_or_every_seed_of_its_cell(config):
@@ -112,6 +113,14 @@ def test_a_job_trains_one_run_or_every_seed_of_its_cell(config):
         assert x.runs_per_job(stage) == (len(config[stage]["seeds"]) if grouped else 1)
     # The paper config runs one GPU job per seed; the CPU demo one process per cell.
     assert x.seeds_in_one_job("transfer") == (config["experiment"] == "demo")
+    # Each run names its own directory, which is the rule's output path for its seed: the
+    # script never pairs jobs with outputs by position.
+    patterns = [x.run_dir("transfer", "{dataset}", "{aug}", "{loss}", s)
+                for s in x.job_seeds("transfer")]
+    wildcards = {"dataset": slug, "aug": "cutout", "loss": "ce", "seed": 1}
+    jobs = cell if x.seeds_in_one_job("transfer") else one
+    assert [p.format(**wildcards) for p in patterns] == [j["out_dir"] for j in jobs]
+    assert all(j["out_dir"].endswith(f"/seed{j['seed']}") for j in cell)
 
 
 def test_gpu_resources_grow_memory_with_the_attempt(config):
@@ -131,8 +140,9 @@ def test_gpu_resources_grow_memory_with_the_attempt(config):
     (lambda c: c["finetune"].update(from_transfer=99), "finetune.from_transfer"),
     (lambda c: c["transfer"]["datasets"].append("mnist"), "transfer.datasets[2]"),
     (lambda c: c["search"].update(dataset="svhn"), "search.dataset"),
-    (lambda c: c["transfer"]["train"].update(epochs=0), "transfer.train"),
-    (lambda c: c["search"]["algorithm"].update(population=0), "search (augmentation base)"),
+    (lambda c: c["transfer"]["train"].update(epochs=0), "transfer.train.epochs"),  # the schema
+    (lambda c: c["search"]["algorithm"].update(population=0), "search.algorithm.population"),
+    (lambda c: c["search"]["algorithm"].update(initial_pool=2), "search (augmentation base)"),
     (lambda c: c["transfer"]["baselines"].append({"name": "focal"}), "transfer.baselines"),
     (lambda c: c["transfer"]["baselines"].append({"name": "x", "expression": "sin(y"}),
      "transfer.baselines[3]"),
@@ -214,11 +224,11 @@ def test_schema_and_names_agree_on_the_techniques():
 # Layers, lowest first: a module imports only from its own layer or below.
 LAYERS = [
     {"names", "config", "io", "losses", "provenance", "gpu", "stats", "optim", "progress",
-     "compat"},
-    {"data", "synthetic", "augment", "batch_augment", "models", "population"},
-    {"train"},
+     "compat", "techniques", "schema", "runtime", "registry", "manifest"},
+    {"data", "synthetic", "augment", "batch_augment", "models", "population", "batches"},
+    {"train", "runs"},
     {"search"},
-    {"tables", "workflow"},
+    {"tables", "workflow", "experiment"},
     {"cli", "__main__"},
 ]
 
@@ -303,3 +313,97 @@ def test_a_loss_two_searches_selected_trains_once_under_its_first_name(tmp_path)
     assert exp.losses("transfer", ["evolved-base-1"])[-1] == "evolved-base-1"
     assert exp.losses("transfer")[-5:] == exp.evolved_names() == \
         [f"evolved-{a}-1" for a in names.TECHNIQUES]
+
+
+def test_one_stage_vocabulary():
+    """names.STAGES is the list; experiment.STAGES describes each, upstream before downstream."""
+    from augloss import experiment
+
+    assert tuple(experiment.STAGES) == names.STAGES
+    for i, (name, s) in enumerate(experiment.STAGES.items()):
+        assert s.name == name
+        assert s.receives == "search" or s.receives in names.STAGES[:i], name
+        if s.receives != "search":
+            assert experiment.STAGES[s.receives].selects, f"{name} reads an unselected stage"
+    assert experiment.stage("pretrain") is experiment.STAGES[experiment.PRETRAIN_SECTION]
+    with pytest.raises(ValueError, match="unknown stage 'prescreen'; stages are transfer, "):
+        experiment.stage("prescreen")
+    with pytest.raises(ValueError, match="unknown stage"):
+        names.selected("search", 1)
+    x = Experiment.from_config(_config())
+    assert x.receiver("transfer") == "finetune"
+    assert x.selection_params("transfer") == {"top_k": x.config["finetune"]["from_transfer"],
+                                              "metric": x.config["finetune"]["selection_metric"],
+                                              "key": "finetune.from_transfer"}
+
+
+def test_stage_lists_are_derived_not_restated():
+    """Rules, tables and the CLI take the stages from names.STAGES / EXP: a literal list of
+    stages (e.g. the tables' old wildcard constraint "transfer|finetune") would silently leave a
+    new stage out."""
+    literal = re.compile(r"transfer\|finetune|[\"']transfer[\"'],\s*[\"']finetune[\"']|"
+                         r"[\"']finetune[\"'],\s*[\"']pretrain[\"']")
+    files = [ROOT / "Snakefile", *(ROOT / "rules").glob("*.smk"), *(ROOT / "scripts").glob("*.py"),
+             *(p for p in (ROOT / "augloss").rglob("*.py") if p.name != "names.py")]
+    hits = [str(p.relative_to(ROOT)) for p in files if literal.search(p.read_text())]
+    assert hits == []
+    tables_smk = (ROOT / "rules" / "tables.smk").read_text()
+    assert 'stage="|".join(STAGES)' in tables_smk and "stages=STAGES" in tables_smk
+    from augloss import cli
+
+    stage_choices = [a.choices for p in cli.parser()._subparsers._group_actions[0].choices.values()
+                     for a in p._actions if a.dest == "stage"]
+    assert stage_choices and all(tuple(c) == names.STAGES for c in stage_choices)
+
+
+def test_an_override_cannot_move_a_search_off_its_data_or_device():
+    """search.overrides.<aug>.fitness merges into the fitness, but the dataset, data root and
+    device are the search's own: the manifest its job checks is of that dataset."""
+    config = _config("demo/config.yaml")
+    config["search"]["overrides"] = {"cutout": {"fitness": {
+        "dataset": "digits:0-4", "data_root": "/elsewhere", "device": "cuda",
+        "threshold_scale": 0.5}}}
+    x = Experiment.from_config(config)
+    job = x.search_job("cutout")
+    assert (job["fitness"]["dataset"], job["fitness"]["data_root"], job["fitness"]["device"]) \
+        == (job["dataset"], job["data_root"], x.config["search"]["device"])
+    assert job["fitness"]["threshold_scale"] == 0.5 != \
+        x.search_job("base")["fitness"]["threshold_scale"]
+    assert x.correlation_job()["fitness"] == x.fitness()
+
+
+def test_weights_belong_to_the_fine_tune_section_only():
+    from augloss import experiment
+
+    demo, paper = Experiment.from_config(_config("demo/config.yaml")), Experiment.from_config(
+        _config())
+    assert demo.weights_stages("pretrain") == [experiment.PRETRAIN_SECTION]
+    assert demo.weights_stages("hub") == []  # the demo's model has no published weights
+    assert paper.weights_stages("pretrain") == []
+    assert paper.weights_stages("hub") == [experiment.PRETRAIN_SECTION]
+
+
+def test_a_stage_without_a_receiver_is_named(monkeypatch):
+    from augloss import experiment
+
+    x = Experiment.from_config(_config())
+    assert x.selecting_stages == ["transfer"]
+    with pytest.raises(ValueError, match="no stage receives finetune's selection; .*"
+                                         "finetune <- transfer"):
+        x.receiver("finetune")
+    assert x.selection_params("transfer")["key"] == "finetune.from_transfer"
+    assert experiment.searched_stage() == "transfer"
+
+
+def test_a_baseline_job_carries_the_loss_its_check_parsed():
+    config = _config()
+    config["transfer"]["baselines"].append({"name": "mine", "loss": "focal",
+                                            "expression": "abs(y - p)"})
+    x = Experiment.from_config(config)
+    b = x.baselines("transfer")
+    assert b["mine"] == {"name": "mine", "expression": "abs(y - p)", "label_smoothing": 0.0,
+                         "class_weights": None}
+    assert b["ce_ls"]["expression"] == "ce" and b["ce_ls"]["label_smoothing"] == 0.1
+    assert b["focal"]["expression"] == "focal"  # the registry entry of its own name
+    slug = next(iter(x.datasets("transfer")))
+    assert x.train_job("transfer", slug, "base", "mine", 0)["baseline"] == b["mine"]

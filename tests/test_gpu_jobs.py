@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from augloss.workflow import job_threads
-from tests.test_workflow import REPO, load, smk
+from augloss.runtime import job_threads
+from tests.helpers import REPO, load, smk
 
 GPU_RULES = ("search", "correlation_study", "train_transfer", "finetune", "pretrain",
              "search_random")

@@ -11,9 +11,10 @@ import torch
 import yaml
 from PIL import Image
 
-from augloss import data, models, train, workflow
+from augloss import models, names, runs, runtime, workflow
 from augloss.io import read_json, write_json
-from tests.test_workflow import REPO, load, smk
+from augloss.manifest import DataMismatch
+from tests.helpers import REPO, load, smk
 
 MODEL = {"name": "timm:test_efficientnet", "tag": "r160_in1k", "pretrained": True}
 
@@ -65,16 +66,16 @@ def test_prefetch_puts_the_weights_under_the_data_root(tmp_path, fake_hub):
 def test_fine_tune_job_runs_with_the_network_impossible(tmp_path, fake_hub, no_network):
     manifest = tmp_path / "weights.json"
     write_json(manifest, models.prefetch_weights(MODEL, tmp_path / "data"))
-    job = train.Job(stage="finetune", dataset="digits:5-9", augmentation="base",
-                    loss=workflow.resolve_loss("ce", None, None, None),
-                    model={**MODEL, "weights": None}, seed=0, data_root=str(tmp_path),
-                    train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 16,
-                           "eval_batch_size": 300, "optimizer": "adam", "lr": 0.003},
-                    augment={"finetune": True}, preprocessing={"image_size": 32})
-    with workflow.job_context(str(tmp_path / "job.log"), 1, 0) as dev:
+    job = runs.Job(stage="finetune", dataset="digits:5-9", augmentation="base",
+                   loss=workflow.resolve_loss("ce", None, None, None),
+                   model={**MODEL, "weights": None}, seed=0, data_root=str(tmp_path),
+                   train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 16,
+                          "eval_batch_size": 300, "optimizer": "adam", "lr": 0.003},
+                   augment={"finetune": True}, preprocessing={"image_size": 32})
+    with runtime.job_context(str(tmp_path / "job.log"), 1, 0) as dev:
         assert os.environ["HF_HUB_OFFLINE"] == "1"
         job.model["weights"] = workflow.prefetched_weights(str(manifest))
-        m = train.run(job, tmp_path / "run", device=dev)
+        m = runs.run(job, tmp_path / "run", device=dev)
     assert m["status"] == "completed" and m["preprocessing"]["pretrained"]
     assert m["preprocessing"]["weights_file"] == "model.safetensors"
     assert no_network == []  # nothing tried to reach the network
@@ -96,7 +97,7 @@ def test_swapped_weights_file_is_refused(tmp_path, fake_hub):
     raw = bytearray(open(path, "rb").read())
     raw[-1] ^= 1
     open(path, "wb").write(bytes(raw))
-    with pytest.raises(data.DataMismatch, match="model.safetensors has SHA-256"):
+    with pytest.raises(DataMismatch, match="model.safetensors has SHA-256"):
         workflow.prefetched_weights(str(manifest))
 
 
@@ -121,10 +122,10 @@ def test_manifest_hashes_file_contents_and_names_a_swapped_file(tmp_path):
     workflow.verify_dataset(str(tmp_path / "m.json"), str(tmp_path))  # unchanged: accepted
     swapped = folder / "train" / "b" / "3.png"
     swapped.write_bytes((folder / "train" / "a" / "3.png").read_bytes())  # a wrong copy
-    with pytest.raises(data.DataMismatch, match=f"{swapped} has"):
+    with pytest.raises(DataMismatch, match=f"{swapped} has"):
         workflow.verify_dataset(str(tmp_path / "m.json"), str(tmp_path))
     swapped.unlink()
-    with pytest.raises(data.DataMismatch, match=f"{swapped} is missing"):
+    with pytest.raises(DataMismatch, match=f"{swapped} is missing"):
         workflow.verify_dataset(str(tmp_path / "m.json"), str(tmp_path))
 
 
@@ -136,7 +137,7 @@ def test_a_run_refuses_a_swapped_dataset_file(tmp_path):
     cfg["transfer"]["datasets"] = [f"imagefolder:{folder}"]
     cfg["transfer"]["train"].update(epochs=1, steps_per_epoch=1)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    slug = workflow.slug(f"imagefolder:{folder}")
+    slug = names.slug(f"imagefolder:{folder}")
     smk(tmp_path, f"results/swap/data/{slug}.json", "--cores", "1", "--configfile",
         str(tmp_path / "c.yaml"))
     swapped = folder / "test" / "a" / "0.png"

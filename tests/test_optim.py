@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from augloss import optim
-from tests.test_workflow import REPO
+from tests.helpers import REPO
 
 CASES = [
     ("sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
@@ -108,16 +108,16 @@ def test_a_training_run_never_imports_torch_dynamo(tmp_path):
     """The point of augloss.optim: a CPU training job skips the 2 s import of torch._dynamo."""
     code = f"""
 import sys
-from augloss import train
-job = train.Job(stage="transfer", dataset="digits", augmentation="mixup",
-                loss={{"name": "ce", "expression": "-(y * ln(p))"}},
-                model={{"name": "surrogate", "bn_momentum": 0.5}},
-                train={{"epochs": 1, "steps_per_epoch": 2, "batch_size": 8,
-                        "eval_batch_size": 64, "optimizer": "sgd", "lr": 0.01}},
-                seed=0, augment={{"image_size": 8}}, data_root={str(tmp_path)!r})
+from augloss import runs
+job = runs.Job(stage="transfer", dataset="digits", augmentation="mixup",
+               loss={{"name": "ce", "expression": "-(y * ln(p))"}},
+               model={{"name": "surrogate", "bn_momentum": 0.5}},
+               train={{"epochs": 1, "steps_per_epoch": 2, "batch_size": 8,
+                       "eval_batch_size": 64, "optimizer": "sgd", "lr": 0.01}},
+               seed=0, augment={{"image_size": 8}}, data_root={str(tmp_path)!r})
 from augloss import data
 data.load("digits", {str(tmp_path)!r}, "train", download=True)
-train.run(job, {str(tmp_path / "run")!r}, device="cpu")
+runs.run(job, {str(tmp_path / "run")!r}, device="cpu")
 print("dynamo" if "torch._dynamo" in sys.modules else "no dynamo")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

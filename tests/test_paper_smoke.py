@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.test_workflow import REPO, smk
+from tests.helpers import REPO, smk
 
 pytestmark = pytest.mark.smoke
 CONFIG = REPO / "tests" / "configs" / "paper-smoke.yaml"
-TECHNIQUES = {"base", "cutout", "mixup", "randaugment", "all"}
+TECHNIQUES = set(yaml.safe_load((REPO / "config.yaml").read_text())["augmentations"])
 CLASSES = {"synthetic:cifar10": 10, "synthetic:cifar100": 100, "synthetic:stanford_cars": 196,
            "synthetic:flowers102": 102, "synthetic:caltech101": 101}
 

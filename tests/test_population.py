@@ -9,7 +9,8 @@ from augloss import augment as aug
 from augloss import data, losses, search
 from augloss.models import Surrogate
 from augloss.population import GroupedSurrogate
-from augloss.train import TrainConfig, fit, fit_population
+from augloss.config import TrainConfig
+from augloss.train import fit, fit_population
 
 TRAIN = data.load("digits", split="train")
 VAL = data.load("digits", split="val")

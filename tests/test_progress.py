@@ -5,9 +5,10 @@ import logging
 import pytest
 
 from augloss import train
+from augloss.config import TrainConfig
 from augloss.progress import Progress, format_eta
 from augloss.search import Search
-from tests.test_search import FITNESS, TINY, FakeEvaluator
+from tests.helpers import FITNESS, TINY, FakeEvaluator
 
 
 @pytest.mark.parametrize("seconds, text", [
@@ -48,16 +49,17 @@ def test_every_search_phase_logs_a_line_per_log_every_evaluations(tmp_path, capl
 
 def test_training_logs_an_epoch_line_with_eta_and_the_surrogate_only_at_debug(caplog):
     from augloss import augment, data, losses, models
+    from augloss.config import AugmentConfig
 
     caplog.set_level(logging.INFO, logger="augloss")
     d = data.load("digits", split="train")
     val = d.subset(range(64), "val")
-    cfg = train.TrainConfig(epochs=2, steps_per_epoch=1, batch_size=16, eval_batch_size=64,
+    cfg = TrainConfig(epochs=2, steps_per_epoch=1, batch_size=16, eval_batch_size=64,
                             evaluate_test=False)
     for level in (logging.INFO, logging.DEBUG):
         caplog.clear()
         train.fit(models.create("surrogate", 10), losses.get("ce"), d, val, None,
-                  augment.build("base", augment.AugmentConfig(image_size=8)), cfg, 0,
+                  augment.build("base", AugmentConfig(image_size=8)), cfg, 0,
                   epoch_log_level=level)
         epochs = [r for r in caplog.records if r.getMessage().startswith("epoch ")]
         if level == logging.INFO:

@@ -1,7 +1,6 @@
 """Regularized evolution: determinism, resume, cache, duplicates, failures, correlation study."""
 
 import dataclasses
-import hashlib
 import json
 
 import numpy as np
@@ -11,49 +10,13 @@ from augloss import losses, search
 from augloss.search import status as st
 from augloss.search import (FitnessConfig, Search, SearchConfig, SearchStateError,
                             SurrogateEvaluator)
+from tests.helpers import FITNESS, SMALL, TINY, FakeEvaluator
 
-SMALL = {"epochs": 1, "steps_per_epoch": 3, "batch_size": 32, "eval_batch_size": 300,
-         "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "nesterov": False}
-FITNESS = FitnessConfig(dataset="digits", model={"name": "surrogate", "bn_momentum": 0.1},
-                        image_size=32, normalize="unit", metric="final", diverged="discard",
-                        prescreen=SMALL,
-                        prefilter={**SMALL, "steps_per_epoch": 2, "fail_below": 0.05},
-                        main={**SMALL, "epochs": 2})
-TINY = SearchConfig(population=4, initial_pool=6, children=6, tournament=3, top_k=3,
-                    report_every=2, log_every=2)
 OUTPUTS = ("history.jsonl", "population.json", "best.json", "summary.json")
 
 
 def _outputs(path):
     return {name: (path / name).read_bytes() for name in OUTPUTS}
-
-
-class FakeEvaluator:
-    """The search.Evaluator protocol: pseudo-fitness from the loss key; some keys diverge or
-    fail the screen."""
-
-    def __init__(self, diverge_every=0, fail_every=0):
-        self.hits = self.trainings = 0
-        self.diverge_every, self.fail_every = diverge_every, fail_every
-        self.calls: list[tuple[str, str]] = []
-
-    def evaluate(self, expr, augmentation, stage):
-        self.trainings += 1
-        self.calls.append((expr.key, stage))
-        h = int(hashlib.sha256(expr.key.encode()).hexdigest()[:8], 16)
-        if expr.key == losses.parse(losses.REGISTRY["ce"]).key:
-            h = 1
-        status = "accepted"
-        if self.diverge_every and stage == "main" and h % self.diverge_every == 0:
-            status = "diverged"
-        if self.fail_every and stage == "prefilter" and h % self.fail_every == 0:
-            status = "failed"
-        fit = (h % 1000) / 1000 if status == "accepted" else 0.0
-        return {"status": status, "reason": "" if status == "accepted" else status,
-                "fitness": fit, "fitness_final": fit, "fitness_max": fit, "epochs_run": 1}
-
-    def evaluate_many(self, exprs, augmentation, stage):  # what the search calls
-        return [self.evaluate(e, augmentation, stage) for e in exprs]
 
 
 def test_tiny_search_is_byte_identical_across_runs_and_hits_the_cache(tmp_path):
@@ -209,7 +172,7 @@ def test_diverged_runs_keep_their_finite_epochs_as_the_earlier_code_did():
 def test_paper_defaults_are_the_earlier_codes_fitness():
     f = FitnessConfig(main=SMALL)
     assert (f.metric, f.diverged, f.image_size, f.normalize) == ("max", "keep", 80, "tf")
-    main, screen = f.augment_config("main"), f.augment_config("prefilter")
+    main, screen = f.phase_augment("main"), f.phase_augment("prefilter")
     assert (main.image_size, main.normalize) == (80, "tf")
     assert (screen.image_size, screen.normalize) == (32, "unit")
     with pytest.raises(ValueError, match="fitness.diverged"):
@@ -219,14 +182,23 @@ def test_paper_defaults_are_the_earlier_codes_fitness():
 def test_cache_key_carries_the_fitness_semantics_and_version(monkeypatch):
     from augloss import config
 
-    base = FITNESS.stage_hash("main", "d")
-    assert FitnessConfig(**{**FITNESS.__dict__, "metric": "max"}).stage_hash("main", "d") != base
-    assert FitnessConfig(**{**FITNESS.__dict__, "diverged": "keep"}).stage_hash("main", "d") != base
-    assert FitnessConfig(**{**FITNESS.__dict__, "image_size": 40}).stage_hash("main", "d") != base
-    assert FitnessConfig(**{**FITNESS.__dict__, "image_size": 40}).stage_hash("prefilter", "d") \
-        == FITNESS.stage_hash("prefilter", "d")  # the screens do not use the main run's size
+    base = FITNESS.phase_hash("main", "d")
+    assert FitnessConfig(**{**FITNESS.__dict__, "metric": "max"}).phase_hash("main", "d") != base
+    assert FitnessConfig(**{**FITNESS.__dict__, "diverged": "keep"}).phase_hash("main", "d") != base
+    assert FitnessConfig(**{**FITNESS.__dict__, "image_size": 40}).phase_hash("main", "d") != base
+    assert FitnessConfig(**{**FITNESS.__dict__, "image_size": 40}).phase_hash("prefilter", "d") \
+        == FITNESS.phase_hash("prefilter", "d")  # the screens do not use the main run's size
     monkeypatch.setattr(config, "FITNESS_VERSION", config.FITNESS_VERSION + 1)
-    assert FITNESS.stage_hash("main", "d") != base
+    assert FITNESS.phase_hash("main", "d") != base
+
+
+def test_a_fitness_phase_is_one_of_the_three(tmp_path):
+    """"Stage" is a workflow stage; the fitness has phases, and a stage name is no phase."""
+    ev = SurrogateEvaluator(FITNESS, tmp_path, seed=0)
+    with pytest.raises(ValueError, match="unknown fitness phase 'transfer'; phases are "
+                                         "prescreen, prefilter, main"):
+        ev.evaluate(losses.parse("-(y * ln(p))"), "base", "transfer")
+    assert ev.trainings == 0
 
 
 def test_cache_entries_of_another_fitness_version_are_not_reused(tmp_path, monkeypatch):
@@ -465,7 +437,7 @@ def test_random_baseline_jobs_differ_from_the_evolution_only_in_strategy():
     """... and in measuring no fitness noise (the evolution measures it, once per technique)."""
     import yaml
 
-    from augloss.workflow import Experiment
+    from augloss.experiment import Experiment
 
     cfg = yaml.safe_load(open("demo/config.yaml"))
     cfg["search"]["baseline"] = "random"

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from scipy import stats as sp
 from statsmodels.stats.multitest import multipletests
 
-from augloss import stats, tables
+from augloss import stats
+from augloss.tables import claims, collect, comparison
 
 
 def test_paired_delta_matches_scipy_t_interval_and_p():
@@ -78,35 +79,35 @@ def test_claim_counts_and_tests_match_scipy():
 
 
 def test_claims_table_and_files(tmp_path):
-    from test_tables import _write
+    from tests.helpers import write_runs
 
-    df = tables.collect([_write(tmp_path / "runs")])
-    t = tables.comparison(df, "transfer")
-    cl = tables.claims([t]).set_index("loss")
+    df = collect.collect([write_runs(tmp_path / "runs")])
+    t = comparison.comparison(df, "transfer")
+    cl = claims.claims([t]).set_index("loss")
     assert list(cl.index) == ["focal", "evolved-cutout-1"]
     assert (cl.loc["focal", "wins"], cl.loc["focal", "losses"]) == (2, 0)
     assert cl.loc["focal", "p_sign"] == pytest.approx(sp.binomtest(2, 2, 0.5).pvalue)
     assert (cl.loc["evolved-cutout-1", "wins"], cl.loc["evolved-cutout-1", "losses"]) == (1, 1)
     assert not cl.loc["evolved-cutout-1", "majority"]
-    paths = tables.write_claims(tables.claims([t]), tmp_path / "out" / "claims")
+    paths = claims.write_claims(claims.claims([t]), tmp_path / "out" / "claims")
     md, csv, tex, html = (p.read_text() for p in paths)
     assert "### Claims, transfer" in md and "evolved[cutout]#1" in md and "majority" in md
     assert csv.startswith("stage,metric,loss,display,cells,wins,ties,losses,majority")
     assert r"\toprule" in tex and r"evolved[cutout]\#1" in tex and r"$\Delta$" in tex
     assert "<h3>Claims, transfer" in html and "evolved[cutout]#1" in html
-    again = tables.write_claims(tables.claims([t]), tmp_path / "again" / "claims")
+    again = claims.write_claims(claims.claims([t]), tmp_path / "again" / "claims")
     assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
 
 
 def test_no_table_prints_p_zero(tmp_path):
-    from test_tables import _write
+    from tests.helpers import write_runs
 
     runs = {("cifar10", "base", "ce"): {0: 0.90, 1: 0.91, 2: 0.92},
             ("cifar10", "base", "focal"): {0: 0.91, 1: 0.92, 2: 0.93}}  # +0.01 on every seed
-    df = tables.collect([_write(tmp_path, runs=runs)])
-    t = tables.comparison(df, "transfer")
+    df = collect.collect([write_runs(tmp_path, runs=runs)])
+    t = comparison.comparison(df, "transfer")
     row = t.cells.set_index("loss").loc["focal"]
     assert row["test"] == "untestable" and not row["significant"]
-    csv = tables.to_csv(t)
+    csv = comparison.to_csv(t)
     assert ",0.0,paired" not in csv and "untestable" in csv
-    assert "no cell is testable" in tables.to_markdown(t)
+    assert "no cell is testable" in comparison.to_markdown(t)

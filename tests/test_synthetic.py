@@ -9,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from augloss import data, models, names, synthetic, workflow
+from augloss import data, manifest, models, names, registry, synthetic, workflow
+from augloss.schema import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "tests" / "configs" / "paper-smoke.yaml"
@@ -30,22 +31,21 @@ def tree_digest(root: Path) -> str:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    for name in names.SYNTHETIC:
+    for name in registry.stand_ins():
         synthetic.write(name, root)
     return root
 
 
 def test_every_stand_in_has_a_spec():
-    assert set(synthetic.SPECS) == set(names.SYNTHETIC) == set(REAL)
+    assert set(registry.stand_ins()) == set(REAL)
+    assert {n: registry.DATASETS[n].classes for n in REAL} == {n: c for n, (c, _) in REAL.items()}
 
 
-@pytest.mark.parametrize("name", names.SYNTHETIC)
+@pytest.mark.parametrize("name", registry.stand_ins())
 def test_stand_ins_load_through_the_real_loader_with_the_real_shapes(written, name, monkeypatch):
     calls = []
-    real_loader = {"cifar10": "_cifar", "cifar100": "_cifar", "flowers102": "_flowers",
-                   "caltech101": "_caltech", "stanford_cars": "_cars"}[name]
-    original = getattr(data, real_loader)
-    monkeypatch.setattr(data, real_loader, lambda *a, **k: calls.append(a) or original(*a, **k))
+    original = data.LOADERS[name]
+    monkeypatch.setitem(data.LOADERS, name, lambda *a, **k: calls.append(a) or original(*a, **k))
     classes, side = REAL[name]
     for split in ("train", "val", "test"):
         ds = data.load(f"synthetic:{name}", written, split, download=False)
@@ -62,7 +62,7 @@ def test_stand_ins_load_through_the_real_loader_with_the_real_shapes(written, na
 
 
 def test_writing_twice_gives_byte_identical_files(written, tmp_path):
-    for name in names.SYNTHETIC:
+    for name in registry.stand_ins():
         synthetic.write(name, tmp_path)
     assert tree_digest(tmp_path / "synthetic") == tree_digest(written / "synthetic")
 
@@ -116,8 +116,8 @@ def test_the_manifest_hashes_the_stand_in_files(tmp_path):
     assert m["splits"]["train"]["classes"] == 196
     jpg = sorted((tmp_path / "synthetic" / "stanford_cars" / "cars_test").glob("*.jpg"))[0]
     jpg.write_bytes(jpg.read_bytes()[:-10])
-    with pytest.raises(data.DataMismatch, match=jpg.name):
-        data.verify_files(files, tmp_path, m["dataset"])
+    with pytest.raises(manifest.DataMismatch, match=jpg.name):
+        manifest.verify_files(files, tmp_path, m["dataset"])
 
 
 # --- weights ----------------------------------------------------------------------------------
@@ -176,8 +176,8 @@ def flat(d, prefix=""):
 
 def test_paper_smoke_is_config_yaml_apart_from_budgets_data_and_weights():
     schema = REPO / "config.schema.yaml"
-    paper = flat(workflow.load_config(yaml.safe_load((REPO / "config.yaml").read_text()), schema))
-    smoke = flat(workflow.load_config(yaml.safe_load(SMOKE.read_text()), schema))
+    paper = flat(load_config(yaml.safe_load((REPO / "config.yaml").read_text()), schema))
+    smoke = flat(load_config(yaml.safe_load(SMOKE.read_text()), schema))
     assert set(paper) <= set(smoke)  # recipe keys the paper leaves to their defaults:
     assert {k.rsplit(".", 1)[-1] for k in set(smoke) - set(paper)} <= RECIPE_BUDGET
     differ = {k for k in smoke if paper.get(k) != smoke[k]}

@@ -9,36 +9,9 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from augloss import tables
-from augloss.tables import TableError
-
-# (dataset, augmentation, loss) -> {seed: test accuracy}
-RUNS = {
-    ("cifar10", "base", "ce"): {0: 0.90, 1: 0.91, 2: 0.92},
-    ("cifar10", "base", "focal"): {0: 0.905, 1: 0.915, 2: 0.93},  # better, not significant
-    ("cifar10", "base", "evolved-cutout-1"): {0: 0.95, 1: 0.965, 2: 0.97},  # significant
-    ("cifar10", "cutout", "ce"): {0: 0.88, 1: 0.89, 2: 0.90},
-    ("cifar10", "cutout", "focal"): {5: 0.93, 6: 0.95},  # seeds do not pair: Welch
-    ("cifar10", "cutout", "evolved-cutout-1"): {0: 0.87, 1: 0.88, 2: 0.89},  # worse
-}
-
-
-def _write(root, stage="transfer", runs=RUNS, **override):
-    for (dataset, a, loss), by_seed in runs.items():
-        for seed, acc in by_seed.items():
-            d = root / stage / dataset / a / loss / str(seed)
-            d.mkdir(parents=True, exist_ok=True)
-            m = {"stage": stage, "dataset": dataset, "augmentation": a, "loss": loss,
-                 "seed": seed, "status": "completed", "diverged": False,
-                 "config_hash": f"h-{dataset}-{a}-{loss}", "code_version": "0.1.0",
-                 "test_acc": acc, "final_val_acc": acc, "best_val_acc": acc,
-                 "expression": "-(y * ln(p))", "loss_key": "k", "model": "wrn"}
-            m.update(override)
-            (d / "metrics.json").write_text(json.dumps(m))
-            (d / "provenance.json").write_text(json.dumps(
-                {"git_commit": "abc", "git_dirty": False, "device": "cuda", "gpu_name": "H100"}))
-    return root
-
+from augloss.tables import audit, claims, collect, comparison, plots, render, search
+from augloss.tables.collect import TableError
+from tests.helpers import RUNS, write_runs
 
 def _holm(ps):
     order = np.argsort(ps)
@@ -50,9 +23,9 @@ def _holm(ps):
 
 
 def test_comparison_table_numbers_bold_significance_and_wins(tmp_path):
-    df = tables.collect([_write(tmp_path)])
+    df = collect.collect([write_runs(tmp_path)])
     assert len(df) == 17
-    t = tables.comparison(df, "transfer")
+    t = comparison.comparison(df, "transfer")
     assert t.losses == ["ce", "focal", "evolved-cutout-1"]
     assert t.columns == [("cifar10", "base"), ("cifar10", "cutout")]
     c = t.cells.set_index(["loss", "augmentation"])
@@ -91,25 +64,27 @@ def test_comparison_table_numbers_bold_significance_and_wins(tmp_path):
     wins = t.wins()
     assert wins.loc["focal"].tolist() == [2, 0]
     assert wins.loc["evolved-cutout-1"].tolist() == [1, 1]
-    md = tables.to_markdown(t)
+    md = comparison.to_markdown(t)
     assert "**96.17 ± 1.04 (3)*" in md  # bold and significant
     assert "| 91.67 ± 1.26 (3) " in md  # focal/base: no marker, not bold
     assert "evolved[cutout]#1" in md
     lines = [l for l in md.splitlines() if l.startswith("| ")]
     assert lines[1].startswith("| ce ") and lines[3].startswith("| evolved[cutout]#1")
-    tex = tables.to_latex(t)
+    tex = comparison.to_latex(t)
     assert r"\toprule" in tex and r"\textbf{96.17 $\pm$ 1.04 (3)$^{*}$}" in tex
     assert r"evolved[cutout]\#1" in tex
-    csv = tables.to_csv(t).splitlines()
+    csv = comparison.to_csv(t).splitlines()
     assert csv[0].startswith("loss,display,dataset,augmentation,n,mean,std,delta_vs_ce,ci_low,"
                              "ci_high,p_value,p_holm")
     assert len(csv) == 1 + 6
 
 
 def test_outputs_are_byte_identical(tmp_path):
-    df = tables.collect([_write(tmp_path / "runs")])
-    a = tables.write_comparison(tables.comparison(df, "transfer"), tmp_path / "a" / "transfer")
-    b = tables.write_comparison(tables.comparison(df, "transfer"), tmp_path / "b" / "transfer")
+    df = collect.collect([write_runs(tmp_path / "runs")])
+    a = comparison.write_comparison(comparison.comparison(df, "transfer"),
+                                    tmp_path / "a" / "transfer")
+    b = comparison.write_comparison(comparison.comparison(df, "transfer"),
+                                    tmp_path / "b" / "transfer")
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
     assert [p.suffix for p in a] == [".md", ".csv", ".tex", ".html"]
 
@@ -118,100 +93,100 @@ def test_latex_goes_through_booktabs_and_escapes_every_special_character():
     headers = ["loss", "a_b / 50%", "Δ"]
     body = [["evolved[cutout]#1", "**96.17 ± 1.04 (3)***", "—"],
             ["x & y $ {z} ~ ^ \\ _", "1.00 (2)", "+0.50"]]
-    tex = tables._booktabs(headers, body)
+    tex = render.booktabs(headers, body)
     assert tex.startswith("\\begin{tabular}{lrr}\n\\toprule") and "\\bottomrule" in tex
     assert r"evolved[cutout]\#1" in tex and r"a\_b / 50\%" in tex and r"$\Delta$" in tex
     assert r"\textbf{96.17 $\pm$ 1.04 (3)$^{*}$}" in tex and "---" in tex
     assert (r"x \& y \$ \{z\} \textasciitilde{} \^{} \textbackslash{} \_" in tex)
-    raw = tables._booktabs(["f"], [["`ln(p)`"]], raw={0: [r"$\ln p$"]})
+    raw = render.booktabs(["f"], [["`ln(p)`"]], raw={0: [r"$\ln p$"]})
     assert r"$\ln p$" in raw  # a formula column goes in unescaped
 
 
 def test_html_tables_escape_and_render_the_markdown_marks(tmp_path):
-    page = tables._html_page("T <1>", [("T <1>", ["loss", "a"],
-                                        [["`-(y * ln(p))`", "**96.17 ± 1.04 (3)***"],
-                                         ["<script>", "1 & 2"]], ["**bold**: best"])])
+    page = render.html_page("T <1>", [("T <1>", ["loss", "a"],
+                                       [["`-(y * ln(p))`", "**96.17 ± 1.04 (3)***"],
+                                        ["<script>", "1 & 2"]], ["**bold**: best"])])
     assert page.startswith("<!DOCTYPE html>") and "<title>T &lt;1&gt;</title>" in page
     assert "<code>-(y * ln(p))</code>" in page
     assert "<b>96.17 ± 1.04 (3)<sup>*</sup></b>" in page
     assert "&lt;script&gt;" in page and "<script>" not in page and "1 &amp; 2" in page
     assert "<p><b>bold</b>: best</p>" in page
-    df = tables.collect([_write(tmp_path / "runs")])
-    html = tables.write_comparison(tables.comparison(df, "transfer"), tmp_path / "t")[3]
+    df = collect.collect([write_runs(tmp_path / "runs")])
+    html = comparison.write_comparison(comparison.comparison(df, "transfer"), tmp_path / "t")[3]
     text = html.read_text()
     assert "<table>" in text and "evolved[cutout]#1" in text and "<b>" in text
-    a = tables.audit(df)
-    tables.write_audit(a, tmp_path / "a.md", tmp_path / "a.csv", tmp_path / "a.html")
+    a = audit.audit(df)
+    audit.write_audit(a, tmp_path / "a.md", tmp_path / "a.csv", tmp_path / "a.html")
     audit_html = (tmp_path / "a.html").read_text()
     assert audit_html.count("<tr>") == len(a) + 1 and "config hash" in audit_html
 
 
 def test_learning_curves_per_stage_panel_and_loss(tmp_path):
-    runs = _write(tmp_path / "runs")
+    runs = write_runs(tmp_path / "runs")
     files = sorted(runs.rglob("metrics.json"))
     for i, f in enumerate(files):
         m = json.loads(f.read_text())
         m["curves"] = {"val_acc": [0.1 + 0.01 * i, 0.5, 0.6 + 0.001 * m["seed"]]}
         f.write_text(json.dumps(m))
-    df = tables.learning_curves(files, "transfer")
+    df = plots.learning_curves(files, "transfer")
     assert len(df) == 3 * len(files) and set(df["epoch"]) == {1, 2, 3}
-    assert tables.learning_curves(files, "finetune").empty
-    png = tables.plot_learning_curves(files, "transfer", tmp_path / "a.png")
+    assert plots.learning_curves(files, "finetune").empty
+    png = plots.plot_learning_curves(files, "transfer", tmp_path / "a.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
-    again = tables.plot_learning_curves(files, "transfer", tmp_path / "b.png")
+    again = plots.plot_learning_curves(files, "transfer", tmp_path / "b.png")
     assert again.read_bytes() == png.read_bytes()
-    with pytest.raises(tables.TableError, match="no finetune run"):
-        tables.plot_learning_curves(files, "finetune", tmp_path / "c.png")
+    with pytest.raises(collect.TableError, match="no finetune run"):
+        plots.plot_learning_curves(files, "finetune", tmp_path / "c.png")
 
 
 def test_finetune_table_has_the_same_shape(tmp_path):
     runs = {("flowers102", "mixup", "ce"): {0: 0.8, 1: 0.82},
             ("flowers102", "mixup", "evolved-mixup-1"): {0: 0.85, 1: 0.86},
             ("caltech101", "mixup", "ce"): {0: 0.9, 1: 0.91}}
-    df = tables.collect([_write(tmp_path, stage="finetune", runs=runs)])
-    t = tables.comparison(df, "finetune")
+    df = collect.collect([write_runs(tmp_path, stage="finetune", runs=runs)])
+    t = comparison.comparison(df, "finetune")
     assert t.columns == [("caltech101", "mixup"), ("flowers102", "mixup")]
-    md = tables.to_markdown(t)
+    md = comparison.to_markdown(t)
     assert "finetune" in md and "—" in md  # the missing caltech cell
     with pytest.raises(TableError, match="no runs of stage 'transfer'"):
-        tables.comparison(df, "transfer")
+        comparison.comparison(df, "transfer")
 
 
 def test_inconsistent_inputs_are_refused_naming_the_files(tmp_path):
-    _write(tmp_path)
+    write_runs(tmp_path)
     bad = tmp_path / "transfer" / "cifar10" / "base" / "ce" / "1" / "metrics.json"
     m = json.loads(bad.read_text())
     m["config_hash"] = "other"
     bad.write_text(json.dumps(m))
     with pytest.raises(TableError, match="mixes configurations") as info:
-        tables.collect([tmp_path])
+        collect.collect([tmp_path])
     assert str(bad.parent) in str(info.value)
-    df = tables.collect([tmp_path], allow_mixed=True)
-    a = tables.audit(df)
+    df = collect.collect([tmp_path], allow_mixed=True)
+    a = audit.audit(df)
     assert "mixed configurations" in a.set_index(["augmentation", "loss"]).loc[("base", "ce"),
                                                                               "flags"]
     m["config_hash"] = "h-cifar10-base-ce"
     m["code_version"] = "0.2.0"
     bad.write_text(json.dumps(m))
     with pytest.raises(TableError, match="mixes code versions"):
-        tables.collect([tmp_path])
+        collect.collect([tmp_path])
     m["code_version"] = "0.1.0"
     del m["seed"]
     bad.write_text(json.dumps(m))
     with pytest.raises(TableError, match="missing key\\(s\\) seed"):
-        tables.collect([tmp_path])
+        collect.collect([tmp_path])
     bad.write_text("{")
     with pytest.raises(TableError, match="unreadable metrics file"):
-        tables.collect([tmp_path])
+        collect.collect([tmp_path])
     with pytest.raises(TableError, match="no such file"):
-        tables.collect([tmp_path / "nothing"])
+        collect.collect([tmp_path / "nothing"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(TableError, match="no metrics.json"):
-        tables.collect([tmp_path / "empty"])
+        collect.collect([tmp_path / "empty"])
 
 
 def test_audit_flags_missing_seeds_and_diverged_runs(tmp_path):
-    _write(tmp_path)
+    write_runs(tmp_path)
     d = tmp_path / "transfer" / "cifar10" / "cutout" / "evolved-cutout-1" / "3"
     d.mkdir()
     (d / "metrics.json").write_text(json.dumps({
@@ -220,21 +195,21 @@ def test_audit_flags_missing_seeds_and_diverged_runs(tmp_path):
         "config_hash": "h-cifar10-cutout-evolved-cutout-1", "code_version": "0.1.0",
         "test_acc": None}))
     (d / "provenance.json").write_text(json.dumps({"git_commit": "abc", "device": "cuda"}))
-    df = tables.collect([tmp_path])
-    a = tables.audit(df, expected_seeds={"transfer": [0, 1, 2, 3]}).set_index(
+    df = collect.collect([tmp_path])
+    a = audit.audit(df, expected_seeds={"transfer": [0, 1, 2, 3]}).set_index(
         ["augmentation", "loss"])
     assert "missing seeds [0, 1, 2, 3]" in a.loc[("cutout", "focal"), "flags"]
     assert "1 diverged run(s)" in a.loc[("cutout", "evolved-cutout-1"), "flags"]
     assert a.loc[("cutout", "evolved-cutout-1"), "seeds"] == "0 1 2 3"
     assert "H100" in a.loc[("base", "ce"), "device"]
-    t = tables.comparison(df, "transfer")
+    t = comparison.comparison(df, "transfer")
     row = t.cells.set_index(["loss", "augmentation"]).loc[("evolved-cutout-1", "cutout")]
     # The diverged run scores 0 (no credit), as in select_transfer; its seeds no longer pair.
     assert row["n"] == 4 and row["runs"] == 4 and row["diverged"] == 1
     assert row["mean"] == pytest.approx(np.mean([0.87, 0.88, 0.89, 0.0]))
     assert row["test"] == "Welch t"
-    assert "(4, 1 div.)" in tables.to_markdown(t)
-    tables.write_audit(tables.audit(df), tmp_path / "audit.md", tmp_path / "audit.csv")
+    assert "(4, 1 div.)" in comparison.to_markdown(t)
+    audit.write_audit(audit.audit(df), tmp_path / "audit.md", tmp_path / "audit.csv")
     text = (tmp_path / "audit.md").read_text()
     assert "evolved[cutout]#1" in text and "diverged" in text
     assert (tmp_path / "audit.csv").read_text().startswith("stage,dataset,augmentation,loss")
@@ -259,11 +234,11 @@ def test_search_and_correlation_tables_and_plots(tmp_path):
     dirs = {a: _search_dir(tmp_path, a, f, [{"children": 5, "best": f - 0.1, "median": 0.3},
                                             {"children": 10, "best": f, "median": 0.4}])
             for a, f in (("cutout", 0.61), ("base", 0.6))}
-    st = tables.search_table(dirs)
+    st = search.search_table(dirs)
     assert st["augmentation"].tolist() == ["base", "cutout"]
     assert st.loc[0, "fitness"] == 0.6 and st.loc[0, "rejections"] == 7
     assert "cache_hits" not in st.columns and st.loc[0, "ce_fitness"] == 0.5  # reproducible
-    paths = tables.write_search_table(st, tmp_path / "out" / "search")
+    paths = search.write_search_table(st, tmp_path / "out" / "search")
     assert "60.00" in paths[0].read_text()
     study = {"augmentations": ["base", "cutout", "mixup"], "losses": [{}, {}, {}, {}],
              "spearman": {"base|cutout": {"rho": 0.4, "p": 0.6},
@@ -272,30 +247,30 @@ def test_search_and_correlation_tables_and_plots(tmp_path):
              "kendall": {"base|cutout": {"tau": 0.33, "p": 0.7},
                          "base|mixup": {"tau": 0.0, "p": 1.0},
                          "cutout|mixup": {"tau": None, "p": None}}}
-    ct = tables.correlation_table(study)
+    ct = search.correlation_table(study)
     assert ct["spearman_rho"].tolist()[:2] == [0.4, -0.2]
-    text = tables.write_correlation_table(ct, tmp_path / "out" / "corr")[0].read_text()
+    text = search.write_correlation_table(ct, tmp_path / "out" / "corr")[0].read_text()
     assert "0.400" in text and "—" in text
-    runs = tables.collect([_write(tmp_path / "runs")])
-    pngs = [tables.plot_evolution(dirs, tmp_path / "p" / "evolution.png"),
-            tables.plot_delta_heatmap(tables.comparison(runs, "transfer"),
-                                      tmp_path / "p" / "delta.png"),
-            tables.plot_correlation(study, tmp_path / "p" / "corr.png"),
-            tables.plot_probe_curves({"evolved-cutout-1": "square(y - p)",
-                                      "evolved-base-1": "-(y * ln(p)) + y * (1 - p)"},
-                                     tmp_path / "p" / "probe.png")]
+    runs = collect.collect([write_runs(tmp_path / "runs")])
+    pngs = [plots.plot_evolution(dirs, tmp_path / "p" / "evolution.png"),
+            plots.plot_delta_heatmap(comparison.comparison(runs, "transfer"),
+                                     tmp_path / "p" / "delta.png"),
+            plots.plot_correlation(study, tmp_path / "p" / "corr.png"),
+            plots.plot_probe_curves({"evolved-cutout-1": "square(y - p)",
+                                     "evolved-base-1": "-(y * ln(p)) + y * (1 - p)"},
+                                    tmp_path / "p" / "probe.png")]
     for png in pngs:
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < len(data) < 2_000_000
-    again = tables.plot_correlation(study, tmp_path / "p" / "corr2.png")
+    again = plots.plot_correlation(study, tmp_path / "p" / "corr2.png")
     assert again.read_bytes() == pngs[2].read_bytes()
 
 
 def test_holm_correction():
-    assert tables.holm([0.01, 0.04, 0.03, None])[:3] == pytest.approx([0.03, 0.06, 0.06])
-    assert tables.holm([0.01, None])[1] is None
-    assert tables.display_name("evolved-all-2") == "evolved[all]#2"
-    assert tables.display_name("focal") == "focal"
+    assert comparison.holm([0.01, 0.04, 0.03, None])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert comparison.holm([0.01, None])[1] is None
+    assert comparison.display_name("evolved-all-2") == "evolved[all]#2"
+    assert comparison.display_name("focal") == "focal"
 
 
 def test_audit_shows_each_fine_tune_runs_preprocessing_and_flags_a_mix(tmp_path):
@@ -303,35 +278,35 @@ def test_audit_shows_each_fine_tune_runs_preprocessing_and_flags_a_mix(tmp_path)
            "crop_pct": 1.0, "overridden": [], "tag": "tf_efficientnetv2_s.in1k",
            "weights_file": None, "pretrained": True}
     runs = {("flowers102", "base", "ce"): {0: 0.9, 1: 0.91}}
-    _write(tmp_path, stage="finetune", runs=runs, preprocessing=pre)
+    write_runs(tmp_path, stage="finetune", runs=runs, preprocessing=pre)
     other = tmp_path / "finetune" / "flowers102" / "base" / "ce" / "1" / "metrics.json"
     m = json.loads(other.read_text())
     m["preprocessing"] = {**pre, "image_size": 224, "overridden": ["image_size"]}
     other.write_text(json.dumps(m))
-    a = tables.audit(tables.collect([tmp_path], allow_mixed=True))
+    a = audit.audit(collect.collect([tmp_path], allow_mixed=True))
     row = a.iloc[0]
     assert "tf_efficientnetv2_s.in1k: 300 px, bicubic, crop_pct 1, mean (0.5, 0.5, 0.5)" \
         in row["preprocessing"]
     assert "overridden by the config: image_size" in row["preprocessing"]
     assert "mixed preprocessing" in row["flags"]
-    tables.write_audit(a, tmp_path / "audit.md", tmp_path / "audit.csv")
+    audit.write_audit(a, tmp_path / "audit.md", tmp_path / "audit.csv")
     md = (tmp_path / "audit.md").read_text()
     assert "- preprocessing: tf_efficientnetv2_s.in1k: 224 px" in md and "| tf_efficientnetv2_s.in1k: 300 px" in md
-    assert tables.describe_preprocessing(None) == ""
+    assert collect.describe_preprocessing(None) == ""
 
 
 def test_a_loss_selected_by_several_searches_shows_once_naming_each(tmp_path):
-    df = tables.collect([_write(tmp_path)])
+    df = collect.collect([write_runs(tmp_path)])
     aliases = {"evolved-cutout-1": ["evolved-mixup-1"], "not-trained": ["x"]}
-    t = tables.comparison(df, "transfer", aliases=aliases)
-    md = tables.to_markdown(t)
+    t = comparison.comparison(df, "transfer", aliases=aliases)
+    md = comparison.to_markdown(t)
     assert md.count("evolved[cutout]#1 = evolved[mixup]#1") == 1
     assert t.aliases == {"evolved-cutout-1": ["evolved-mixup-1"]}
     assert set(t.cells.loc[t.cells["loss"] == "evolved-cutout-1", "display"]) == \
         {"evolved[cutout]#1 = evolved[mixup]#1"}
-    c = tables.claims([t])
+    c = claims.claims([t])
     assert "evolved[cutout]#1 = evolved[mixup]#1" in set(c["display"])
-    a = tables.audit(df, aliases=aliases)
+    a = audit.audit(df, aliases=aliases)
     assert "evolved[cutout]#1 = evolved[mixup]#1" in set(a["display"])
 
 
@@ -345,13 +320,13 @@ def test_search_table_and_plot_show_the_random_baseline(tmp_path):
         _search_dir(tmp_path / "random", a, fit - 0.1, curve(fit - 0.1))
     dirs = {a: tmp_path / a for a in ("base", "mixup")}
     random = {a: tmp_path / "random" / a for a in ("base", "mixup")}
-    df = tables.search_table(dirs, random)
+    df = search.search_table(dirs, random)
     assert list(df["random_fitness"]) == pytest.approx([0.5, 0.6])
-    tables.write_search_table(df, tmp_path / "search")
+    search.write_search_table(df, tmp_path / "search")
     assert "random search" in (tmp_path / "search.md").read_text()
-    assert "random_fitness" not in tables.search_table(dirs)
-    with_random = tables.plot_evolution(dirs, tmp_path / "a.png", random).read_bytes()
-    without = tables.plot_evolution(dirs, tmp_path / "b.png").read_bytes()
+    assert "random_fitness" not in search.search_table(dirs)
+    with_random = plots.plot_evolution(dirs, tmp_path / "a.png", random).read_bytes()
+    without = plots.plot_evolution(dirs, tmp_path / "b.png").read_bytes()
     assert with_random != without
 
 
@@ -376,10 +351,10 @@ def test_search_table_reports_fitness_noise_next_to_the_candidate_spread(tmp_pat
     assert summary["noise"]["fitness_noise"] == pytest.approx(0.02)
     assert summary["noise"]["winner_mean"] == pytest.approx(0.88)
     (d / "summary.json").write_text(json.dumps(summary))
-    df = tables.search_table({"base": d})
+    df = search.search_table({"base": d})
     assert df.loc[0, "fitness_noise"] == pytest.approx(0.02)
     assert df.loc[0, "candidate_sd"] == pytest.approx(0.2) and df.loc[0, "noise_seeds"] == 3
-    md, csv, tex, html = tables.write_search_table(df, tmp_path / "search")
+    md, csv, tex, html = search.write_search_table(df, tmp_path / "search")
     text = md.read_text()
     assert "fitness_noise" in text and "winner (3 seeds)" in text and "88.00 ± 2.00" in text
     assert "| 2.00 " in text and "| 20.00 " in text
@@ -408,5 +383,5 @@ def test_evolution_plot_draws_cross_entropy_as_a_reference(tmp_path, monkeypatch
     monkeypatch.setattr(matplotlib.axes.Axes, "axhline", spy)
     summary["ce_fitness"] = 0.45
     (d / "summary.json").write_text(json.dumps(summary))
-    tables.plot_evolution({"base": d}, tmp_path / "e.png")
+    plots.plot_evolution({"base": d}, tmp_path / "e.png")
     assert lines == {"base cross-entropy": pytest.approx(45.0)}

@@ -11,9 +11,11 @@ import pytest
 import torch
 import yaml
 
-from augloss import augment as augment_mod
-from augloss import train
-from augloss.train import Job, TrainConfig, learning_rate
+from augloss import batches, runs, train
+from augloss.config import IMAGENET_MEAN, AugmentConfig, TrainConfig
+from augloss.names import TECHNIQUES
+from augloss.runs import Job
+from augloss.train import learning_rate
 
 FAST = {"epochs": 3, "steps_per_epoch": 6, "batch_size": 32, "eval_batch_size": 256,
         "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "nesterov": False,
@@ -30,7 +32,7 @@ def _job(**kw):
 @pytest.mark.parametrize("pipeline", ["tensor", "loader"])
 def test_trainer_learns_digits_well_above_chance(tmp_path, pipeline):
     job = _job(train={**FAST, "epochs": 5, "steps_per_epoch": None, "pipeline": pipeline})
-    m = train.run(job, tmp_path)
+    m = runs.run(job, tmp_path)
     assert m["status"] == "completed" and not m["diverged"]
     assert m["final_val_acc"] > 0.5 and m["test_acc"] > 0.5  # chance is 0.1
     assert len(m["curves"]["val_acc"]) == 5 and m["epochs_run"] == 5
@@ -38,8 +40,8 @@ def test_trainer_learns_digits_well_above_chance(tmp_path, pipeline):
 
 
 def test_outputs_are_deterministic_and_free_of_timings(tmp_path):
-    a = train.run(_job(), tmp_path / "a")
-    b = train.run(_job(), tmp_path / "b")
+    a = runs.run(_job(), tmp_path / "a")
+    b = runs.run(_job(), tmp_path / "b")
     assert (tmp_path / "a" / "metrics.json").read_bytes() == \
         (tmp_path / "b" / "metrics.json").read_bytes()
     text = (tmp_path / "a" / "metrics.json").read_text()
@@ -52,7 +54,7 @@ def test_outputs_are_deterministic_and_free_of_timings(tmp_path):
         assert key in prov
     assert prov["config_hash"] == a["config_hash"] == b["config_hash"]
     assert not (tmp_path / "a" / "checkpoint.pt").exists()  # removed once metrics exist
-    c = train.run(_job(seed=1), tmp_path / "c")
+    c = runs.run(_job(seed=1), tmp_path / "c")
     assert c["curves"] != a["curves"]
 
 
@@ -63,17 +65,17 @@ class _Kill(Exception):
 @pytest.mark.parametrize("augmentation", ["base", "all"])
 def test_kill_and_resume_gives_byte_identical_metrics(tmp_path, augmentation):
     job = _job(augmentation=augmentation)
-    train.run(job, tmp_path / "whole")
+    runs.run(job, tmp_path / "whole")
 
     def kill_after_second(record):
         if record["epoch"] == 2:
             raise _Kill()
 
     with pytest.raises(_Kill):
-        train.run(job, tmp_path / "killed", callback=kill_after_second)
+        runs.run(job, tmp_path / "killed", callback=kill_after_second)
     assert (tmp_path / "killed" / "checkpoint.pt").exists()
     assert not (tmp_path / "killed" / "metrics.json").exists()
-    train.run(job, tmp_path / "killed")
+    runs.run(job, tmp_path / "killed")
     prov = json.loads((tmp_path / "killed" / "provenance.json").read_text())
     assert prov["resumed_from_epoch"] == 2
     assert (tmp_path / "whole" / "metrics.json").read_bytes() == \
@@ -88,13 +90,13 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
             raise _Kill()
 
     with pytest.raises(_Kill):
-        train.run(job, tmp_path / "r", callback=kill_after_second)
+        runs.run(job, tmp_path / "r", callback=kill_after_second)
     ckpt = tmp_path / "r" / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated
-    train.run(job, tmp_path / "r")
+    runs.run(job, tmp_path / "r")
     prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
     assert prov["resumed_from_epoch"] == 1  # the .prev checkpoint
-    train.run(job, tmp_path / "whole")
+    runs.run(job, tmp_path / "whole")
     assert (tmp_path / "whole" / "metrics.json").read_bytes() == \
         (tmp_path / "r" / "metrics.json").read_bytes()
 
@@ -104,15 +106,15 @@ def test_checkpoint_of_another_job_is_not_resumed(tmp_path):
         raise _Kill()
 
     with pytest.raises(_Kill):
-        train.run(_job(seed=5), tmp_path, callback=kill)
-    train.run(_job(seed=6), tmp_path)
+        runs.run(_job(seed=5), tmp_path, callback=kill)
+    runs.run(_job(seed=6), tmp_path)
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["resumed_from_epoch"] == 0
 
 
 def test_exploding_loss_ends_as_diverged(tmp_path):
-    m = train.run(_job(loss={"name": "boom", "expression": "exp(exp(exp(exp(p * 4))))"}),
-                  tmp_path)
+    m = runs.run(_job(loss={"name": "boom", "expression": "exp(exp(exp(exp(p * 4))))"}),
+                 tmp_path)
     assert m["status"] == "diverged" and m["diverged"]
     assert "non-finite" in m["reason"]
     assert m["test_acc"] is None
@@ -120,16 +122,16 @@ def test_exploding_loss_ends_as_diverged(tmp_path):
 
 
 def test_abort_rule_and_fail_below(tmp_path):
-    m = train.run(_job(train={**FAST, "abort": [[0, 0.99]]}), tmp_path / "a")
+    m = runs.run(_job(train={**FAST, "abort": [[0, 0.99]]}), tmp_path / "a")
     assert m["status"] == "aborted" and m["epochs_run"] == 1
     assert "training accuracy" in m["reason"]
-    m = train.run(_job(train={**FAST, "epochs": 1, "fail_below": 0.99}), tmp_path / "f")
+    m = runs.run(_job(train={**FAST, "epochs": 1, "fail_below": 0.99}), tmp_path / "f")
     assert m["status"] == "failed"
 
 
 def test_mixup_trains_with_soft_targets_in_both_modes(tmp_path):
     for mode in ("targets", "losses"):
-        m = train.run(_job(augmentation="mixup", augment={"mixup_mode": mode}), tmp_path / mode)
+        m = runs.run(_job(augmentation="mixup", augment={"mixup_mode": mode}), tmp_path / mode)
         assert m["status"] == "completed"
 
 
@@ -175,19 +177,19 @@ def test_fine_tune_from_local_weights(tmp_path):
     pre = _job(dataset="digits:0-4", model={"name": "timm:test_efficientnet"},
                train={**FAST, "epochs": 1})
     weights = tmp_path / "pre.safetensors"
-    train.run(pre, tmp_path / "pre", weights_out=weights)
+    runs.run(pre, tmp_path / "pre", weights_out=weights)
     assert weights.exists()
     ft = _job(dataset="digits:5-9", model={"name": "timm:test_efficientnet"},
               train={**FAST, "epochs": 1}, augment={"finetune": True},
               preprocessing={"image_size": 32})
-    m = train.run(ft, tmp_path / "ft", init_weights=str(weights))
+    m = runs.run(ft, tmp_path / "ft", init_weights=str(weights))
     assert m["status"] == "completed" and m["dataset"] == "digits:5-9"
     pre = m["preprocessing"]  # from the weights' config except the labelled override
     assert pre["image_size"] == 32 and pre["overridden"] == ["image_size"]
-    assert pre["mean"] == list(augment_mod.IMAGENET_MEAN) and pre["crop_pct"] == 0.95
+    assert pre["mean"] == list(IMAGENET_MEAN) and pre["crop_pct"] == 0.95
     assert pre["interpolation"] == "bicubic" and pre["tag"] == "test_efficientnet.r160_in1k"
     assert pre["weights_file"] == "pre.safetensors" and pre["pretrained"]
-    plain = train.run(_job(train={**FAST, "epochs": 1}), tmp_path / "plain")
+    plain = runs.run(_job(train={**FAST, "epochs": 1}), tmp_path / "plain")
     assert "preprocessing" not in plain  # CIFAR-size stages keep their own pipeline
 
 
@@ -197,14 +199,14 @@ def test_fine_tune_pipeline_follows_the_resolved_preprocessing(monkeypatch):
     model = models.create("efficientnetv2_s", 5, tag="in1k")
     job = _job(model={"name": "efficientnetv2_s", "tag": "in1k", "pretrained": True},
                augment={"finetune": True}, preprocessing={"crop_pct": 0.9})
-    cfg, pre = train._pipeline(job, model, None)
+    cfg, pre = runs._pipeline(job, model, None)
     assert (cfg.image_size, cfg.interpolation, cfg.crop_pct) == (300, "bicubic", 0.9)
     assert cfg.mean_std() == ((0.5,) * 3, (0.5,) * 3) and cfg.finetune
     assert pre["tag"] == "tf_efficientnetv2_s.in1k" and pre["overridden"] == ["crop_pct"]
     assert pre["pretrained"] and pre["weights_file"] is None
-    assert train._pipeline(_job(), model, None)[1] is None
+    assert runs._pipeline(_job(), model, None)[1] is None
     with pytest.raises(ValueError, match="finetune.preprocessing: unknown key"):
-        train._pipeline(_job(preprocessing={"size": 3}), model, None)
+        runs._pipeline(_job(preprocessing={"size": 3}), model, None)
 
 
 def test_auto_pipeline_batches_cifar_size_data_only():
@@ -212,12 +214,12 @@ def test_auto_pipeline_batches_cifar_size_data_only():
 
     digits = data.load("digits", split="val")
     auto = TrainConfig(pipeline="auto")
-    assert train._use_tensors(auto, augment.build("all"), digits)
-    finetune = augment.build("base", augment.AugmentConfig(image_size=64, finetune=True))
-    assert not train._use_tensors(auto, finetune, digits)
-    assert not train._use_tensors(TrainConfig(pipeline="loader"), augment.build("all"), digits)
+    assert batches.use_tensors(auto, augment.build("all"), digits)
+    finetune = augment.build("base", AugmentConfig(image_size=64, finetune=True))
+    assert not batches.use_tensors(auto, finetune, digits)
+    assert not batches.use_tensors(TrainConfig(pipeline="loader"), augment.build("all"), digits)
     with pytest.raises(ValueError, match="train.pipeline"):
-        train._use_tensors(TrainConfig(pipeline="tensor"), finetune, digits)
+        batches.use_tensors(TrainConfig(pipeline="tensor"), finetune, digits)
     with pytest.raises(ValueError, match="train.pipeline"):
         TrainConfig(pipeline="gpu")
 
@@ -225,7 +227,7 @@ def test_auto_pipeline_batches_cifar_size_data_only():
 def test_cpu_runs_switch_deterministic_algorithms_on():
     torch.use_deterministic_algorithms(False)
     try:
-        train._deterministic(cfg_compile=False)
+        runs._deterministic(cfg_compile=False)
         assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(True)  # what conftest sets for every test
@@ -234,7 +236,7 @@ def test_cpu_runs_switch_deterministic_algorithms_on():
 SYNCS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "cpu", "numpy")
 
 
-@pytest.mark.parametrize("technique", ["base", "cutout", "mixup", "randaugment", "all"])
+@pytest.mark.parametrize("technique", TECHNIQUES)
 def test_a_training_step_never_waits_for_the_device(monkeypatch, technique):
     """Loss, accuracy and finiteness stay on the device; counted on the CPU through every
     tensor-to-Python conversion inside the training step (each one is a host sync on a GPU),
@@ -264,9 +266,9 @@ def test_a_training_step_never_waits_for_the_device(monkeypatch, technique):
     monkeypatch.setattr(train, "_check_finite", lambda run, epoch, _c=train._check_finite:
                         (checks.append(epoch), _c(run, epoch)))
     monkeypatch.setattr(train, "FINITE_CHECK_EVERY", 4)
-    m = train.run(_job(augmentation=technique, train={**FAST, "epochs": 2,
-                                                      "steps_per_epoch": 8}),
-                  Path(tempfile.mkdtemp()))
+    m = runs.run(_job(augmentation=technique, train={**FAST, "epochs": 2,
+                                                     "steps_per_epoch": 8}),
+                 Path(tempfile.mkdtemp()))
     assert m["status"] == "completed" and m["curves"]["train_acc"][-1] > 0
     assert counts["n"] == 0, f"{counts['n']} host syncs in 16 training steps"
     assert checks == [0, 0, 0, 1, 1, 1]  # every 4 steps and at each epoch's end

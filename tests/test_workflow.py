@@ -11,33 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def smk(workdir, *args, check=True, env=None):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-4000:]}")
-    return proc
-
-
-def job_counts(output: str) -> Counter:
-    """Parse the 'Job stats' table of a dry-run."""
-    counts = Counter()
-    block = output.split("Job stats:", 1)[1]
-    for line in block.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        counts[m[1]] = int(m[2])
-    return counts
-
-
-def load(path):
-    return yaml.safe_load(Path(path).read_text())
+from tests.helpers import REPO, job_counts, load, smk
 
 
 def jobs_per_cell(stage: dict) -> int:

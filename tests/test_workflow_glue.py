@@ -1,17 +1,19 @@
-"""augloss.workflow: loss resolution, transfer selection, slugs, injected failures."""
+"""augloss.workflow and augloss.runtime: loss resolution, transfer selection, slugs, injected
+failures, the job context."""
 
 import json
 
 import pytest
 
-from augloss import workflow
+from augloss import names, provenance, runtime, workflow
 from augloss.config import LossSpec
+from augloss.experiment import baseline_loss
 
 
 def test_slug():
-    assert workflow.slug("digits:0-4") == "digits_0-4"
-    assert workflow.slug("imagefolder:/data/my set") == "imagefolder_data_my_set"
-    assert workflow.slug("cifar10") == "cifar10"
+    assert names.slug("digits:0-4") == "digits_0-4"
+    assert names.slug("imagefolder:/data/my set") == "imagefolder_data_my_set"
+    assert names.slug("cifar10") == "cifar10"
 
 
 def _best(tmp_path):
@@ -21,16 +23,27 @@ def _best(tmp_path):
     return str(path)
 
 
+def _baseline(**entry):
+    """A config baseline as a job carries it: schema defaults filled, then described."""
+    return baseline_loss({"label_smoothing": 0.0, "class_weights": None, **entry})
+
+
 def test_resolve_ce_baselines_and_evolved(tmp_path):
     assert workflow.resolve_loss("ce", None, None, None) == LossSpec("ce", "ce")
-    ls = workflow.resolve_loss("ce_ls", {"name": "ce_ls", "loss": "ce", "label_smoothing": 0.1},
+    ls = workflow.resolve_loss("ce_ls", _baseline(name="ce_ls", loss="ce", label_smoothing=0.1),
                                None, None)
     assert ls.identity() == {"name": "ce_ls", "expression": "ce", "label_smoothing": 0.1,
                              "class_weights": None}
-    mine = workflow.resolve_loss("mine", {"name": "mine", "expression": "abs(y - p)"}, None, None)
+    mine = workflow.resolve_loss("mine", _baseline(name="mine", expression="abs(y - p)"),
+                                 None, None)
     assert mine.expression == "abs(y - p)"
-    focal = workflow.resolve_loss("focal", {"name": "focal"}, None, None)
+    focal = workflow.resolve_loss("focal", _baseline(name="focal"), None, None)
     assert focal.expression == "focal" and focal.origin == "baseline"
+    # The job's loss is the one the config check parsed: an expression wins over `loss`.
+    both = _baseline(name="x", loss="focal", expression="abs(y - p)", class_weights=[1, 2])
+    assert workflow.resolve_loss("x", both, None, None).identity() == {
+        "name": "x", "expression": "abs(y - p)", "label_smoothing": 0.0,
+        "class_weights": [1.0, 2.0]}
     best = _best(tmp_path)
     e = workflow.resolve_loss("evolved-cutout-2", None, best, None)
     assert e.expression == "abs(y - p)" and e.origin == "search:cutout" and e.key == "k2"
@@ -54,7 +67,7 @@ def test_select_transfer_ranks_evolved_losses_by_validation_accuracy(tmp_path):
              _metrics(tmp_path, "evolved-cutout-1", "abs(y - p)", 0.8, 0),
              _metrics(tmp_path, "evolved-mixup-1", "abs(y - p)", 0.75, 0),  # same loss
              _metrics(tmp_path, "evolved-all-1", "y * p", None, 0)]  # diverged
-    sel = workflow.select_transfer(files, 2, "final_val_acc")
+    sel = workflow.select_losses(files, 2, "final_val_acc", "finetune.from_transfer")
     assert [s["loss"] for s in sel["selected"]] == ["evolved-cutout-1", "evolved-base-1"]
     assert sel["selected"][1]["mean"] == pytest.approx(0.6)
     assert [r["loss"] for r in sel["ranking"]][-1] == "evolved-all-1"
@@ -62,7 +75,7 @@ def test_select_transfer_ranks_evolved_losses_by_validation_accuracy(tmp_path):
                               str(_write(tmp_path / "sel.json", sel)))
     assert e.name == "evolved-cutout-1" and e.origin == "transfer:transfer-best-1"
     with pytest.raises(ValueError, match="only 3 distinct"):
-        workflow.select_transfer(files, 4, "final_val_acc")
+        workflow.select_losses(files, 4, "final_val_acc", "finetune.from_transfer")
 
 
 def _write(path, obj):
@@ -71,27 +84,27 @@ def _write(path, obj):
 
 
 def test_injected_failure_fires_once(tmp_path, monkeypatch):
-    workflow.maybe_fail("train_transfer", tmp_path)  # not named: nothing happens
+    runtime.maybe_fail("train_transfer", tmp_path)  # not named: nothing happens
     monkeypatch.setenv("AUGLOSS_FAIL_ONCE", "train_transfer")
     with pytest.raises(RuntimeError, match="injected one-off failure"):
-        workflow.maybe_fail("train_transfer", tmp_path)
-    workflow.maybe_fail("train_transfer", tmp_path)  # the retry passes
-    workflow.maybe_fail("search", tmp_path)  # another rule: nothing happens
+        runtime.maybe_fail("train_transfer", tmp_path)
+    runtime.maybe_fail("train_transfer", tmp_path)  # the retry passes
+    runtime.maybe_fail("search", tmp_path)  # another rule: nothing happens
 
 
 def test_injected_failure_can_target_one_job(tmp_path, monkeypatch):
     monkeypatch.setenv("AUGLOSS_FAIL_ONCE", "train_transfer@base/ce/seed0")
     other = tmp_path / "digits" / "mixup" / "ce" / "seed0"
-    workflow.maybe_fail("train_transfer", other)
+    runtime.maybe_fail("train_transfer", other)
     assert not other.exists()  # no marker written for a job that was not named
     target = tmp_path / "digits" / "base" / "ce" / "seed0"
     with pytest.raises(RuntimeError, match="base/ce/seed0"):
-        workflow.maybe_fail("train_transfer", target)
-    workflow.maybe_fail("train_transfer", target)
+        runtime.maybe_fail("train_transfer", target)
+    runtime.maybe_fail("train_transfer", target)
 
 
 def test_environment_records_packages_and_git():
-    env = workflow.environment()
+    env = provenance.environment()
     assert any(p.startswith("torch==") for p in env["pip_freeze"])
     assert env["snakemake"].startswith("9.") and "git_commit" in env
 
@@ -101,8 +114,9 @@ def test_table_jobs_do_not_import_torch(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom augloss import tables, workflow\n"
-            f"with workflow.job_context({str(tmp_path / 'job.log')!r}, 1, 0, uses_torch=False) "
+    code = ("import sys\nfrom augloss import runtime, workflow\n"
+            "from augloss.tables import audit, claims, collect, comparison, plots, render, search\n"
+            f"with runtime.job_context({str(tmp_path / 'job.log')!r}, 1, 0, uses_torch=False) "
             "as dev:\n    assert dev == 'cpu'\n"
             "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -98,14 +98,6 @@ class Genome:
         k = _slot(node)
         return (self.first[k], self.second[k]) if self.is_binary[k] else (self.first[k],)
 
-    def adjacency(self) -> np.ndarray:
-        """The earlier code's 9x9 wiring matrix: ``A[i, j] = 1`` first operand, ``2`` second."""
-        a = np.zeros((N_IDS, N_IDS), dtype=np.int8)
-        for node in NODES:
-            for rank, j in enumerate(self.operands(node), start=1):
-                a[node, j] = rank
-        return a
-
     def active(self) -> frozenset[int]:
         """Ids reachable from the root (the root included)."""
         seen: set[int] = set()

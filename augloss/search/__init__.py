@@ -9,16 +9,16 @@
 * :mod:`.correlation`: the cross-augmentation study.
 """
 
-from augloss.config import FITNESS_METRICS, FitnessConfig, SearchConfig
-from augloss.search.breed import Breeder, Member, gradient_fingerprint
+from augloss.config import FitnessConfig, SearchConfig
+from augloss.search.breed import gradient_fingerprint
 from augloss.search.correlation import correlation_study
 from augloss.search.evaluator import Evaluator, SurrogateEvaluator
 from augloss.search.evolution import Search
-from augloss.search.state import STATE_VERSION, SearchStateError, StateStore
+from augloss.search.state import SearchStateError, StateStore
 from augloss.search.summary import reports, top_losses
 
+# The package's public API (what scripts, benchmarks and tests use through ``augloss.search``).
 __all__ = [
-    "FITNESS_METRICS", "STATE_VERSION", "Breeder", "Evaluator", "FitnessConfig", "Member",
-    "Search", "SearchConfig", "SearchStateError", "StateStore", "SurrogateEvaluator",
-    "correlation_study", "gradient_fingerprint", "reports", "top_losses",
+    "Evaluator", "FitnessConfig", "Search", "SearchConfig", "SearchStateError", "StateStore",
+    "SurrogateEvaluator", "correlation_study", "gradient_fingerprint", "reports", "top_losses",
 ]

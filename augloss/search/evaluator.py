@@ -3,7 +3,7 @@
 A record is ``{"status", "reason", "fitness", "fitness_final", "fitness_max", "epochs_run"}``
 (status from :mod:`.status`); the fitness of a failed run is 0, and of a diverged one under
 ``fitness.diverged: discard``. Every evaluation is cached on disk by (loss key, augmentation,
-fitness stage, training config, input pipeline, fitness semantics and their version
+fitness phase, training config, input pipeline, fitness semantics and their version
 :data:`augloss.config.FITNESS_VERSION`, data, seed): reruns, resumed runs and larger budgets
 never train a candidate twice, and an entry written under other semantics is never reused.
 """
@@ -27,7 +27,10 @@ from augloss.train import fit, fit_population
 
 log = logging.getLogger("augloss.search")
 
-STAGES = ("prescreen", "prefilter", "main")
+#: The fitness phases: FF1's pre-screen, FF2's pre-filter and main run. ("Stage" means a
+#: training stage of the workflow, :data:`augloss.names.STAGES`; history records and cache keys
+#: keep their on-disk field name ``"stage"`` so earlier searches resume and hit the cache.)
+PHASES = ("prescreen", "prefilter", "main")
 
 
 class Evaluator(Protocol):
@@ -36,8 +39,8 @@ class Evaluator(Protocol):
     hits: int  # evaluations answered without training (cache, or a repeat within a batch)
     trainings: int  # evaluations that trained
 
-    def evaluate_many(self, exprs: list[Expr], augmentation: str, stage: str) -> list[dict]:
-        """One record per expression, in order; ``stage`` is one of :data:`STAGES`."""
+    def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str) -> list[dict]:
+        """One record per expression, in order; ``phase`` is one of :data:`PHASES`."""
 
 
 def lost(reason: str, status: str = st.FAILED) -> dict:
@@ -92,9 +95,9 @@ class SurrogateEvaluator:
         twin.seed = int(seed)
         return twin
 
-    def cache_key(self, expr: Expr, augmentation: str, stage: str) -> str:
-        return config_hash({"loss": expr.key, "augmentation": augmentation, "stage": stage,
-                            "config": self.cfg.stage_hash(stage, self.digest),
+    def cache_key(self, expr: Expr, augmentation: str, phase: str) -> str:
+        return config_hash({"loss": expr.key, "augmentation": augmentation, "stage": phase,
+                            "config": self.cfg.phase_hash(phase, self.digest),
                             "seed": self.seed})
 
     def _cache_path(self, key: str) -> Path | None:
@@ -114,20 +117,22 @@ class SurrogateEvaluator:
             log.warning("discarding unusable cache entry %s (%s)", path, exc)
             return None
 
-    def evaluate(self, expr: Expr, augmentation: str, stage: str) -> dict:
-        """Score ``expr`` with fitness stage ``stage`` (prescreen / prefilter / main)."""
-        return self.evaluate_many([expr], augmentation, stage)[0]
+    def evaluate(self, expr: Expr, augmentation: str, phase: str) -> dict:
+        """Score ``expr`` with fitness phase ``phase`` (prescreen / prefilter / main)."""
+        return self.evaluate_many([expr], augmentation, phase)[0]
 
-    def evaluate_many(self, exprs: list[Expr], augmentation: str, stage: str) -> list[dict]:
+    def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str) -> list[dict]:
         """Score several expressions; those not cached are trained together in one run.
 
         Each gets the record a one-by-one evaluation gives it (within float tolerance): the
         copies of the stacked surrogate see the same batches and never interact.
         """
+        if phase not in PHASES:
+            raise ValueError(f"unknown fitness phase {phase!r}; phases are {', '.join(PHASES)}")
         records: list[dict | None] = []
         todo: dict[str, Expr] = {}
         for expr in exprs:
-            record = self._read_cache(self._cache_path(self.cache_key(expr, augmentation, stage)),
+            record = self._read_cache(self._cache_path(self.cache_key(expr, augmentation, phase)),
                                       expr)
             if record is not None or expr.key in todo:  # a repeat within a batch trains once
                 self.hits += 1
@@ -135,13 +140,13 @@ class SurrogateEvaluator:
                 todo[expr.key] = expr
             records.append(record)
         pending = list(todo.values())
-        trained = self._train_many(pending, augmentation if stage == "main" else "none", stage)
+        trained = self._train_many(pending, augmentation if phase == "main" else "none", phase)
         fresh = {}
         for expr, record in zip(pending, trained):
             self.trainings += 1
-            record.update({"loss_key": expr.key, "expression": str(expr), "stage": stage,
+            record.update({"loss_key": expr.key, "expression": str(expr), "stage": phase,
                            "augmentation": augmentation, "seed": self.seed})
-            path = self._cache_path(self.cache_key(expr, augmentation, stage))
+            path = self._cache_path(self.cache_key(expr, augmentation, phase))
             if path is not None:
                 write_json(path, record)
             fresh[expr.key] = record
@@ -156,12 +161,12 @@ class SurrogateEvaluator:
         return models.create(self.cfg.model["name"], self.train_set.num_classes,
                              **{k: v for k, v in self.cfg.model.items() if k != "name"})
 
-    def _train_many(self, exprs: list[Expr], technique: str, stage: str) -> list[dict]:
+    def _train_many(self, exprs: list[Expr], technique: str, phase: str) -> list[dict]:
         """Train ``exprs`` as one stacked surrogate (one by one for other models or one loss)."""
         from augloss.population import GroupedSurrogate
 
         if len(exprs) <= 1 or self.cfg.model["name"] != "surrogate":
-            return [self._train(e, technique, stage) for e in exprs]
+            return [self._train(e, technique, phase) for e in exprs]
         out: list[dict | None] = [None] * len(exprs)
         fns, slots = [], []
         for i, expr in enumerate(exprs):
@@ -172,38 +177,38 @@ class SurrogateEvaluator:
                 out[i] = lost(str(exc))
         if len(slots) <= 1:
             for i in slots:
-                out[i] = self._train(exprs[i], technique, stage)
+                out[i] = self._train(exprs[i], technique, phase)
             return out
         model = GroupedSurrogate([self._model() for _ in slots])
-        technique_obj = aug.build(technique, self.cfg.augment_config(stage))
+        technique_obj = aug.build(technique, self.cfg.phase_augment(phase))
         try:
             results = fit_population(model, fns, self.train_set, self.val_set, technique_obj,
-                                     self.cfg.recipe(stage), self.seed, device=self.cfg.device,
+                                     self.cfg.recipe(phase), self.seed, device=self.cfg.device,
                                      epoch_log_level=logging.DEBUG)
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             log.warning("joint evaluation failed (%s); evaluating one by one", exc)
             for i in slots:
-                out[i] = self._train(exprs[i], technique, stage)
+                out[i] = self._train(exprs[i], technique, phase)
             return out
         for i, res in zip(slots, results):
-            out[i] = self._record(res, stage)
+            out[i] = self._record(res, phase)
         return out
 
-    def _train(self, expr: Expr, technique: str, stage: str) -> dict:
-        cfg = self.cfg.recipe(stage)
+    def _train(self, expr: Expr, technique: str, phase: str) -> dict:
+        cfg = self.cfg.recipe(phase)
         try:
             loss_fn = losses.get(expr)
         except ValueError as exc:
             return lost(str(exc))
         model = self._model()
-        technique_obj = aug.build(technique, self.cfg.augment_config(stage))
+        technique_obj = aug.build(technique, self.cfg.phase_augment(phase))
         try:
             res = fit(model, loss_fn, self.train_set, self.val_set, None, technique_obj, cfg,
                       self.seed, device=self.cfg.device, epoch_log_level=logging.DEBUG)
         except (RuntimeError, ValueError, FloatingPointError) as exc:  # never kill the search
             return lost(f"{type(exc).__name__}: {exc}"[:300], st.DIVERGED)
-        return self._record(res, stage)
+        return self._record(res, phase)
 
-    def _record(self, res, stage: str) -> dict:
+    def _record(self, res, phase: str) -> dict:
         return record_of(res, self.cfg.metric, self.cfg.diverged,
-                         self.cfg.recipe(stage).fail_below)
+                         self.cfg.recipe(phase).fail_below)

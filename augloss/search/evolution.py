@@ -114,31 +114,31 @@ class Search:
         if not state["pool"]:
             state["pool"] = self.breeder.pool(self._rng)
             self._checkpoint()
-        stage = "prescreen" if self.fitness.prescreen is not None else "main"
+        phase = "prescreen" if self.fitness.prescreen is not None else "main"
         progress = Progress(len(state["pool"]), len(state["pool_scores"]))
         while len(state["pool_scores"]) < len(state["pool"]):
             i = len(state["pool_scores"])
             expr = Genome.from_dict(state["pool"][i]).to_expr()
-            rec = self.evaluator.evaluate_many([expr], self.augmentation, stage)[0]
+            rec = self.evaluator.evaluate_many([expr], self.augmentation, phase)[0]
             score = rec["fitness"] if rec["status"] not in st.LOST else 0.0
             state["pool_scores"].append(score)
             self.store.append(state, [{
                 "phase": "pool", "iteration": -1, "index": i, "parent": None,
                 "expression": str(expr), "key": expr.key, "fitness": score,
                 "fitness_final": rec["fitness_final"], "fitness_max": rec["fitness_max"],
-                "status": rec["status"], "reason": rec["reason"], "stage": stage}])
+                "status": rec["status"], "reason": rec["reason"], "stage": phase}])
             count(state, "evaluations")
             self._checkpoint()
             done = len(state["pool_scores"])
             if done % self.cfg.log_every == 0 or done == len(state["pool"]):
                 log.info("[%s] pool %d/%d (%s) best %.4f ETA %s", self.augmentation, done,
-                         len(state["pool"]), stage, max(state["pool_scores"]),
+                         len(state["pool"]), phase, max(state["pool_scores"]),
                          progress.eta_text(done))
         scores = state["pool_scores"]
         order = sorted(range(len(state["pool"])), key=lambda j: (-scores[j], j))
         state["population"] = [Member(Genome.from_dict(state["pool"][j]), scores[j], 0,
                                       {}).to_dict() for j in order[:self.cfg.population]]
-        if stage == "prescreen":
+        if phase == "prescreen":
             state["phase"] = "rescore"
         else:
             self._start_evolution()
@@ -262,7 +262,7 @@ class Search:
     # --- fitness -------------------------------------------------------------------------------
     def _ff2(self, genomes: list[Genome], parents: list[str | None], iterations: list[int],
              phase: str, index: int) -> list[tuple[dict, list[dict]]]:
-        """FF2 for several genomes: the pre-filter (if configured), then the main run, each stage
+        """FF2 for several genomes: the pre-filter (if configured), then the main run, each phase
         trained jointly for all of them; per genome its record and history entries."""
         exprs = [g.to_expr() for g in genomes]
         bases = []

@@ -1,0 +1,170 @@
+"""A whole training job to files: :class:`Job`, everything one run depends on, and :func:`run`,
+which trains it (:func:`augloss.train.fit`) and writes ``metrics.json`` and ``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from augloss import augment as aug
+from augloss import compat
+from augloss.batches import epoch_seed
+from augloss.config import AugmentConfig, LossSpec, TrainConfig
+from augloss.io import config_hash, write_json
+from augloss.provenance import code_version, provenance
+from augloss.train import fit
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one training run depends on (what a workflow rule passes in ``params``)."""
+
+    stage: str
+    dataset: str
+    augmentation: str
+    loss: LossSpec  # a dict is read with LossSpec.from_dict
+    model: dict  # {"name", options...}
+    train: dict
+    seed: int
+    augment: dict = field(default_factory=dict)
+    data_root: str = "data"
+    eval_split: str = "val"
+    train_split: str = "train"
+    # Fine-tuning a timm model: None keeps ``augment``'s pipeline; a dict (possibly empty) takes
+    # size, mean/std, interpolation and crop from the weights' pretrained config, the dict's
+    # keys overriding (augloss.models.preprocessing).
+    preprocessing: dict | None = None
+
+    def __post_init__(self):
+        if isinstance(self.loss, dict):
+            object.__setattr__(self, "loss", LossSpec.from_dict(self.loss))
+
+    def to_dict(self) -> dict:
+        """The job as JSON values; the loss by its identity (its origin does not count)."""
+        d = {**asdict(replace(self, loss=None)), "loss": self.loss.identity()}
+        if d["preprocessing"] is None:  # CIFAR-size jobs: their hashes predate the field
+            del d["preprocessing"]
+        return d
+
+
+def _pipeline(job: Job, model: nn.Module, init_weights: str | None
+              ) -> tuple[AugmentConfig, dict | None]:
+    """The job's augmentation config and, for fine-tuning, the resolved preprocessing record."""
+    from augloss import models
+
+    augment = AugmentConfig(**job.augment)
+    if job.preprocessing is None:
+        return augment, None
+    pre = models.preprocessing(model, job.preprocessing)
+    pre["weights_file"] = os.path.basename(str(init_weights or job.model.get("weights") or "")) \
+        or None
+    pre["pretrained"] = "synthetic" if job.model.get("pretrained") == "synthetic" else \
+        bool(init_weights or job.model.get("weights") or job.model.get("pretrained"))
+    augment = replace(augment, image_size=int(pre["image_size"]), normalize="mean_std",
+                      mean=tuple(pre["mean"]), std=tuple(pre["std"]),
+                      interpolation=pre["interpolation"], crop_pct=float(pre["crop_pct"]))
+    return augment, pre
+
+
+def _deterministic(cfg_compile: bool) -> None:
+    """Deterministic kernels (:func:`augloss.compat.deterministic_algorithms`)."""
+    compat.deterministic_algorithms(cfg_compile)
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def run(job: Job, out_dir: str | Path, device: str = "auto",
+        callback: Callable[[dict], None] | None = None, init_weights: str | None = None,
+        weights_out: str | Path | None = None) -> dict:
+    """Train ``job`` and write ``metrics.json`` (deterministic) and ``provenance.json`` (not).
+
+    ``out_dir/checkpoint.pt`` holds the resumable state; it is removed once metrics are written.
+    ``init_weights`` is a local weights file for the model (the fine-tune stage's pretrained net);
+    ``weights_out`` saves the trained weights as safetensors (loadable through the same path).
+    """
+    from augloss import data, models
+
+    started = time.time()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(device)
+    if dev.type == "cpu":
+        _deterministic(cfg_compile=bool(job.train.get("compile", False)))
+    # Never download here: prepare_dataset did, once (jobs may run on offline compute nodes).
+    train_set = data.load(job.dataset, job.data_root, job.train_split, download=False)
+    val_set = data.load(job.dataset, job.data_root, job.eval_split, download=False)
+    cfg = TrainConfig.from_dict(job.train)
+    test_set = (data.load(job.dataset, job.data_root, "test", download=False)
+                if cfg.evaluate_test else None)
+    from augloss import losses
+
+    loss_name = job.loss.name
+    loss_fn = losses.get(job.loss.expression, label_smoothing=job.loss.label_smoothing,
+                         class_weights=job.loss.class_weights)
+    options = {k: v for k, v in job.model.items() if k != "name"}
+    if init_weights:
+        options["weights"] = init_weights
+    torch.manual_seed(epoch_seed(job.seed, -2))
+    model = models.create(job.model["name"], train_set.num_classes, **options)
+    augment, pre = _pipeline(job, model, init_weights)
+    technique = aug.build(job.augmentation, augment)
+    identity = {k: v for k, v in job.to_dict().items() if k not in ("data_root",)}
+    if init_weights:
+        identity["init_weights"] = os.path.basename(str(init_weights))
+    result = fit(model, loss_fn, train_set, val_set, test_set, technique, cfg, job.seed, dev,
+                 out_dir / "checkpoint.pt", callback, identity=identity)
+    vals = [v for v in result.val_accs if not math.isnan(v)]
+    metrics = {
+        "stage": job.stage, "dataset": job.dataset, "augmentation": job.augmentation,
+        "loss": loss_name, "expression": str(loss_fn.expr), "loss_key": loss_fn.expr.key,
+        "label_smoothing": loss_fn.label_smoothing, "model": job.model["name"],
+        "seed": job.seed, "epochs": cfg.epochs, "epochs_run": result.epochs_run,
+        "status": result.status, "diverged": result.status == "diverged",
+        "reason": result.reason, "final_val_acc": vals[-1] if vals else None,
+        "best_val_acc": max(vals) if vals else None, "test_acc": result.test_acc,
+        "curves": {k: [h[k] for h in result.history] for k in
+                   ("train_loss", "train_acc", "val_acc", "lr")},
+        # The job's configuration without its seed: equal for all seeds of one table cell.
+        "config_hash": config_hash({k: v for k, v in identity.items() if k != "seed"}),
+        "run_hash": config_hash(identity), "code_version": code_version()["augloss"],
+        "data": {"train": train_set.digest()[:16], "val": val_set.digest()[:16],
+                 "test": test_set.digest()[:16] if test_set is not None else None},
+        "num_parameters": models.count_parameters(model),
+    }
+    if pre is not None:
+        metrics["preprocessing"] = pre
+    metrics = _finite(metrics)
+    if weights_out:
+        models.save_weights(model, weights_out)
+    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "provenance.json", provenance(
+        dev, started, time.time(), {"images_per_s": result.images_per_s,
+                                    "train_seconds": result.train_seconds,
+                                    "resumed_from_epoch": result.resumed_from,
+                                    "config_hash": metrics["config_hash"]}))
+    for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
+        (out_dir / leftover).unlink(missing_ok=True)
+    return metrics
+
+
+def _finite(obj):
+    """Replace NaN/inf floats by None so metrics.json is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

@@ -1,0 +1,129 @@
+"""The job runtime: what every job does around its work, whatever its stage.
+
+A job logs to its ``log:`` file, uses its ``threads``, claims its GPUs (:mod:`augloss.gpu`), runs
+with the Hugging Face hub offline, and may fail once on purpose for the ``retries:`` tests. The
+Snakefile also asks here how many threads a GPU job gets and whether the results directory can
+be written. Torch is imported only inside a job that uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger("augloss.runtime")
+
+
+@contextlib.contextmanager
+def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True,
+                offline: bool = True) -> Iterator[str]:
+    """Log to ``log_path``, use ``threads`` CPU threads, claim ``gpus`` distinct GPUs.
+
+    Yields the torch device string (``cuda`` when GPUs were claimed, else ``cpu``). Jobs that
+    never touch torch (tables, audit) pass ``uses_torch=False`` and skip its ~2 s import. Every
+    job runs with the hub offline (``HF_HUB_OFFLINE=1``) except the head node's downloads
+    (``offline=False``: prepare_dataset, prefetch_weights).
+    """
+    from augloss.gpu import gpu_slots
+
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    stderr = sys.stderr
+    sys.stderr = open(log_path, "a", buffering=1)
+    hub = sys.modules.get("huggingface_hub.constants")  # read the variable at import
+    was = os.environ.get("HF_HUB_OFFLINE"), hub and hub.HF_HUB_OFFLINE
+    if offline:
+        # Jobs may run on compute nodes without network: the head node fetched every dataset
+        # and weights file (local rules), so no job ever contacts the Hugging Face hub.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        if hub:
+            hub.HF_HUB_OFFLINE = True
+    try:
+        with gpu_slots(int(gpus)) as ids:
+            device = "cpu"
+            if uses_torch:
+                import torch
+
+                torch.set_num_threads(max(1, int(threads)))
+                device = "cuda" if ids and torch.cuda.is_available() else "cpu"
+            log.info("threads %d, gpus %s, device %s", threads, ids, device)
+            yield device
+    except BaseException:
+        logging.getLogger("augloss").exception("job failed")
+        raise
+    finally:
+        if offline:
+            if was[0] is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = was[0]
+            if hub:
+                hub.HF_HUB_OFFLINE = was[1]
+        root.removeHandler(handler)
+        handler.close()
+        sys.stderr.close()
+        sys.stderr = stderr
+
+
+def maybe_fail(rule: str, marker_dir: str | Path) -> None:
+    """Fail once on purpose when ``AUGLOSS_FAIL_ONCE`` names this job (tests ``retries:``).
+
+    The variable holds ``<rule>`` (every job of the rule fails once) or ``<rule>@<fragment>``
+    (only jobs whose ``marker_dir`` path contains ``fragment``). The first attempt leaves a
+    marker in ``marker_dir`` and raises; the retry sees the marker and goes on.
+    """
+    wanted, _, fragment = os.environ.get("AUGLOSS_FAIL_ONCE", "").partition("@")
+    if wanted != rule or fragment not in str(marker_dir):
+        return
+    marker = Path(marker_dir) / f".failed-once-{rule}"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("injected failure\n")
+        raise RuntimeError(f"injected one-off failure of rule {rule} in {marker_dir} "
+                           "(AUGLOSS_FAIL_ONCE)")
+
+
+def unwritable(path: str | Path) -> str | None:
+    """Why ``path`` (a directory, maybe not created yet) cannot be written, or None.
+
+    Checked before any job runs, without creating anything: the nearest existing ancestor must be
+    a directory this user may write into.
+    """
+    path = Path(path)
+    for parent in [path, *path.parents]:
+        if parent.exists() or parent.is_symlink():
+            break
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable by this user"
+    return None
+
+
+def job_threads(setting: int | str, cores: int, gpu_limit: int | None, gpus_per_job: int,
+                cluster: bool = False) -> int:
+    """Threads of one job of a GPU stage whose config says ``threads: setting``.
+
+    An integer is taken as given. ``auto`` shares the run's cores among the GPU jobs that run at
+    once: ``--cores 8 --resources gpu=4`` gives four 1-GPU jobs 2 threads each, so four run
+    together (a job asking 8 threads under ``--cores 8`` would run alone and leave three GPUs
+    idle). Without a GPU limit, for CPU jobs (``gpu: 0``) or ``--resources gpu=0``, a job gets
+    every core. On a cluster ``--cores`` caps one job's threads, and ``auto`` takes that cap.
+    """
+    if setting != "auto":
+        return int(setting)
+    cores = max(1, int(cores or 1))
+    if cluster or not gpus_per_job or not gpu_limit:
+        return cores
+    at_once = max(1, int(gpu_limit) // min(int(gpus_per_job), int(gpu_limit)))
+    return max(1, cores // at_once)
+
+

@@ -1,0 +1,102 @@
+"""Collecting finished runs into one tidy table.
+
+* :func:`collect` reads every ``metrics.json`` (with its ``provenance.json``) into one tidy
+  DataFrame, one row per run, and refuses cells whose runs disagree in configuration or code
+  version unless ``allow_mixed`` (:func:`check_consistency`).
+* :func:`describe_preprocessing`: the one-line preprocessing of a fine-tune run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+REQUIRED = ("stage", "dataset", "augmentation", "loss", "seed", "status", "config_hash",
+            "code_version")
+CELL = ["stage", "dataset", "augmentation", "loss"]
+
+
+class TableError(ValueError):
+    """Inputs that cannot make a trustworthy table; the message names the files."""
+
+
+def collect(paths: Iterable[str | Path], allow_mixed: bool = False) -> pd.DataFrame:
+    """One row per run from ``metrics.json`` files (or directories searched for them)."""
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise TableError(f"{p}: no such file or directory")
+        files.extend(sorted(p.rglob("metrics.json")) if p.is_dir() else [p])
+    if not files:
+        raise TableError("no metrics.json files found")
+    rows = []
+    for f in sorted(set(files)):
+        try:
+            m = json.loads(f.read_text())
+        except (OSError, ValueError) as exc:
+            raise TableError(f"{f}: unreadable metrics file ({exc})") from exc
+        missing = [k for k in REQUIRED if k not in m]
+        if missing:
+            raise TableError(f"{f}: missing key(s) {', '.join(missing)}")
+        prov_path = f.with_name("provenance.json")
+        prov = {}
+        if prov_path.exists():
+            try:
+                prov = json.loads(prov_path.read_text())
+            except ValueError as exc:
+                raise TableError(f"{prov_path}: unreadable ({exc})") from exc
+        rows.append({
+            **{k: m[k] for k in REQUIRED}, "expression": m.get("expression"),
+            "loss_key": m.get("loss_key"), "model": m.get("model"),
+            "test_acc": m.get("test_acc"), "final_val_acc": m.get("final_val_acc"),
+            "best_val_acc": m.get("best_val_acc"), "diverged": bool(m.get("diverged")),
+            "run_dir": str(f.parent), "git_commit": prov.get("git_commit", ""),
+            "git_dirty": prov.get("git_dirty"), "device": prov.get("device", ""),
+            "gpu_name": prov.get("gpu_name", ""),
+            "preprocessing": describe_preprocessing(m.get("preprocessing")),
+        })
+    df = pd.DataFrame(rows)
+    df["seed"] = df["seed"].astype(int)
+    if not allow_mixed:
+        check_consistency(df)
+    return df.sort_values(CELL + ["seed", "run_dir"], kind="stable").reset_index(drop=True)
+
+
+def describe_preprocessing(pre: dict | None) -> str:
+    """One line for a fine-tune run's recorded preprocessing ('' for other stages)."""
+    if not pre:
+        return ""
+
+    def triple(v):
+        return "(" + ", ".join(f"{x:.4g}" for x in v) + ")"
+
+    source = f"file {pre['weights_file']} with {pre['tag']}'s config" if pre.get("weights_file") \
+        else (pre.get("tag") or "?")
+    over = ", ".join(pre.get("overridden") or []) or "none"
+    return (f"{source}: {pre['image_size']} px, {pre['interpolation']}, crop_pct "
+            f"{pre['crop_pct']:.4g}, mean {triple(pre['mean'])}, std {triple(pre['std'])}; "
+            f"overridden by the config: {over}")
+
+
+def check_consistency(df: pd.DataFrame) -> None:
+    """Raise :class:`TableError` naming the files of any cell with mixed configs or code."""
+    problems = []
+    for cell, g in df.groupby(CELL, sort=True):
+        for col, what in (("config_hash", "configurations"), ("code_version", "code versions"),
+                          ("git_commit", "git commits")):
+            values = sorted(set(g[col].astype(str)))
+            if len(values) > 1:
+                files = ", ".join(f"{r}/metrics.json ({v})" for r, v in zip(g["run_dir"], g[col]))
+                problems.append(f"cell {'/'.join(map(str, cell))} mixes {what}: {files}")
+        dup = g["seed"][g["seed"].duplicated()]
+        if len(dup):
+            files = ", ".join(f"{r}/metrics.json" for r in g["run_dir"][g["seed"].isin(dup)])
+            problems.append(f"cell {'/'.join(map(str, cell))} has seed(s) "
+                            f"{sorted(set(dup))} more than once: {files}")
+    if problems:
+        raise TableError("inconsistent runs (pass allow_mixed=True / --allow-mixed to accept):\n"
+                         + "\n".join(problems))
