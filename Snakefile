@@ -4,8 +4,9 @@
 #   R/data/<dataset>.json                         dataset manifests (download + split digests)
 #   R/search/<aug>/{best,population,summary}.json, history.jsonl   one search per augmentation
 #   R/search/correlation.json                     the cross-augmentation study
-#   R/transfer/<dataset>/<aug>/<loss>/seed<k>/    metrics.json + provenance.json per run
-#   R/finetune/<dataset>/<aug>/<loss>/seed<k>/    the same for fine-tuning
+#   R/<stage>/<dataset>/<aug>/<loss>/seed<k>/     metrics.json + provenance.json per run, for
+#                                                 each of names.STAGES (transfer, finetune)
+#   R/<stage>/selection.json                      a selecting stage's best losses (select_<stage>)
 #   R/tables/, R/plots/, R/audit/, R/provenance/  aggregated outputs
 #   R/logs/..., R/benchmarks/...                  mirror the paths above
 from snakemake.utils import min_version

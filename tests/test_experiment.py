@@ -387,12 +387,14 @@ def test_a_stage_without_a_receiver_is_named(monkeypatch):
     from augloss import experiment
 
     x = Experiment.from_config(_config())
-    assert x.selecting_stages == ["transfer"]
-    with pytest.raises(ValueError, match="no stage receives finetune's selection; .*"
-                                         "finetune <- transfer"):
-        x.receiver("finetune")
+    fed = [s.receives for s in experiment.STAGES.values() if s.receives != "search"]
+    assert x.selecting_stages == fed  # every stage another receives from, and only those
+    last = names.STAGES[-1]
+    with pytest.raises(ValueError, match=f"no stage receives {last}'s selection; .*"
+                                         f"{last} <- {experiment.STAGES[last].receives}"):
+        x.receiver(last)
     assert x.selection_params("transfer")["key"] == "finetune.from_transfer"
-    assert experiment.searched_stage() == "transfer"
+    assert experiment.searched_stage() == names.STAGES[0] == "transfer"
 
 
 def test_a_baseline_job_carries_the_loss_its_check_parsed():
