@@ -114,5 +114,5 @@ class FakeEvaluator:
         return {"status": status, "reason": "" if status == "accepted" else status,
                 "fitness": fit, "fitness_final": fit, "fitness_max": fit, "epochs_run": 1}
 
-    def evaluate_many(self, exprs, augmentation, phase):  # what the search calls
-        return [self.evaluate(e, augmentation, phase) for e in exprs]
+    def evaluate_many(self, exprs, augmentation, phase, *, seed=None, label_smoothing=0.0):
+        return [self.evaluate(e, augmentation, phase) for e in exprs]  # seed-free pseudo-fitness

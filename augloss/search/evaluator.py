@@ -39,8 +39,11 @@ class Evaluator(Protocol):
     hits: int  # evaluations answered without training (cache, or a repeat within a batch)
     trainings: int  # evaluations that trained
 
-    def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str) -> list[dict]:
-        """One record per expression, in order; ``phase`` is one of :data:`PHASES`."""
+    def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str, *,
+                      seed: int | None = None, label_smoothing: float = 0.0) -> list[dict]:
+        """One record per expression, in order; ``phase`` is one of :data:`PHASES`; ``seed``
+        (default: the evaluator's own) seeds the training run; ``label_smoothing`` applies to
+        every expression (a baseline such as ``ce_ls`` scored on the surrogate)."""
 
 
 def lost(reason: str, status: str = st.FAILED) -> dict:
@@ -95,10 +98,14 @@ class SurrogateEvaluator:
         twin.seed = int(seed)
         return twin
 
-    def cache_key(self, expr: Expr, augmentation: str, phase: str) -> str:
-        return config_hash({"loss": expr.key, "augmentation": augmentation, "stage": phase,
-                            "config": self.cfg.phase_hash(phase, self.digest),
-                            "seed": self.seed})
+    def cache_key(self, expr: Expr, augmentation: str, phase: str, seed: int | None = None,
+                  label_smoothing: float = 0.0) -> str:
+        key = {"loss": expr.key, "augmentation": augmentation, "stage": phase,
+               "config": self.cfg.phase_hash(phase, self.digest),
+               "seed": self.seed if seed is None else int(seed)}
+        if label_smoothing:  # absent when 0, so entries written before it existed still hit
+            key["label_smoothing"] = float(label_smoothing)
+        return config_hash(key)
 
     def _cache_path(self, key: str) -> Path | None:
         return None if self.cache_dir is None else self.cache_dir / key[:2] / f"{key}.json"
@@ -117,94 +124,107 @@ class SurrogateEvaluator:
             log.warning("discarding unusable cache entry %s (%s)", path, exc)
             return None
 
-    def evaluate(self, expr: Expr, augmentation: str, phase: str) -> dict:
+    def evaluate(self, expr: Expr, augmentation: str, phase: str, **kwargs) -> dict:
         """Score ``expr`` with fitness phase ``phase`` (prescreen / prefilter / main)."""
-        return self.evaluate_many([expr], augmentation, phase)[0]
+        return self.evaluate_many([expr], augmentation, phase, **kwargs)[0]
 
-    def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str) -> list[dict]:
+    def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str, *,
+                      seed: int | None = None, label_smoothing: float = 0.0) -> list[dict]:
         """Score several expressions; those not cached are trained together in one run.
 
         Each gets the record a one-by-one evaluation gives it (within float tolerance): the
-        copies of the stacked surrogate see the same batches and never interact.
+        copies of the stacked surrogate see the same batches and never interact. ``seed``
+        (default: the evaluator's own) seeds initialisation, batch order and augmentation
+        draws; ``label_smoothing`` is applied to every expression's loss.
         """
         if phase not in PHASES:
             raise ValueError(f"unknown fitness phase {phase!r}; phases are {', '.join(PHASES)}")
+        seed = self.seed if seed is None else int(seed)
+        label_smoothing = float(label_smoothing)
         records: list[dict | None] = []
         todo: dict[str, Expr] = {}
+
+        def key(expr):
+            return self.cache_key(expr, augmentation, phase, seed, label_smoothing)
+
         for expr in exprs:
-            record = self._read_cache(self._cache_path(self.cache_key(expr, augmentation, phase)),
-                                      expr)
+            record = self._read_cache(self._cache_path(key(expr)), expr)
             if record is not None or expr.key in todo:  # a repeat within a batch trains once
                 self.hits += 1
             else:
                 todo[expr.key] = expr
             records.append(record)
         pending = list(todo.values())
-        trained = self._train_many(pending, augmentation if phase == "main" else "none", phase)
+        trained = self._train_many(pending, augmentation if phase == "main" else "none", phase,
+                                   seed, label_smoothing)
         fresh = {}
         for expr, record in zip(pending, trained):
             self.trainings += 1
             record.update({"loss_key": expr.key, "expression": str(expr), "stage": phase,
-                           "augmentation": augmentation, "seed": self.seed})
-            path = self._cache_path(self.cache_key(expr, augmentation, phase))
+                           "augmentation": augmentation, "seed": seed})
+            if label_smoothing:
+                record["label_smoothing"] = label_smoothing
+            path = self._cache_path(key(expr))
             if path is not None:
                 write_json(path, record)
             fresh[expr.key] = record
         return [r if r is not None else fresh[e.key] for r, e in zip(records, exprs)]
 
-    def _model(self):
+    def _model(self, seed: int):
         import torch
 
         from augloss import models
 
-        torch.manual_seed(self.seed)
+        torch.manual_seed(seed)
         return models.create(self.cfg.model["name"], self.train_set.num_classes,
                              **{k: v for k, v in self.cfg.model.items() if k != "name"})
 
-    def _train_many(self, exprs: list[Expr], technique: str, phase: str) -> list[dict]:
+    def _train_many(self, exprs: list[Expr], technique: str, phase: str, seed: int,
+                    label_smoothing: float = 0.0) -> list[dict]:
         """Train ``exprs`` as one stacked surrogate (one by one for other models or one loss)."""
         from augloss.population import GroupedSurrogate
 
         if len(exprs) <= 1 or self.cfg.model["name"] != "surrogate":
-            return [self._train(e, technique, phase) for e in exprs]
+            return [self._train(e, technique, phase, seed, label_smoothing) for e in exprs]
         out: list[dict | None] = [None] * len(exprs)
         fns, slots = [], []
         for i, expr in enumerate(exprs):
             try:
-                fns.append(losses.get(expr))
+                fns.append(losses.get(expr, label_smoothing=label_smoothing))
                 slots.append(i)
             except ValueError as exc:
                 out[i] = lost(str(exc))
         if len(slots) <= 1:
             for i in slots:
-                out[i] = self._train(exprs[i], technique, phase)
+                out[i] = self._train(exprs[i], technique, phase, seed, label_smoothing)
             return out
-        model = GroupedSurrogate([self._model() for _ in slots])
+        model = GroupedSurrogate([self._model(seed) for _ in slots])
         technique_obj = aug.build(technique, self.cfg.phase_augment(phase))
         try:
             results = fit_population(model, fns, self.train_set, self.val_set, technique_obj,
-                                     self.cfg.recipe(phase), self.seed, device=self.cfg.device,
+                                     self.cfg.recipe(phase), seed, device=self.cfg.device,
                                      epoch_log_level=logging.DEBUG)
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             log.warning("joint evaluation failed (%s); evaluating one by one", exc)
             for i in slots:
-                out[i] = self._train(exprs[i], technique, phase)
+                out[i] = self._train(exprs[i], technique, phase, seed, label_smoothing)
             return out
         for i, res in zip(slots, results):
             out[i] = self._record(res, phase)
         return out
 
-    def _train(self, expr: Expr, technique: str, phase: str) -> dict:
+    def _train(self, expr: Expr, technique: str, phase: str, seed: int,
+               label_smoothing: float = 0.0) -> dict:
         cfg = self.cfg.recipe(phase)
         try:
-            loss_fn = losses.get(expr)
+            loss_fn = losses.get(expr, label_smoothing=label_smoothing)
         except ValueError as exc:
             return lost(str(exc))
-        model = self._model()
+        model = self._model(seed)
         technique_obj = aug.build(technique, self.cfg.phase_augment(phase))
         try:
             res = fit(model, loss_fn, self.train_set, self.val_set, None, technique_obj, cfg,
-                      self.seed, device=self.cfg.device, epoch_log_level=logging.DEBUG)
+                      seed, device=self.cfg.device, epoch_log_level=logging.DEBUG)
         except (RuntimeError, ValueError, FloatingPointError) as exc:  # never kill the search
             return lost(f"{type(exc).__name__}: {exc}"[:300], st.DIVERGED)
         return self._record(res, phase)
