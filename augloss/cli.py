@@ -3,6 +3,7 @@
     augloss loss "-(y * ln(p))"          # canonical form, LaTeX, PyTorch source, integrity verdict
     augloss tables RUNS... --stage transfer --out results/x/tables/transfer
     augloss audit RUNS... --out results/x/audit/audit
+    augloss plan --delta 0.2 --seed-sd 0.15 --cells 10 --losses 8   # seeds a Δ needs
 
 ``python -m augloss`` is the same command. Every subcommand has ``--help``; choices (stages,
 metrics, what to show) are validated by argparse, and a malformed expression is reported with
@@ -57,13 +58,16 @@ def _loss(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    from augloss.tables import audit, collect, comparison, plots
+    from augloss.tables import audit, claims, collect, comparison, plots
 
     df = collect.collect(args.runs, allow_mixed=args.allow_mixed)
     t = comparison.comparison(df, args.stage, args.metric)
     for path in comparison.write_comparison(t, args.out):
         print(path)
     out = Path(args.out)
+    for path in claims.write_claims(claims.claims([t]), out.with_name(out.name + "_claims"),
+                                    [t]):
+        print(path)
     print(plots.plot_delta_heatmap(t, out.with_name(out.name + "_delta.png")))
     if not args.no_audit:
         _write_audit(audit.audit(df[df["stage"] == args.stage]), out.name + "_audit", out)
@@ -95,12 +99,67 @@ def _audit(args: argparse.Namespace) -> int:
     return 1 if flagged and args.strict else 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from augloss import stats
+
+    text = plan_text(stats.plan(args.delta / 100, args.seed_sd / 100, args.cells, args.losses,
+                                tau=args.tau / 100, alpha=args.alpha, power=args.power,
+                                max_seeds=args.max_seeds), args.seeds)
+    if args.out:
+        from augloss.io import atomic_write_text
+
+        atomic_write_text(args.out, text)
+    print(text, end="")
+    return 0
+
+
+def plan_text(p, current: int | None = None) -> str:
+    """The planner's answer in Markdown (:func:`augloss.stats.plan`, inputs in fractions)."""
+    from augloss import stats
+
+    def seeds(n):
+        return str(n) if n is not None else f"more than {p.max_seeds}"
+
+    d_sd = p.seed_sd * 2 ** 0.5
+    lines = [
+        f"# Seeds per cell for a true Δ of {100 * p.delta:.3g} pp",
+        "",
+        f"Assumed: one run's accuracy varies by {100 * p.seed_sd:.3g} pp over seeds (a paired "
+        f"difference by {100 * d_sd:.3g} pp), {p.cells} cells per loss, {p.losses} losses "
+        f"compared with cross-entropy, between-cell sd of the true Δ τ = {100 * p.tau:.3g} pp; "
+        f"two-sided α = {p.alpha:g}, power {100 * p.power:.0f} %.",
+        "",
+        "| test | level | seeds per cell |",
+        "|---|---|---|",
+        f"| one cell (paired t; Holm's first step over the loss's {p.cells} cells) "
+        f"| α / {p.cells} = {p.alpha / max(1, p.cells):.3g} | {seeds(p.per_cell_seeds)} |",
+        f"| pooled over the {p.cells} cells (the primary endpoint; Holm's first step over "
+        f"{p.losses} losses) | α / {p.losses} = {p.alpha / max(1, p.losses):.3g} | "
+        + (seeds(p.pooled_seeds) if p.cells >= 2 else "untestable (one cell)") + " |",
+    ]
+    if p.cells >= 2 and p.pooled_seeds is None and p.pooled_limit < p.power:
+        lines += ["", f"The pooled test cannot reach {100 * p.power:.0f} % power with "
+                  f"{p.cells} cells at any number of seeds: the between-cell spread τ alone "
+                  f"limits it to {100 * p.pooled_limit:.0f} %. Add cells (datasets, "
+                  f"augmentations), not seeds."]
+    if current:
+        a_cell = p.alpha / max(1, p.cells)
+        a_pool = p.alpha / max(1, p.losses)
+        pw_cell = stats.power_of(p.delta, d_sd, current, a_cell)
+        pw_pool = stats.power_of(p.delta, (p.tau ** 2 + d_sd ** 2 / current) ** 0.5,
+                                 p.cells, a_pool) if p.cells >= 2 else float("nan")
+        lines += ["", f"With {current} seeds per cell: power {100 * pw_cell:.0f} % per cell, "
+                  + (f"{100 * pw_pool:.0f} % pooled." if pw_pool == pw_pool
+                     else "pooled untestable.")]
+    return "\n".join(lines) + "\n"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="augloss", description="Evolved loss functions for image augmentation: check a "
         "loss, regenerate tables and audit finished runs (the workflow itself runs under "
         "Snakemake).")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{loss,tables,audit}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{loss,tables,audit,plan}")
 
     q = sub.add_parser("loss", help="parse a loss; print its canonical form, LaTeX, PyTorch "
                        "source and integrity verdict",
@@ -139,7 +198,58 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="output prefix (.md, .csv and .html added)")
     a.add_argument("--strict", action="store_true", help="exit 1 when a cell is flagged")
     a.set_defaults(func=_audit)
+
+    n = sub.add_parser("plan", help="seeds per cell that a target Δ needs, per cell and pooled",
+                       description="Plan the seeds: given a true Δ and the seed-to-seed sd "
+                       "of one run's accuracy (both in percentage points), the seeds per "
+                       "cell that the per-cell and the pooled tests need for the power "
+                       "asked, at Holm's first step.")
+    n.add_argument("--delta", type=_positive, required=True, help="target Δ in pp, e.g. 0.2")
+    n.add_argument("--seed-sd", type=_positive, required=True,
+                   help="sd of one run's accuracy over seeds in pp (CIFAR: 0.1-0.2)")
+    n.add_argument("--cells", type=_count, default=10,
+                   help="cells per loss: datasets x augmentations (default 10: CIFAR-10/100 "
+                   "x 5)")
+    n.add_argument("--losses", type=_count, default=8,
+                   help="losses compared with CE in the stage (Holm's family for the pooled "
+                   "test; default 8: 5 evolved + 3 baselines)")
+    n.add_argument("--tau", type=_non_negative, default=0.0,
+                   help="between-cell sd of the true Δ in pp (default 0: the same Δ "
+                   "everywhere)")
+    n.add_argument("--alpha", type=_probability, default=0.05)
+    n.add_argument("--power", type=_probability, default=0.8)
+    n.add_argument("--seeds", type=_count, help="also report the power at this many seeds")
+    n.add_argument("--max-seeds", type=_count, default=1000)
+    n.add_argument("--out", help="also write the answer to this Markdown file")
+    n.set_defaults(func=_plan)
     return p
+
+
+def _number(text: str, ok, what: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"{text!r} must be {what}")
+    return v
+
+
+def _positive(text: str) -> float:
+    return _number(text, lambda v: v > 0 and v == v and v != float("inf"), "positive")
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, lambda v: v >= 0 and v != float("inf"), "non-negative")
+
+
+def _probability(text: str) -> float:
+    return _number(text, lambda v: 0 < v < 1, "between 0 and 1")
+
+
+def _count(text: str) -> int:
+    v = _number(text, lambda v: v >= 1 and v == int(v), "a positive integer")
+    return int(v)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -134,6 +134,9 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
         "status": result.status, "diverged": result.status == "diverged",
         "reason": result.reason, "final_val_acc": vals[-1] if vals else None,
         "best_val_acc": max(vals) if vals else None, "test_acc": result.test_acc,
+        # Images behind each accuracy: its resolution (ties are decided on counts) and its
+        # binomial standard error, both stated under every table.
+        "val_n": len(val_set), "test_n": len(test_set) if test_set is not None else None,
         "curves": {k: [h[k] for h in result.history] for k in
                    ("train_loss", "train_acc", "val_acc", "lr")},
         # The job's configuration without its seed: equal for all seeds of one table cell.

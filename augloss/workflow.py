@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from augloss import names
+from augloss import names, stats
 from augloss.config import FitnessConfig, LossSpec
 from augloss.io import read_json, write_json
 from augloss.manifest import file_digests, verify_files
@@ -129,21 +129,36 @@ def select_losses(metrics_files: list[str], top_k: int, metric: str,
 
     Selection uses validation accuracy by default (``final_val_acc``): choosing on test accuracy
     would leak the test set into the fine-tune stage. A diverged run scores 0 (as in the tables).
+    Means are compared at the metric's resolution (each run's accuracy as a count of correct
+    images, :func:`augloss.stats.quantize`), so two losses with equal counts tie and the tie is
+    broken by name, never by float rounding.
     """
+    from fractions import Fraction
+
     import pandas as pd
 
+    from augloss.tables.collect import ITEMS
+
     rows = [read_json(f) for f in metrics_files]
-    # A diverged run scores 0, as in the tables: its last finite accuracy earns no credit.
+
+    def exact(r) -> Fraction:
+        # A diverged run scores 0, as in the tables: its last finite accuracy earns no credit.
+        value = 0.0 if r.get("diverged") or r.get(metric) is None else r[metric]
+        n = stats.items(r.get(ITEMS.get(metric, ""), None))
+        return Fraction(round(float(value) * n), n)
+
     df = pd.DataFrame([{"loss": r["loss"], "expression": r["expression"],
                         "label_smoothing": r.get("label_smoothing", 0.0),
-                        "value": 0.0 if r.get("diverged") else r.get(metric)} for r in rows])
+                        "value": exact(r)} for r in rows])
     evolved = df[df["loss"].map(names.is_evolved)]
     if evolved.empty:
         raise ValueError("no evolved losses among the runs to select from")
     ranked = (evolved.groupby(["loss", "expression"], as_index=False)
-              .agg(mean=("value", lambda v: float(pd.to_numeric(v).fillna(0.0).mean())),
-                   runs=("value", "size"), label_smoothing=("label_smoothing", "first"))
-              .sort_values(["mean", "loss"], ascending=[False, True], kind="stable"))
+              .agg(exact=("value", lambda v: sum(v, Fraction(0)) / len(v)),
+                   runs=("value", "size"), label_smoothing=("label_smoothing", "first")))
+    ranked["neg"] = [-x for x in ranked["exact"]]
+    ranked = ranked.sort_values(["neg", "loss"], kind="stable")
+    ranked["mean"] = [float(x) for x in ranked["exact"]]
     # One entry per expression: two searches may find the same loss.
     ranked = ranked.drop_duplicates("expression")
     if len(ranked) < top_k:

@@ -11,4 +11,4 @@ with runtime.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     aliases = read_json(snakemake.input.evolved)["aliases"]
     comparisons = [comparison.comparison(df, stage, snakemake.params.metric, aliases=aliases)
                    for stage in snakemake.params.stages]
-    claims.write_claims(claims.claims(comparisons), snakemake.output.md[:-3])
+    claims.write_claims(claims.claims(comparisons), snakemake.output.md[:-3], comparisons)

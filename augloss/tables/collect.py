@@ -14,6 +14,8 @@ from typing import Iterable
 
 import pandas as pd
 
+#: The column holding the number of images behind each metric (its resolution).
+ITEMS = {"test_acc": "test_n", "final_val_acc": "val_n", "best_val_acc": "val_n"}
 REQUIRED = ("stage", "dataset", "augmentation", "loss", "seed", "status", "config_hash",
             "code_version")
 CELL = ["stage", "dataset", "augmentation", "loss"]
@@ -54,6 +56,7 @@ def collect(paths: Iterable[str | Path], allow_mixed: bool = False) -> pd.DataFr
             "loss_key": m.get("loss_key"), "model": m.get("model"),
             "test_acc": m.get("test_acc"), "final_val_acc": m.get("final_val_acc"),
             "best_val_acc": m.get("best_val_acc"), "diverged": bool(m.get("diverged")),
+            "val_n": m.get("val_n"), "test_n": m.get("test_n"),
             "run_dir": str(f.parent), "git_commit": prov.get("git_commit", ""),
             "git_dirty": prov.get("git_dirty"), "device": prov.get("device", ""),
             "gpu_name": prov.get("gpu_name", ""),

@@ -11,7 +11,8 @@ from augloss.io import atomic_write_text
 
 #: Unicode in table cells and the LaTeX for it (tabulate escapes only LaTeX's special characters).
 _TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "ρ": r"$\rho$", "τ": r"$\tau$", "—": "---",
-                "–": "--", "≥": r"$\geq$", "≤": r"$\leq$"}
+                "–": "--", "≥": r"$\geq$", "≤": r"$\leq$", "†": r"$^{\dagger}$",
+                "²": r"$^2$", "σ": r"$\sigma$", "α": r"$\alpha$"}
 
 
 def _markup(cell) -> tuple[str, bool, bool, bool]:
