@@ -137,6 +137,18 @@ def plan_text(p, current: int | None = None) -> str:
         f"{p.losses} losses) | α / {p.losses} = {p.alpha / max(1, p.losses):.3g} | "
         + (seeds(p.pooled_seeds) if p.cells >= 2 else "untestable (one cell)") + " |",
     ]
+    if p.tau == 0 and p.cells >= 2:
+        rows = []
+        for f in (0.5, 1.0, 2.0):
+            q = stats.plan(p.delta, p.seed_sd, p.cells, p.losses, tau=f * p.seed_sd,
+                           alpha=p.alpha, power=p.power, max_seeds=p.max_seeds)
+            rows.append(f"| τ = {100 * q.tau:.3g} pp | " + (
+                seeds(q.pooled_seeds) if q.pooled_seeds is not None or q.pooled_limit >= p.power
+                else f"unreachable (at most {100 * q.pooled_limit:.0f} % power)") + " |")
+        lines += ["", "The pooled answer assumes the same true Δ in every cell (τ = 0). If the "
+                  "true Δ varies between cells (the claims table estimates τ²), the pooled "
+                  "test needs:", "", "| between-cell sd of the true Δ | seeds per cell |",
+                  "|---|---|", *rows]
     if p.cells >= 2 and p.pooled_seeds is None and p.pooled_limit < p.power:
         lines += ["", f"The pooled test cannot reach {100 * p.power:.0f} % power with "
                   f"{p.cells} cells at any number of seeds: the between-cell spread τ alone "

@@ -164,8 +164,8 @@ class Claim:
         win with probability 1/2 (ties stay ties), P(wins > cells / 2)."""
         from scipy import stats
 
-        if not self.cells:
-            return None
+        if not self.cells or (self.wins + self.losses) * 2 <= self.cells:
+            return None  # no cell, or too many ties for a majority to be possible
         return float(stats.binom.sf(self.cells // 2, self.wins + self.losses, 0.5))
 
 

@@ -263,4 +263,4 @@ def test_exact_ties_count_as_ties(tmp_path):
     row = claims.claims([t]).iloc[0]
     assert (row["wins"], row["ties"], row["losses"]) == (0, 10, 0)
     assert row["pooled_delta"] == pytest.approx(0.0, abs=1e-12)
-    assert row["majority_null_p"] == 0.0 and not row["majority"]
+    assert row["majority_null_p"] is None and not row["majority"]  # no majority possible

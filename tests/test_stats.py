@@ -92,7 +92,9 @@ def test_claims_table_and_files(tmp_path):
     paths = claims.write_claims(claims.claims([t]), tmp_path / "out" / "claims")
     md, csv, tex, html = (p.read_text() for p in paths)
     assert "### Claims, transfer" in md and "evolved[cutout]#1" in md and "majority" in md
-    assert csv.startswith("stage,metric,loss,display,cells,wins,ties,losses,majority")
+    assert csv.startswith("stage,metric,loss,display,pooled_delta,pooled_ci_low,"
+                          "pooled_ci_high,pooled_p,pooled_p_holm,tau2")
+    assert ",cells,wins,ties,losses," in csv.splitlines()[0]
     assert r"\toprule" in tex and r"evolved[cutout]\#1" in tex and r"$\Delta$" in tex
     assert "<h3>Claims, transfer" in html and "evolved[cutout]#1" in html
     again = claims.write_claims(claims.claims([t]), tmp_path / "again" / "claims")

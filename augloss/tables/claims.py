@@ -32,12 +32,15 @@ CLAIMS_NOTE = (
     "cross-entropy on this stage when its Holm-adjusted pooled p is below 0.05 and its Δ is "
     "positive (‡ marks it; † marks a significant harm). τ²: the between-cell variance of the "
     "true Δ (pp²); I²: its share of one cell's observed Δ variance. Seeds run by only one side "
-    "are left out of the pooled test. **Secondary** — wins / ties / losses: cells whose mean is "
-    "above / equal to / below cross-entropy's, compared on counts of correct images (a "
+    "are left out of the pooled test; a diverged run enters it as 0, a large outlier that "
+    "widens the interval. The model treats cells as exchangeable; cells of one dataset share "
+    "its test set, so read the interval as conditional on these datasets. **Secondary** — "
+    "wins / ties / losses: cells whose mean is above / equal to / below cross-entropy's, compared on counts of correct images (a "
     "diverged run scores 0); sig. wins / harms: cells significant after Holm within the loss "
     "(the comparison table's * and †); majority: wins in more than half of the cells, the "
     "paper's claim, with P(chance): its probability when the loss is no different (each "
-    "non-tied cell a coin flip); sign test: exact two-sided binomial test of wins against "
+    "non-tied cell a coin flip; '— (impossible)' when ties leave too few cells); sign test: "
+    "exact two-sided binomial test of wins against "
     "losses (ties dropped); Wilcoxon: two-sided signed-rank test of the cell Δs (zero Δs "
     "dropped); — : untestable. The CSV holds accuracies and Δs as fractions (0-1), τ² in "
     "their squared units.")
@@ -124,11 +127,14 @@ def write_claims(df: pd.DataFrame, prefix: str | Path,
         body = [[r.display, _pooled_cell(r), _p(r.pooled_p), _p(r.pooled_p_holm), _tau2(r.tau2),
                  "—" if math.isnan(r.i2) else f"{100 * r.i2:.0f} %", r.cells, r.wins, r.ties,
                  r.losses, r.significant_wins, r.significant_harms,
-                 "yes" if r.majority else "no", _p(r.majority_null_p), _p(r.p_sign),
+                 "yes" if r.majority else "no",
+                 "— (impossible)" if r.majority_null_p is None else _p(r.majority_null_p),
+                 _p(r.p_sign),
                  _p(r.p_wilcoxon)] for r in g.itertuples()]
         title = f"Claims, {stage}: does each loss beat cross-entropy ({g['metric'].iloc[0]})?"
-        lines = [f"Primary endpoint: the pooled Δ, Holm-adjusted across the {len(g)} losses "
-                 f"of this stage."]
+        family = f"the {len(g)} losses" if len(g) > 1 else "its only loss (no correction)"
+        lines = [f"Primary endpoint: the pooled Δ, Holm-adjusted across {family} of this "
+                 f"stage."]
         if stage in by_stage:
             lines += [resolution_note(by_stage[stage]), power_note(by_stage[stage])]
         md.append(f"### {title}\n\n"
