@@ -23,6 +23,9 @@ NORMALIZE = ("unit", "imagenet", "tf", "mean_std")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 DIVERGED_POLICIES = ("keep", "discard")
 STRATEGIES = ("evolution", "random")
+# The seed of each evaluation of a search: its own (augloss.search.seeds.evaluation_seed) or
+# the search seed for every one (a loss found again gets its cached score back).
+EVALUATION_SEEDS = ("per_evaluation", "search_seed")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bump when a change to training or scoring code changes a candidate's fitness: evaluation-cache
@@ -192,11 +195,25 @@ class SearchConfig:
     # "random": every child is a fresh random valid genome instead of a tournament winner's
     # mutant; the same pool, evaluator and budget (the workflow's search.baseline: random).
     strategy: str = "evolution"
+    # "per_evaluation": every training call draws its own seed from (search seed, augmentation,
+    # evaluation index), so a loss found again is trained again under fresh noise, as the
+    # earlier code's unseeded runs were (faithful). "search_seed": every evaluation under the
+    # search seed, so a loss found again gets its cached score back (one draw of the noise).
+    evaluation_seeds: str = "per_evaluation"
+    # False: each augmentation's search draws pool, tournaments and mutations from a stream of
+    # its own (independent replicates); True: one stream and one initial pool for all of them.
+    shared_stream: bool = False
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"search.strategy must be one of {STRATEGIES}, "
                              f"got {self.strategy!r}")
+        if self.evaluation_seeds not in EVALUATION_SEEDS:
+            raise ValueError(f"search.algorithm.evaluation_seeds must be one of "
+                             f"{', '.join(EVALUATION_SEEDS)}, got {self.evaluation_seeds!r}")
+        if not isinstance(self.shared_stream, bool):
+            raise ValueError(f"search.algorithm.shared_stream must be true or false, "
+                             f"got {self.shared_stream!r}")
         positive = ("population", "initial_pool", "tournament", "max_mutation_attempts",
                     "max_evaluations", "top_k", "log_every", "report_every", "batch_children")
         for key in positive:

@@ -15,10 +15,30 @@ the paper's own constants are unknown (docs/paper.md).
    ``strategy: random`` (the random-search baseline) replaces each mutant by a fresh random
    valid genome: same pool, evaluator and budget, no selection.
 
+**Seeds** (:mod:`.seeds`). Every training call (a pool candidate's screen, a pre-filter, a main
+run) is one *evaluation*: it takes the next evaluation index of the state and trains under
+``evaluation_seed(seed, augmentation, index)`` (``evaluation_seeds: per_evaluation``, the
+default), so a loss found again is trained again under fresh noise, as the earlier code's
+unseeded runs were; ``search_seed`` trains every evaluation under the search seed, so a loss
+found again gets its cached score back. Children trained together (``batch_children`` > 1)
+are one call and share its seed: the stacked copies see the same batches and start from the
+same initialisation, as they must to be trained as one. Each history line records its
+``seed`` and ``evaluation_index``. The pool, tournaments and mutations draw from a stream of
+the augmentation's own (``stream_entropy``), so the searches of two augmentations are
+independent replicates; ``shared_stream`` gives every augmentation the one stream of the
+search seed (and so one initial pool). After the search, :meth:`Search.noise` scores
+cross-entropy and the winner on ``noise_seeds`` *fresh* seeds, which no evaluation uses.
+
 The state is checkpointed atomically after every evaluation (:mod:`.state`); a killed search
 resumes where it stopped and ends with the same population and history as an uninterrupted one.
 Outputs in ``out_dir``: ``history.jsonl`` (one line per candidate considered),
 ``population.json``, ``best.json`` (top-k), ``summary.json``, ``cache_stats.json``.
+
+A loss found again is trained again, and ``best.json`` ranks each loss by its best main run:
+its ``fitness`` is a maximum over its ``main_runs`` noisy runs (optimistic, and the more so the
+more often the search found it; ``fitness_mean`` is their mean). The unbiased measurement of the
+winner is the fresh-seed one (``summary.json``'s ``noise``). ``summary.json``'s ``val_n`` is the
+number of validation images each fitness is measured on (null when the evaluator has none).
 """
 
 from __future__ import annotations
@@ -40,10 +60,15 @@ from augloss.progress import Progress
 from augloss.search import status as st
 from augloss.search.breed import Breeder, Member
 from augloss.search.evaluator import Evaluator, SurrogateEvaluator
+from augloss.search.seeds import evaluation_seed, fresh_seeds, stream_entropy
 from augloss.search.state import StateStore, count
 from augloss.search.summary import reports, top_losses
 
 log = logging.getLogger("augloss.search")
+
+#: The fewest fresh seeds of the fitness-noise measurement (``search.noise_seeds``; 1 is off):
+#: with 2 a paired t interval has 1 degree of freedom and is about 13 times the sd wide.
+MIN_NOISE_SEEDS = 3
 
 
 @dataclass
@@ -74,12 +99,16 @@ class Search:
         self.evaluator = evaluator or SurrogateEvaluator(fitness, cache_dir, seed)
         self.config_hash = config_hash({"search": asdict(search), "fitness": asdict(fitness),
                                         "augmentation": augmentation, "seed": self.seed})
-        self.store = StateStore(self.out, self.config_hash, self.seed)
+        self.store = StateStore(self.out, self.config_hash, stream_entropy(
+            self.seed, None if search.shared_stream else augmentation))
         self.breeder = Breeder(search)
-        # Seeds under which cross-entropy and the winner are scored again once the search is
-        # done (the fitness noise); a measurement after the search, so not in config_hash.
-        if not isinstance(noise_seeds, int) or isinstance(noise_seeds, bool) or noise_seeds < 1:
-            raise ValueError(f"search.noise_seeds must be a positive integer, got {noise_seeds!r}")
+        # Fresh seeds under which cross-entropy and the winner are scored again once the search
+        # is done (the fitness noise and the lead over CE); a measurement after the search, so
+        # not in config_hash. 1 turns it off; 2 cannot give an interval worth reading.
+        if not isinstance(noise_seeds, int) or isinstance(noise_seeds, bool) or \
+                not (noise_seeds == 1 or noise_seeds >= MIN_NOISE_SEEDS):
+            raise ValueError(f"search.noise_seeds must be 1 (off) or at least {MIN_NOISE_SEEDS} "
+                             f"(fresh seeds for a paired 95 % interval), got {noise_seeds!r}")
         self.noise_seeds = noise_seeds
 
     def run(self, callback: Callable[[dict], None] | None = None) -> dict:
@@ -103,6 +132,16 @@ class Search:
             self._checkpoint()
         return self.write_outputs(state)
 
+    def _next_seed(self) -> tuple[int, int]:
+        """The next evaluation's (index, seed); the index is part of the saved state, so a
+        resumed search draws the seeds an uninterrupted one draws."""
+        state = self._state
+        index = state["evaluations_drawn"]
+        state["evaluations_drawn"] = index + 1
+        if self.cfg.evaluation_seeds == "search_seed":
+            return index, self.seed
+        return index, evaluation_seed(self.seed, self.augmentation, index)
+
     def _checkpoint(self) -> None:
         self.store.save(self._state, self._rng)
         if self._callback is not None:
@@ -119,11 +158,13 @@ class Search:
         while len(state["pool_scores"]) < len(state["pool"]):
             i = len(state["pool_scores"])
             expr = Genome.from_dict(state["pool"][i]).to_expr()
-            rec = self.evaluator.evaluate_many([expr], self.augmentation, phase)[0]
+            index, seed = self._next_seed()
+            rec = self.evaluator.evaluate_many([expr], self.augmentation, phase, seed=seed)[0]
             score = rec["fitness"] if rec["status"] not in st.LOST else 0.0
             state["pool_scores"].append(score)
             self.store.append(state, [{
                 "phase": "pool", "iteration": -1, "index": i, "parent": None,
+                "seed": seed, "evaluation_index": index,
                 "expression": str(expr), "key": expr.key, "fitness": score,
                 "fitness_final": rec["fitness_final"], "fitness_max": rec["fitness_max"],
                 "status": rec["status"], "reason": rec["reason"], "stage": phase}])
@@ -263,7 +304,8 @@ class Search:
     def _ff2(self, genomes: list[Genome], parents: list[str | None], iterations: list[int],
              phase: str, index: int) -> list[tuple[dict, list[dict]]]:
         """FF2 for several genomes: the pre-filter (if configured), then the main run, each phase
-        trained jointly for all of them; per genome its record and history entries."""
+        trained jointly for all of them under one evaluation seed (the copies of a stacked
+        surrogate share batches); per genome its record and history entries."""
         exprs = [g.to_expr() for g in genomes]
         bases = []
         for expr, parent, iteration in zip(exprs, parents, iterations):
@@ -272,59 +314,87 @@ class Search:
             base["index" if phase == "rescore" else "evaluation"] = index
             bases.append(base)
         out: list[tuple[dict, list[dict]] | None] = [None] * len(exprs)
-        if self.fitness.prefilter is not None:
-            pres = self.evaluator.evaluate_many(exprs, self.augmentation, "prefilter")
+        if self.fitness.prefilter is not None and exprs:
+            pre_index, pre_seed = self._next_seed()
+            pres = self.evaluator.evaluate_many(exprs, self.augmentation, "prefilter",
+                                                seed=pre_seed)
             for i, pre in enumerate(pres):
+                bases[i]["prefilter_seed"] = pre_seed
                 if pre["status"] in st.LOST:
                     status = st.DIVERGED if pre["status"] == st.DIVERGED else st.FAILED_PREFILTER
                     out[i] = ({**pre, "fitness": 0.0},
                               [{**bases[i], "status": status, "reason": pre["reason"],
-                                "fitness": 0.0, "stage": "prefilter"}])
+                                "fitness": 0.0, "stage": "prefilter", "seed": pre_seed,
+                                "evaluation_index": pre_index}])
         alive = [i for i in range(len(exprs)) if out[i] is None]
-        recs = self.evaluator.evaluate_many([exprs[i] for i in alive], self.augmentation, "main")
+        if not alive:
+            return out
+        main_index, main_seed = self._next_seed()
+        recs = self.evaluator.evaluate_many([exprs[i] for i in alive], self.augmentation, "main",
+                                            seed=main_seed)
         for i, rec in zip(alive, recs):
             out[i] = (rec, [{**bases[i], "status": rec["status"], "reason": rec["reason"],
                              "fitness": rec["fitness"] if rec["status"] != st.DIVERGED else 0.0,
                              "fitness_final": rec["fitness_final"],
-                             "fitness_max": rec["fitness_max"], "stage": "main"}])
+                             "fitness_max": rec["fitness_max"], "stage": "main",
+                             "seed": main_seed, "evaluation_index": main_index}])
         return out
 
     # --- outputs -------------------------------------------------------------------------------
     def noise(self, history: list[dict]) -> dict | None:
-        """Cross-entropy and the winner scored under ``noise_seeds`` seeds (the search's own
-        first, then ``seed + 1``, ...): how far the fitness of one loss moves with the seed alone.
+        """Cross-entropy and the winner scored on ``noise_seeds`` fresh seeds
+        (:func:`.seeds.fresh_seeds`: odd, so never a seed any evaluation of any search used to
+        select): how far one loss's fitness moves with the seed alone, and the winner's lead
+        over CE measured without the winner's curse. The random-search baseline measures its
+        own best the same way, on the same seeds, so the two pair by seed.
 
-        ``{"seeds", "ce": [fitness per seed], "winner": [...], "winner_expression"}``; None with
-        one seed or an evaluator that cannot be reseeded (a test's pseudo-fitness).
+        ``{"seeds", "ce": [fitness per seed], "winner": [...], "ce_key", "winner_expression",
+        "winner_key"}``; None when ``noise_seeds`` is 1 (off). A winner that is cross-entropy
+        itself (``winner_key == ce_key``) is trained once per seed and its scores repeat CE's. Each seed is one
+        ``evaluate_many(..., seed=s)`` of the plain evaluator, cached under that seed (the
+        correlation study scores on the same fresh seeds and finds these entries).
         """
-        reseeded = getattr(self.evaluator, "reseeded", None)
-        if self.noise_seeds < 2 or reseeded is None:
+        if self.noise_seeds < MIN_NOISE_SEEDS:
             return None
         exprs = [losses.parse(losses.REGISTRY["ce"])]
         top = top_losses(history, 1, self.breeder.equivalent)
         if top and top[0]["key"] != exprs[0].key:
             exprs.append(losses.parse(top[0]["expression"]))
-        seeds = [self.seed + i for i in range(self.noise_seeds)]
+        seeds = fresh_seeds(self.seed, self.noise_seeds)
         scores: list[list[float]] = [[] for _ in exprs]
         progress = Progress(len(seeds))
         for n, s in enumerate(seeds):
-            log.info("[%s] fitness noise: seed %d (%d/%d), %d loss(es) ETA %s",
+            log.info("[%s] fitness noise: fresh seed %d (%d/%d), %d loss(es) ETA %s",
                      self.augmentation, s, n + 1, len(seeds), len(exprs), progress.eta_text(n))
-            ev = self.evaluator if s == self.seed else reseeded(s)
-            for col, rec in zip(scores, ev.evaluate_many(exprs, self.augmentation, "main")):
+            recs = self.evaluator.evaluate_many(exprs, self.augmentation, "main", seed=s)
+            for col, rec in zip(scores, recs):
                 col.append(rec["fitness"] if rec["status"] not in st.LOST else 0.0)
-        return {"seeds": seeds, "ce": scores[0], "winner": scores[-1],
-                "winner_expression": str(exprs[-1])}
+        return {"seeds": seeds, "ce": scores[0], "winner": scores[-1], "ce_key": exprs[0].key,
+                "winner_expression": str(exprs[-1]), "winner_key": exprs[-1].key}
+
+    def val_n(self) -> int | None:
+        """The number of validation images the fitness is measured on (the search dataset's
+        ``val_split``, :attr:`.SurrogateEvaluator.val_set`); None for an evaluator without
+        one (a test's fake)."""
+        val_set = getattr(self.evaluator, "val_set", None)
+        try:
+            return None if val_set is None else int(len(val_set))
+        except TypeError:  # no len()
+            return None
 
     def write_outputs(self, state: dict) -> dict:
         """Write the reports of ``state`` (:func:`.summary.reports`) and the cache counts."""
         ce = self.evaluator.evaluate_many([losses.parse(losses.REGISTRY["ce"])],
-                                          self.augmentation, "main")[0]
+                                          self.augmentation, "main", seed=self.seed)[0]
         history = list(self.store.history())
         files = reports(state, history, augmentation=self.augmentation,
                         seed=self.seed, metric=self.fitness.metric, top_k=self.cfg.top_k,
                         config_hash=self.config_hash, ce=ce, equivalent=self.breeder.equivalent,
-                        noise=self.noise(history))
+                        noise=self.noise(history),
+                        seeding={"evaluation_seeds": self.cfg.evaluation_seeds,
+                                 "shared_stream": self.cfg.shared_stream,
+                                 "strategy": self.cfg.strategy},
+                        val_n=self.val_n())
         for name, obj in files.items():
             write_json(self.out / name, obj)
         # Cache use differs between a fresh and a resumed run: kept out of summary.json.

@@ -12,6 +12,9 @@ Two disjoint families, so that no score used to *select* a loss is ever reused t
   augmentation, so a loss's scores under two augmentations pair by seed. Always **odd**, so no
   fresh seed equals any evaluation seed, whatever the indices.
 
+:func:`stream_entropy` seeds a search's random stream (pool, tournaments, mutations): one per
+augmentation unless ``search.algorithm.shared_stream`` asks for one shared by all.
+
 Seeds are 31-bit non-negative integers derived by SHA-256 (stable across Python, NumPy and
 platforms; no global RNG is touched).
 """
@@ -49,3 +52,18 @@ def fresh_seeds(search_seed: int, n: int) -> list[int]:
 def is_fresh(seed: int) -> bool:
     """Whether ``seed`` belongs to the fresh family (never used to select)."""
     return int(seed) % 2 == _FRESH
+
+
+def stream_entropy(search_seed: int, augmentation: str | None) -> int | list[int]:
+    """The entropy of a search's random stream (its initial pool, tournaments and mutations).
+
+    ``augmentation`` given: ``[search_seed, <31 bits of SHA-256 of the augmentation name>]``,
+    a :class:`numpy.random.SeedSequence` entropy of the augmentation's own, so the searches of
+    two augmentations are independent replicates with their own pools (the default). ``None``
+    (``search.algorithm.shared_stream: true``): the search seed itself, so every augmentation
+    draws from one stream and starts from one pool (the behaviour before streams were split).
+    """
+    if augmentation is None:
+        return int(search_seed)
+    digest = hashlib.sha256(json.dumps(["stream", str(augmentation)]).encode()).digest()
+    return [int(search_seed), int.from_bytes(digest[:4], "big") >> 1]

@@ -21,7 +21,8 @@ from augloss.io import atomic_path, read_json, write_json
 
 log = logging.getLogger("augloss.search")
 
-STATE_VERSION = 1
+#: 2: per-evaluation seeds (the state counts the evaluations drawn) and a stream per augmentation.
+STATE_VERSION = 2
 
 
 class SearchStateError(RuntimeError):
@@ -36,10 +37,12 @@ def count(state: dict, key: str, n: int = 1) -> None:
 class StateStore:
     """Load, save, append to and truncate the state of the search in ``out``."""
 
-    def __init__(self, out: str | Path, config_hash: str, seed: int):
+    def __init__(self, out: str | Path, config_hash: str, seed: int | list[int]):
+        """``seed``: the entropy of the search's random stream (an int, or the list
+        :func:`augloss.search.seeds.stream_entropy` gives)."""
         self.out = Path(out)
         self.config_hash = config_hash
-        self.seed = int(seed)
+        self.seed = int(seed) if isinstance(seed, int) else [int(s) for s in seed]
 
     @property
     def history_path(self) -> Path:
@@ -49,7 +52,10 @@ class StateStore:
         return {"version": STATE_VERSION, "config_hash": self.config_hash, "phase": "pool",
                 "rng": np.random.default_rng(self.seed).bit_generator.state,
                 "pool": [], "pool_scores": [], "population": [], "rescore_index": 0,
-                "iteration": 0, "history_len": 0, "counters": {}, "curve": []}
+                "iteration": 0, "history_len": 0, "counters": {}, "curve": [],
+                # the index of the next evaluation (one per training call): its seed is
+                # augloss.search.seeds.evaluation_seed(search seed, augmentation, index)
+                "evaluations_drawn": 0}
 
     def load(self) -> dict:
         """The saved state (history truncated to match it), or a fresh one with an empty history."""

@@ -1,5 +1,5 @@
 """The search table (best evolved loss per augmentation, the fitness against the noise, the
-random-search baseline) and the cross-augmentation rank correlation table."""
+random-search baseline); the correlation table is :mod:`augloss.tables.correlation`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from augloss import names
 from augloss.tables.collect import TableError
 from augloss.tables.render import booktabs, html_page, write_formats
 
-# --- search and correlation tables --------------------------------------------------------------
+# --- the search table ---------------------------------------------------------------------------
 
 def _search_outputs(d: str | Path) -> tuple[dict, dict]:
     d = Path(d)
@@ -26,34 +26,92 @@ def _search_outputs(d: str | Path) -> tuple[dict, dict]:
 
 def search_table(search_dirs: dict[str, str | Path],
                  random_dirs: dict[str, str | Path] | None = None) -> pd.DataFrame:
-    """Per augmentation: best expression (text and LaTeX), fitness, CE fitness, evaluations and
-    rejections, from each search's best.json / summary.json, and the random-search baseline's
-    best fitness where it ran. The signal against the noise: the winner's and CE's mean
-    fitness over ``noise_seeds`` seeds, ``fitness_noise`` (CE's sd over those seeds) and
-    ``candidate_sd`` (the sd of the fitness among the search's scored candidates). Cache hits
-    stay out (they differ between a fresh and a resumed search; see cache_stats.json), so the
-    table is reproducible."""
+    """Per augmentation, from each search's best.json / summary.json: the best expression (text
+    and LaTeX), its fitness in the search, CE's fitness under the search seed, evaluations and
+    rejections; and the measurement on fresh seeds (``summary["noise"]``, seeds no search
+    evaluation used): the winner's and CE's mean and sd, the winner's **lead** over CE paired
+    by seed with its 95 % t interval (``lead``, ``lead_low``, ``lead_high``, ``lead_p``),
+    ``fitness_noise`` (the sd pooled within CE and the winner) and ``top_k_sd`` (the spread
+    among the search's top-k losses). ``fitness`` is the best of the winner's
+    ``fitness_runs`` main runs in the search (a maximum over noisy runs, so optimistic; its
+    mean over them is ``fitness_mean``): the fresh-seed columns are the unbiased measurement.
+    ``val_n`` is the number of validation images (summary.json; None where not recorded) and
+    ``binomial_se`` one run's binomial standard error sqrt(p(1 - p)/n) at CE's fresh-seed mean
+    p (at its search-seed fitness without the fresh seeds). With ``random_dirs`` (the
+    random-search baseline): its best's search fitness and fresh-seed mean, and **this**
+    evolved winner minus **this** random-search winner paired by fresh seed (``vs_random``,
+    ``vs_random_low``, ``vs_random_high``, ``vs_random_p``): two particular losses from one
+    run of each search, so its interval holds their fresh-seed noise only, not the variation
+    from search to search; whether evolution beats random sampling needs repeated searches.
+    Cache hits and timings stay out (they differ between a fresh and a resumed search; see
+    cache_stats.json), so the CSV is byte-reproducible."""
     rows = []
     for a in sorted(search_dirs, key=lambda x: (names.technique_order(x), x)):
         best, summary = _search_outputs(search_dirs[a])
         top = best["losses"][0] if best["losses"] else {}
         noise = summary.get("noise") or {}
-        spread = summary.get("candidates") or {}
+        spread = summary.get("top_k") or {}
+        lead = _paired(noise, "winner", noise, "ce")
+        ce_fitness = best["reference"]["ce"]["fitness"]
+        val_n = summary.get("val_n")
         row = {"augmentation": a, "seed": summary["seed"],
                "best_expression": top.get("expression", ""),
                "best_latex": top.get("latex", ""), "fitness": top.get("fitness"),
-               "ce_fitness": best["reference"]["ce"]["fitness"],
+               "fitness_runs": top.get("main_runs"), "fitness_mean": top.get("fitness_mean"),
+               "ce_fitness": ce_fitness,
                "noise_seeds": len(noise.get("seeds", [])) or None,
                "winner_mean": noise.get("winner_mean"), "winner_sd": noise.get("winner_sd"),
-               "ce_mean": noise.get("ce_mean"), "fitness_noise": noise.get("fitness_noise"),
-               "candidates": spread.get("n"), "candidate_sd": spread.get("sd"),
+               "ce_mean": noise.get("ce_mean"), "ce_sd": noise.get("ce_sd"),
+               "lead": lead["mean"], "lead_low": lead["low"], "lead_high": lead["high"],
+               "lead_p": lead["p"], "fitness_noise": noise.get("fitness_noise"),
+               "top_k": spread.get("n"), "top_k_sd": spread.get("sd"),
+               "val_n": val_n,
+               "binomial_se": binomial_se(noise.get("ce_mean", ce_fitness), val_n),
                "children": summary["children"], "evaluations": summary["evaluations"],
                "rejections": sum(summary["rejections"].values())}
         if random_dirs:
-            r_best = _search_outputs(random_dirs[a])[0]["losses"] if a in random_dirs else []
-            row["random_fitness"] = r_best[0]["fitness"] if r_best else None
+            r_best, r_summary = _search_outputs(random_dirs[a]) if a in random_dirs \
+                else ({"losses": []}, {})
+            r_noise = r_summary.get("noise") or {}
+            versus = _paired(noise, "winner", r_noise, "winner")
+            row.update({"random_fitness": r_best["losses"][0]["fitness"]
+                        if r_best["losses"] else None,
+                        "random_mean": r_noise.get("winner_mean"),
+                        "vs_random": versus["mean"], "vs_random_low": versus["low"],
+                        "vs_random_high": versus["high"], "vs_random_p": versus["p"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def binomial_se(p: float | None, n: int | None) -> float | None:
+    """One run's binomial standard error of an accuracy ``p`` on ``n`` images,
+    sqrt(p (1 - p) / n); None when either is unknown or ``p`` is no proportion."""
+    if _missing(p) or _missing(n) or not n or not 0 <= p <= 1:
+        return None
+    return math.sqrt(p * (1 - p) / n)
+
+
+def _paired(a: dict, key_a: str, b: dict, key_b: str) -> dict:
+    """``a[key_a]`` minus ``b[key_b]``, each a list of fitness per ``seeds`` of its
+    measurement, paired by seed: ``{"mean", "low", "high", "p"}``, the mean difference and
+    its 95 % Student-t interval over the per-seed differences (:func:`augloss.stats.delta`,
+    the comparison tables' paired test); None where there is nothing to pair, and the
+    interval and p None where untestable (fewer than 2 pairs, or no variance)."""
+    from augloss import stats
+
+    none = {"mean": None, "low": None, "high": None, "p": None}
+    if not a.get(key_a) or not b.get(key_b):
+        return none
+    x, y = dict(zip(a["seeds"], a[key_a])), dict(zip(b["seeds"], b[key_b]))
+    seeds = sorted(set(x) & set(y))
+    if not seeds:
+        return none
+    d = stats.delta({s: x[s] for s in seeds}, {s: y[s] for s in seeds})
+
+    def num(v):
+        return None if v is None or math.isnan(v) else float(v)
+
+    return {"mean": num(d.delta), "low": num(d.low), "high": num(d.high), "p": d.p}
 
 
 def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
@@ -62,19 +120,30 @@ def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
     prefix = Path(prefix)
     random = "random_fitness" in df
     noisy = df["noise_seeds"].notna().any() if "noise_seeds" in df else False
-    md_rows = [[r.augmentation, f"`{r.best_expression}`", _pct(r.fitness), _pct(r.ce_fitness)]
-               + ([_pm(r.winner_mean, r.winner_sd), _pm(r.ce_mean, r.fitness_noise)]
-                  if noisy else [])
-               + [_pct(r.fitness_noise), _pct(r.candidate_sd)]
-               + ([_pct(r.random_fitness)] if random else []) + [r.evaluations, r.rejections]
-               for r in df.itertuples()]
     seeds = int(df["noise_seeds"].max()) if noisy else 0
+    md_rows = [[r.augmentation, f"`{r.best_expression}`", _fitness(r), _pct(r.ce_fitness)]
+               + ([_pm(r.winner_mean, r.winner_sd), _pm(r.ce_mean, r.ce_sd),
+                   _ci(r.lead, r.lead_low, r.lead_high)] if noisy else [])
+               + [_pct(r.fitness_noise), _pct(r.top_k_sd)]
+               + ([_pct(r.random_fitness)]
+                  + ([_pct(r.random_mean), _ci(r.vs_random, r.vs_random_low, r.vs_random_high)]
+                     if noisy else []) if random else [])
+               + [r.evaluations, r.rejections]
+               for r in df.itertuples()]
+    fresh = f"{seeds} fresh seeds"
     headers = (["augmentation", "best loss", "fitness", "CE fitness"]
-               + ([f"winner ({seeds} seeds)", f"CE ({seeds} seeds)"] if noisy else [])
-               + ["fitness_noise", "candidate sd"]
-               + (["random search"] if random else []) + ["evaluations", "rejections"])
+               + ([f"winner ({fresh})", f"CE ({fresh})", "lead over CE (95 % CI)"]
+                  if noisy else [])
+               + ["fitness_noise", "top-k sd"]
+               + (["random search"]
+                  + ([f"random ({fresh})", VS_RANDOM_HEADER] if noisy else [])
+                  if random else [])
+               + ["evaluations", "rejections"])
     title = "Search: best evolved loss per augmentation (surrogate validation accuracy, %)"
-    note = SEARCH_NOTE.format(seeds=seeds or "several")
+    note = SEARCH_NOTE.format(seeds=seeds or "several", df=max(seeds - 1, 1))
+    if random:
+        note += " " + SEARCH_RANDOM_NOTE
+    note += " " + _validation_note(df)
     md = (f"### {title}\n\n"
           + tabulate(md_rows, headers, tablefmt="github", disable_numparse=True)
           + "\n\n" + note + "\n")
@@ -84,48 +153,80 @@ def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
                          html_page(title, [(title, headers, md_rows, [note])]))
 
 
+def _fitness(r) -> str:
+    """The search fitness with the number of main runs it is the maximum of."""
+    runs = getattr(r, "fitness_runs", None)
+    if _missing(r.fitness) or _missing(runs):
+        return _pct(r.fitness)
+    runs = int(runs)
+    return f"{_pct(r.fitness)} ({'max of ' + str(runs) + ' runs' if runs > 1 else '1 run'})"
+
+
+def _validation_note(df: pd.DataFrame) -> str:
+    """The validation-set size and one run's binomial standard error at CE's mean, per
+    augmentation; "not recorded" where summary.json has no ``val_n``."""
+    if "val_n" not in df or df["val_n"].isna().all():
+        return ("Validation set (the search dataset's val split): size not recorded, so one "
+                "run's binomial standard error is not given.")
+    sizes = sorted({int(n) for n in df["val_n"] if not _missing(n)})
+    size = (f"{sizes[0]} images" if len(sizes) == 1 and df["val_n"].notna().all()
+            else ", ".join(f"{'not recorded' if _missing(r.val_n) else int(r.val_n)} "
+                           f"({r.augmentation})" for r in df.itertuples()) + " images")
+    ses = ", ".join(f"{'—' if _missing(r.binomial_se) else f'{100 * r.binomial_se:.2f}'} "
+                    f"({r.augmentation})" for r in df.itertuples())
+    return (f"Validation set (the search dataset's val split, where every fitness is "
+            f"measured): {size}. One run's binomial standard error, sqrt(p(1 − p)/n) at "
+            f"cross-entropy's fresh-seed mean p (its search-seed fitness without fresh seeds), "
+            f"in percentage points: {ses}; the part of one run's noise that comes from the finite "
+            f"validation sample alone.")
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def _pct(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+    return "—" if _missing(v) else f"{100 * v:.2f}"
 
 
 def _pm(mean, sd) -> str:
     return "—" if _pct(mean) == "—" else f"{_pct(mean)} ± {_pct(sd)}"
 
 
-SEARCH_NOTE = ("fitness, CE fitness: the search seed's. winner / CE ({seeds} seeds): mean ± sd "
-               "of the winner and of cross-entropy scored again under {seeds} seeds. "
-               "fitness_noise: cross-entropy's sd over those seeds, how far one loss's fitness "
-               "moves with the seed alone; candidate sd: the sd of the fitness among the "
-               "search's scored candidates. A winner whose lead over CE is within a few "
-               "fitness_noise is not distinguishable from it.")
+def _ci(mean, low, high) -> str:
+    """A paired difference in percentage points with its interval: ``+1.20 [-0.31, +2.71]``."""
+    if _missing(mean):
+        return "—"
+    if _missing(low) or _missing(high):
+        return f"{100 * mean:+.2f} [untestable]"
+    return f"{100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
 
 
-def correlation_table(study: dict) -> pd.DataFrame:
-    rows = []
-    for pair in sorted(study["spearman"], key=lambda p: [
-            names.technique_order(x) for x in p.split("|")]):
-        a, b = pair.split("|")
-        s, k = study["spearman"][pair], study["kendall"][pair]
-        rows.append({"augmentation_a": a, "augmentation_b": b, "spearman_rho": s["rho"],
-                     "spearman_p": s["p"], "kendall_tau": k["tau"], "kendall_p": k["p"],
-                     "n_losses": len(study["losses"])})
-    return pd.DataFrame(rows)
+VS_RANDOM_HEADER = "this winner − this random winner (paired over fresh seeds, 95 % CI)"
 
-
-def write_correlation_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
-    from tabulate import tabulate
-
-    prefix = Path(prefix)
-
-    def f(v):
-        return "—" if v is None or pd.isna(v) else f"{v:.3f}"
-
-    body = [[r.augmentation_a, r.augmentation_b, f(r.spearman_rho), f(r.spearman_p),
-             f(r.kendall_tau), f(r.kendall_p)] for r in df.itertuples()]
-    heads = ["a", "b", "Spearman ρ", "p", "Kendall τ", "p"]
-    n = int(df["n_losses"].iloc[0]) if len(df) else 0
-    title = f"Cross-augmentation rank correlation of surrogate fitness ({n} losses)"
-    md = (f"### {title}\n\n"
-          + tabulate(body, heads, tablefmt="github", disable_numparse=True) + "\n")
-    return write_formats(prefix, md, df.to_csv(index=False, lineterminator="\n"),
-                         booktabs(heads, body), html_page(title, [(title, heads, body, [])]))
+SEARCH_NOTE = (
+    "fitness: the winner's score in the search, the best of its main runs there (\"max of k "
+    "runs\": a loss found again is trained again under a new seed and keeps its best of k "
+    "noisy draws, so the selection leans toward losses found often), and the score it was "
+    "selected on: a maximum, optimistic (the winner's curse); best.json gives each top loss's "
+    "number of main runs (main_runs) and their mean (fitness_mean). CE fitness: cross-entropy "
+    "trained once under the search seed. winner / CE ({seeds} fresh seeds): mean ± sd of the "
+    "winner and of cross-entropy trained again on {seeds} seeds that no search evaluation "
+    "used; these fresh-seed columns are the unbiased measurement. lead over CE: the winner "
+    "minus cross-entropy paired by fresh seed, in percentage points, with its 95 % Student-t "
+    "interval over the per-seed differences (df = {df}); an interval that contains 0 does not "
+    "tell the winner from cross-entropy. fitness_noise: the sd over the fresh seeds pooled "
+    "within the distinct losses measured (cross-entropy and the winner; once when the winner "
+    "is cross-entropy itself), how far one loss's fitness moves with the seed alone. top-k "
+    "sd: the sd of the search fitness among its top-k losses (the ones worth transferring; "
+    "failed candidates left out), to read against fitness_noise.")
+SEARCH_RANDOM_NOTE = (
+    "random search: the best of the random-search baseline (same pool, evaluator and budget, "
+    "no selection) by its search score; random (fresh seeds): that loss's mean on the same "
+    "fresh seeds; this winner − this random winner: this evolved winner minus this "
+    "random-search winner, paired over the fresh seeds, in percentage points, with its 95 % t "
+    "interval. It compares two particular losses from one run of each search: the interval "
+    "covers their fresh-seed noise only, not the variation from one search to another "
+    "(another search seed finds other winners). Whether evolution beats random sampling, the "
+    "algorithm-level claim, needs repeated searches (several search seeds), which this table "
+    "does not have.")
