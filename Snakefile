@@ -45,6 +45,8 @@ rule tables_all:
         rules.table_correlation.output,
         expand(rules.table_stage.output, stage=STAGES),
         rules.table_claims.output,
+        rules.table_specificity.output,
+        rules.table_surrogate_validity.output,
         rules.audit.output,
     localrule: True
 

@@ -255,8 +255,9 @@ class Experiment:
             algorithm["strategy"] = strategy
         return {"augmentation": aug, "dataset": s["dataset"],
                 "data_root": self.data_root, "seed": s["seed"], "algorithm": algorithm,
-                # the fitness noise is measured once per augmentation, by the evolution
-                "noise_seeds": s["noise_seeds"] if strategy == "evolution" else 1,
+                # the evolution and the random search each score CE and their best on the
+                # same fresh seeds, so their winners pair by seed (CE's scores are one cache)
+                "noise_seeds": s["noise_seeds"],
                 "fitness": self.fitness(aug)}
 
     def search_job(self, aug: str, strategy: str = "evolution") -> dict:
@@ -270,13 +271,25 @@ class Experiment:
         return self.config["search"]["baseline"] == "random"
 
     def correlation_job(self) -> dict:
-        s = self.config["search"]
-        return canonical({"top_n": self.config["correlation"]["top_n"],
+        """The ``correlation_study`` rule's ``params.job``: the losses (each search's top
+        ``top_n``, CE and the baselines the transfer stage trains), the number of fresh seeds
+        (:func:`augloss.search.seeds.fresh_seeds` of ``search.seed``) and the bootstrap."""
+        s, c = self.config["search"], self.config["correlation"]
+        return canonical({"top_n": c["top_n"], "seeds": c["seeds"],
+                          "bootstrap": c["bootstrap"], "bootstrap_seed": c["bootstrap_seed"],
+                          "baselines": list(self.baselines(searched_stage()).values()),
                           # the algorithm's defaults live in SearchConfig (the schema has none)
                           "batch": SearchConfig.from_dict(s["algorithm"]).batch_children,
                           "augmentations": self.augmentations, "dataset": s["dataset"],
                           "data_root": self.data_root, "seed": s["seed"],
                           "fitness": self.fitness()})
+
+    def validity_params(self) -> dict:
+        """The surrogate-validity table's metric, mixed-code switch, stage (the one the
+        searches feed) and bootstrap (the correlation study's)."""
+        c = self.config["correlation"]
+        return {**self.table_params(), "resamples": c["bootstrap"],
+                "seed": c["bootstrap_seed"], "stage": searched_stage()}
 
     def augment(self, stage_name: str) -> dict:
         """The augmentation parameters of a stage (fine-tuning overrides some)."""
@@ -421,6 +434,13 @@ class Experiment:
         if self.config["correlation"]["top_n"] > algo.top_k:
             raise ConfigError("correlation.top_n",
                               f"more than search.algorithm.top_k ({algo.top_k})")
+        if self.config["correlation"]["top_n"] < per_aug:
+            # the surrogate-validity table needs a fresh surrogate score of every loss that
+            # reaches the first stage
+            raise ConfigError("correlation.top_n",
+                              f"{self.config['correlation']['top_n']} is less than "
+                              f"{first}.{stage(first).count_key} ({per_aug}): the correlation "
+                              f"study must score every loss that reaches {first}")
 
     def _check_stage(self, stage_name: str) -> None:
         c = self.config[stage_name]

@@ -129,6 +129,60 @@ rule table_claims:
         "../scripts/table_claims.py"
 
 
+rule table_specificity:
+    input:
+        metrics=all_runs,
+        evolved=rules.evolved_losses.output.selection,
+    output:
+        md=f"{R}/tables/specificity.md",
+        html=report(
+            f"{R}/tables/specificity.html",
+            caption="../report/specificity.rst",
+            category="Tables",
+            subcategory="Claims",
+        ),
+        csv=f"{R}/tables/specificity.csv",
+        tex=f"{R}/tables/specificity.tex",
+    log:
+        f"{R}/logs/tables/specificity.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    params:
+        **EXP.table_params(),
+        stages=STAGES,
+        permutations=10000,
+        seed=0,
+    script:
+        "../scripts/table_specificity.py"
+
+
+rule table_surrogate_validity:
+    input:
+        study=rules.correlation_study.output.study,
+        metrics=stage_metrics(experiment.searched_stage()),
+        evolved=rules.evolved_losses.output.selection,
+    output:
+        md=f"{R}/tables/surrogate_validity.md",
+        html=report(
+            f"{R}/tables/surrogate_validity.html",
+            caption="../report/surrogate_validity.rst",
+            category="Tables",
+            subcategory="Search",
+        ),
+        csv=f"{R}/tables/surrogate_validity.csv",
+        tex=f"{R}/tables/surrogate_validity.tex",
+    log:
+        f"{R}/logs/tables/surrogate_validity.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    params:
+        **EXP.validity_params(),
+    script:
+        "../scripts/table_surrogate_validity.py"
+
+
 rule audit:
     input:
         metrics=all_runs,

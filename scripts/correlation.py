@@ -1,4 +1,4 @@
-"""The cross-augmentation study: every search's top losses under every augmentation."""
+"""The cross-augmentation study: every loss under every augmentation on fresh seeds."""
 
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 
@@ -12,5 +12,7 @@ with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resource
     best = dict(zip(job["augmentations"], snakemake.input.best))
     study = search.correlation_study(best, job["top_n"], fitness, job["seed"],
                                      snakemake.params.cache_dir, tuple(job["augmentations"]),
-                                     batch=job["batch"])
+                                     batch=job["batch"], seeds=job["seeds"],
+                                     baselines=job["baselines"], resamples=job["bootstrap"],
+                                     bootstrap_seed=job["bootstrap_seed"])
     write_json(snakemake.output.study, study)

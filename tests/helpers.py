@@ -92,16 +92,21 @@ TINY = SearchConfig(population=4, initial_pool=6, children=6, tournament=3, top_
 
 class FakeEvaluator:
     """The search.Evaluator protocol: pseudo-fitness from the loss key; some keys diverge or
-    fail the screen."""
+    fail the screen. ``seed_noise`` > 0 (opt-in) adds up to that much pseudo-noise drawn from
+    (key, phase, seed), so a loss trained under another seed scores differently; by default the
+    fitness ignores the seed. ``seeds`` records every evaluation's (key, phase, seed)."""
 
-    def __init__(self, diverge_every=0, fail_every=0):
+    def __init__(self, diverge_every=0, fail_every=0, seed_noise=0.0):
         self.hits = self.trainings = 0
         self.diverge_every, self.fail_every = diverge_every, fail_every
+        self.seed_noise = seed_noise
         self.calls: list[tuple[str, str]] = []
+        self.seeds: list[tuple[str, str, int | None]] = []
 
-    def evaluate(self, expr, augmentation, phase):
+    def evaluate(self, expr, augmentation, phase, seed=None):
         self.trainings += 1
         self.calls.append((expr.key, phase))
+        self.seeds.append((expr.key, phase, seed))
         h = int(hashlib.sha256(expr.key.encode()).hexdigest()[:8], 16)
         if expr.key == losses.parse(losses.REGISTRY["ce"]).key:
             h = 1
@@ -111,8 +116,67 @@ class FakeEvaluator:
         if self.fail_every and phase == "prefilter" and h % self.fail_every == 0:
             status = "failed"
         fit = (h % 1000) / 1000 if status == "accepted" else 0.0
+        if self.seed_noise and status == "accepted":
+            u = int(hashlib.sha256(f"{expr.key}|{phase}|{seed}".encode()).hexdigest()[:8], 16)
+            fit = round(fit + self.seed_noise * (u / 0xFFFFFFFF - 0.5), 6)
         return {"status": status, "reason": "" if status == "accepted" else status,
                 "fitness": fit, "fitness_final": fit, "fitness_max": fit, "epochs_run": 1}
 
     def evaluate_many(self, exprs, augmentation, phase, *, seed=None, label_smoothing=0.0):
-        return [self.evaluate(e, augmentation, phase) for e in exprs]  # seed-free pseudo-fitness
+        return [self.evaluate(e, augmentation, phase, seed) for e in exprs]
+
+
+# --- the surrogate studies: a recording evaluator, best.json files, runs with loss keys ---------
+
+class SeededFakeEvaluator:
+    """The search.Evaluator protocol for the correlation study: fitness = ``quality(key)`` +
+    noise drawn from (key, augmentation, seed, label smoothing); records every call's batch
+    size, augmentation, phase, seed and label smoothing in ``calls``."""
+
+    def __init__(self, quality=None, noise=0.02):
+        self.hits = self.trainings = 0
+        self.quality = quality or (lambda key: (int(key[:6], 16) % 1000) / 1000)
+        self.noise = noise
+        self.calls: list[tuple[int, str, str, int | None, float]] = []
+
+    def evaluate_many(self, exprs, augmentation, phase, *, seed=None, label_smoothing=0.0):
+        self.calls.append((len(exprs), augmentation, phase, seed, float(label_smoothing)))
+        out = []
+        for e in exprs:
+            self.trainings += 1
+            u = int(hashlib.sha256(f"{e.key}|{augmentation}|{seed}|{label_smoothing}"
+                                   .encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            fit = self.quality(e.key) + self.noise * (u - 0.5)
+            out.append({"status": "accepted", "reason": "", "fitness": fit,
+                        "fitness_final": fit, "fitness_max": fit, "epochs_run": 1})
+        return out
+
+
+def write_best(path, augmentation, expressions):
+    """A search's best.json holding ``expressions`` as its ranks 1, 2, ..."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"losses": [
+        {"name": f"evolved-{augmentation}-{k}", "key": losses.parse(x).key, "expression": x,
+         "fitness": 0.5} for k, x in enumerate(expressions, start=1)]}))
+    return path
+
+
+def write_keyed_runs(root, runs, stage="transfer", keys=None, label_smoothing=None):
+    """Like :func:`write_runs`, with each loss's own ``loss_key`` (``keys``: loss -> key,
+    default the loss name) and ``label_smoothing`` (loss -> value, default 0)."""
+    keys, label_smoothing = keys or {}, label_smoothing or {}
+    for (dataset, a, loss), by_seed in runs.items():
+        for seed, acc in by_seed.items():
+            d = Path(root) / stage / dataset / a / loss / f"seed{seed}"
+            d.mkdir(parents=True, exist_ok=True)
+            m = {"stage": stage, "dataset": dataset, "augmentation": a, "loss": loss,
+                 "seed": seed, "status": "completed", "diverged": False,
+                 "config_hash": f"h-{stage}-{dataset}-{a}-{loss}", "code_version": "0.1.0",
+                 "test_acc": acc, "final_val_acc": acc, "best_val_acc": acc,
+                 "expression": "-(y * ln(p))", "loss_key": keys.get(loss, loss),
+                 "label_smoothing": label_smoothing.get(loss, 0.0), "model": "wrn"}
+            (d / "metrics.json").write_text(json.dumps(m))
+            (d / "provenance.json").write_text(json.dumps(
+                {"git_commit": "abc", "git_dirty": False, "device": "cuda", "gpu_name": "H100"}))
+    return Path(root)

@@ -137,6 +137,9 @@ def test_gpu_resources_grow_memory_with_the_attempt(config):
 @pytest.mark.parametrize("edit, key", [
     (lambda c: c["transfer"].update(evolved_per_augmentation=9), "transfer.evolved_per_augmentation"),
     (lambda c: c["correlation"].update(top_n=99), "correlation.top_n"),
+    # the surrogate-validity table needs a fresh score of every loss that reaches transfer
+    (lambda c: (c["transfer"].update(evolved_per_augmentation=3),
+                c["correlation"].update(top_n=2)), "correlation.top_n"),
     (lambda c: c["finetune"].update(from_transfer=99), "finetune.from_transfer"),
     (lambda c: c["transfer"]["datasets"].append("mnist"), "transfer.datasets[2]"),
     (lambda c: c["search"].update(dataset="svhn"), "search.dataset"),
@@ -224,7 +227,7 @@ def test_schema_and_names_agree_on_the_techniques():
 # Layers, lowest first: a module imports only from its own layer or below.
 LAYERS = [
     {"names", "config", "io", "losses", "provenance", "gpu", "stats", "optim", "progress",
-     "compat", "techniques", "schema", "runtime", "registry", "manifest"},
+     "compat", "techniques", "schema", "runtime", "registry", "manifest", "rankstats"},
     {"data", "synthetic", "augment", "batch_augment", "models", "population", "batches"},
     {"train", "runs"},
     {"search"},

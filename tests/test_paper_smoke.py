@@ -49,7 +49,8 @@ def parameters(name: str, classes: int) -> int:
 
 
 def test_every_table_plot_and_audit_is_written(run):
-    for table in ("search", "correlation", "transfer", "finetune", "claims"):
+    for table in ("search", "correlation", "transfer", "finetune", "claims", "specificity",
+                  "surrogate_validity"):
         for ext in ("md", "csv", "tex", "html"):
             assert (run / "tables" / f"{table}.{ext}").stat().st_size > 0
     for plot in ("evolution", "correlation", "transfer_delta", "finetune_delta",

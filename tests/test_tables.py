@@ -62,8 +62,8 @@ def test_comparison_table_numbers_bold_significance_and_wins(tmp_path):
     assert bool(c.loc[("focal", "cutout"), "best"])
     assert int(t.cells["best"].sum()) == 2
     wins = t.wins()
-    assert wins.loc["focal"].tolist() == [2, 0]
-    assert wins.loc["evolved-cutout-1"].tolist() == [1, 1]
+    assert wins.loc["focal"].tolist() == [2, 0, 0]
+    assert wins.loc["evolved-cutout-1"].tolist() == [1, 1, 0]
     md = comparison.to_markdown(t)
     assert "**96.17 ± 1.04 (3)*" in md  # bold and significant
     assert "| 91.67 ± 1.26 (3) " in md  # focal/base: no marker, not bold
@@ -247,10 +247,13 @@ def test_search_and_correlation_tables_and_plots(tmp_path):
              "kendall": {"base|cutout": {"tau": 0.33, "p": 0.7},
                          "base|mixup": {"tau": 0.0, "p": 1.0},
                          "cutout|mixup": {"tau": None, "p": None}}}
-    ct = search.correlation_table(study)
-    assert ct["spearman_rho"].tolist()[:2] == [0.4, -0.2]
-    text = search.write_correlation_table(ct, tmp_path / "out" / "corr")[0].read_text()
-    assert "0.400" in text and "—" in text
+    # The correlation table (augloss.tables.correlation) is tested in
+    # tests/test_correlation_study.py; a study without its noise ceiling is refused, and its
+    # plot still draws.
+    from augloss.tables import correlation
+
+    with pytest.raises(TableError, match="predates"):
+        correlation.correlation_table(study)
     runs = collect.collect([write_runs(tmp_path / "runs")])
     pngs = [plots.plot_evolution(dirs, tmp_path / "p" / "evolution.png"),
             plots.plot_delta_heatmap(comparison.comparison(runs, "transfer"),
@@ -330,16 +333,17 @@ def test_search_table_and_plot_show_the_random_baseline(tmp_path):
     assert with_random != without
 
 
-def test_search_table_reports_fitness_noise_next_to_the_candidate_spread(tmp_path):
-    """fitness_noise is CE's sd over the noise seeds; candidate sd the spread among candidates;
-    both in the CSV, the Markdown (with the winner's and CE's mean ± sd) and the LaTeX."""
-    from augloss.search.summary import candidate_spread, noise_summary
+def test_search_table_reports_fitness_noise_next_to_the_top_k_spread(tmp_path):
+    """fitness_noise is the sd pooled within CE and the winner over the fresh seeds; top-k sd
+    the spread among the top-k losses; both in the CSV, the Markdown (with the winner's and
+    CE's mean ± sd and the lead's interval) and the LaTeX."""
+    from augloss.search.summary import candidate_spread, noise_summary, top_spread
 
     d = _search_dir(tmp_path, "base", 0.9, [{"children": 0, "best": 0.8, "median": 0.5,
                                              "best_so_far": 0.8}])
     summary = json.loads((d / "summary.json").read_text())
     summary["ce_fitness"] = 0.5
-    summary["noise"] = noise_summary({"seeds": [0, 1, 2], "ce": [0.5, 0.52, 0.54],
+    summary["noise"] = noise_summary({"seeds": [1, 3, 5], "ce": [0.5, 0.52, 0.54],
                                       "winner": [0.9, 0.88, 0.86], "winner_expression": "p"})
     history = [{"stage": "main", "status": "accepted", "key": k, "fitness": f}
                for k, f in (("a", 0.2), ("b", 0.4), ("a", 0.6), ("c", 0.8))]
@@ -347,41 +351,61 @@ def test_search_table_reports_fitness_noise_next_to_the_candidate_spread(tmp_pat
                 {"stage": "main", "status": "diverged", "key": "e", "fitness": 0.0}]
     summary["candidates"] = candidate_spread(history)
     assert summary["candidates"]["n"] == 3  # a (best 0.6), b, c; not the screen, not diverged
-    assert summary["candidates"]["sd"] == pytest.approx(0.2)
+    summary["top_k"] = top_spread([{"fitness": 0.8}, {"fitness": 0.6}])
+    assert summary["top_k"]["sd"] == pytest.approx(0.1414, abs=1e-4)
     assert summary["noise"]["fitness_noise"] == pytest.approx(0.02)
     assert summary["noise"]["winner_mean"] == pytest.approx(0.88)
     (d / "summary.json").write_text(json.dumps(summary))
     df = search.search_table({"base": d})
     assert df.loc[0, "fitness_noise"] == pytest.approx(0.02)
-    assert df.loc[0, "candidate_sd"] == pytest.approx(0.2) and df.loc[0, "noise_seeds"] == 3
+    assert df.loc[0, "top_k_sd"] == pytest.approx(0.1414, abs=1e-4)
+    assert df.loc[0, "noise_seeds"] == 3 and df.loc[0, "lead"] == pytest.approx(0.36)
+    assert "candidate_sd" not in df
     md, csv, tex, html = search.write_search_table(df, tmp_path / "search")
     text = md.read_text()
-    assert "fitness_noise" in text and "winner (3 seeds)" in text and "88.00 ± 2.00" in text
-    assert "| 2.00 " in text and "| 20.00 " in text
+    assert "fitness_noise" in text and "winner (3 fresh seeds)" in text
+    assert "88.00 ± 2.00" in text and "52.00 ± 2.00" in text
+    assert "| 2.00 " in text and "| 14.14 " in text
+    assert "+36.00 [+26.06, +45.94]" in text and "df = 2" in text
     assert "fitness_noise" in csv.read_text().splitlines()[0]
     latex = " ".join(tex.read_text().split())
     assert r"fitness\_noise" in latex and r"88.00 $\pm$ 2.00" in latex
-    assert "& 2.00 & 20.00 &" in latex and "$x$" in latex  # the formula goes in as math
+    assert "& 2.00 & 14.14 &" in latex and "$x$" in latex  # the formula goes in as math
     assert re.search(r"<td>88.00 ± 2.00\s*</td>", html.read_text())
     assert noise_summary(None) is None
 
 
-def test_evolution_plot_draws_cross_entropy_as_a_reference(tmp_path, monkeypatch):
-    curve = [{"children": 0, "best": 0.5, "median": 0.3, "best_so_far": 0.5},
-             {"children": 10, "best": 0.6, "median": 0.4, "best_so_far": 0.6}]
-    d = _search_dir(tmp_path, "base", 0.6, curve)
-    summary = json.loads((d / "summary.json").read_text())
-    lines = {}
+def test_evolution_plot_draws_cross_entropy_as_a_band_of_its_fresh_seeds(tmp_path, monkeypatch):
+    """One panel per augmentation; CE a band (mean ± sd of its fresh-seed scores), or a line at
+    its search-seed fitness when the search measured no noise."""
     import matplotlib.axes
 
-    original = matplotlib.axes.Axes.axhline
-
-    def spy(self, y=0, *a, **k):
-        lines[k.get("label")] = y
-        return original(self, y, *a, **k)
-
-    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", spy)
+    curve = [{"children": 0, "best": 0.5, "median": 0.3, "best_so_far": 0.5},
+             {"children": 10, "best": 0.6, "median": 0.4, "best_so_far": 0.6}]
+    dirs = {a: _search_dir(tmp_path, a, 0.6, curve) for a in ("base", "cutout")}
+    summary = json.loads((dirs["base"] / "summary.json").read_text())
     summary["ce_fitness"] = 0.45
-    (d / "summary.json").write_text(json.dumps(summary))
-    plots.plot_evolution({"base": d}, tmp_path / "e.png")
-    assert lines == {"base cross-entropy": pytest.approx(45.0)}
+    summary["noise"] = {"seeds": [1, 3, 5], "ce": [0.40, 0.42, 0.44]}
+    (dirs["base"] / "summary.json").write_text(json.dumps(summary))
+    summary = json.loads((dirs["cutout"] / "summary.json").read_text())
+    summary["ce_fitness"] = 0.47
+    (dirs["cutout"] / "summary.json").write_text(json.dumps(summary))
+    lines, bands, panels = [], {}, set()
+    original_line, original_span = matplotlib.axes.Axes.axhline, matplotlib.axes.Axes.axhspan
+
+    def line(self, y=0, *a, **k):
+        lines.append((k.get("label"), y))
+        panels.add(id(self))
+        return original_line(self, y, *a, **k)
+
+    def span(self, lo, hi, *a, **k):
+        bands[k.get("label")] = (lo, hi)
+        return original_span(self, lo, hi, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", line)
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhspan", span)
+    plots.plot_evolution(dirs, tmp_path / "e.png")
+    assert len(panels) == 2  # one panel per augmentation
+    assert bands == {"cross-entropy, 3 fresh seeds (mean ± sd)": pytest.approx((40.0, 44.0))}
+    assert lines == [(None, pytest.approx(42.0)),  # base: the band's mean
+                     ("cross-entropy (search seed)", pytest.approx(47.0))]  # cutout: no noise

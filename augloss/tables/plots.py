@@ -92,45 +92,70 @@ def plot_learning_curves(metrics_files: Iterable[str | Path], stage: str, path: 
     return _save(fig, path)
 
 
-def ce_fitness(search_dir: str | Path) -> float | None:
-    """Cross-entropy's fitness under a search's own fitness (its reference line)."""
-    return json.loads((Path(search_dir) / "summary.json").read_text()).get("ce_fitness")
-
-
 def plot_evolution(search_dirs: dict[str, str | Path], path: str | Path,
                    random_dirs: dict[str, str | Path] | None = None) -> Path:
-    """Best-so-far (monotone) and population median fitness vs children evaluated, one colour
-    per augmentation, from the scored population before the first child (0); cross-entropy's
-    fitness as a dash-dot reference line; the random-search baseline's best-so-far dotted
-    where it ran."""
+    """One panel per augmentation: best-so-far (monotone) and population median fitness vs
+    children evaluated, from the scored population before the first child (0); the
+    random-search baseline's best-so-far dotted where it ran. Cross-entropy is a grey band of
+    its fresh-seed scores (``summary["noise"]["ce"]``: mean line, band mean ± sd) or, without
+    that measurement, a dash-dot line at its fitness under the search seed.
+
+    The two are not alike: the best-so-far line is a maximum over many noisy single runs on
+    the selection seeds (optimistic, the winner's curse), the band one loss's single runs on
+    fresh seeds; the legend says so, since the line sits higher than a fresh measurement of
+    the same loss would."""
+    best_so_far_label = "best so far: max over many noisy single runs on selection seeds"
+    legend_title = ("best-so-far lines: maxima over noisy draws on selection seeds, above what\n"
+                    "a fresh run of the same loss scores (grey band: single runs, fresh seeds)")
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    augs = sorted(search_dirs, key=lambda x: (names.technique_order(x), x))
+    fig, axes = plt.subplots(1, len(augs), squeeze=False, sharey=False,
+                             figsize=(3.2 * len(augs) + 0.8, 3.4))
 
     def curve(d):
         c = json.loads((Path(d) / "summary.json").read_text())["curve"]
         return [p["children"] for p in c], [100 * p.get("best_so_far", p["best"]) for p in c], c
 
-    for i, a in enumerate(sorted(search_dirs, key=names.technique_order)):
-        x, best, points = curve(search_dirs[a])
-        colour = f"C{i}"
-        ax.plot(x, best, "-o", color=colour, label=f"{a} best so far", markersize=3)
-        ax.plot(x, [100 * p["median"] for p in points], "--", color=colour,
-                label=f"{a} median")
-        ce = ce_fitness(search_dirs[a])
-        if ce is not None:
-            ax.axhline(100 * ce, color=colour, ls="-.", lw=1, alpha=0.7,
-                       label=f"{a} cross-entropy")
-        if random_dirs and a in random_dirs:
-            rx, rbest, _ = curve(random_dirs[a])
-            ax.plot(rx, rbest, ":", color=colour, lw=2, label=f"{a} random search")
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("children evaluated")
-    ax.set_ylabel("surrogate validation accuracy (%)")
-    ax.set_title("Regularized evolution per augmentation")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    for j, a in enumerate(augs):
+        ax = axes[0][j]
+        summary = json.loads((Path(search_dirs[a]) / "summary.json").read_text())
+        x, best, points = curve(search_dirs[a])
+        ax.plot(x, best, "-o", color="C0", markersize=3,
+                label=best_so_far_label)
+        ax.plot(x, [100 * p["median"] for p in points], "--", color="C0",
+                label="population median")
+        scores = (summary.get("noise") or {}).get("ce") or []
+        if len(scores) >= 2:
+            mean, sd = 100 * float(np.mean(scores)), 100 * float(np.std(scores, ddof=1))
+            ax.axhspan(mean - sd, mean + sd, color="0.5", alpha=0.25, lw=0,
+                       label=f"cross-entropy, {len(scores)} fresh seeds (mean ± sd)")
+            ax.axhline(mean, color="0.3", lw=1)
+        elif summary.get("ce_fitness") is not None:
+            ax.axhline(100 * summary["ce_fitness"], color="0.3", ls="-.", lw=1,
+                       label="cross-entropy (search seed)")
+        if random_dirs and a in random_dirs:
+            rx, rbest, _ = curve(random_dirs[a])
+            ax.plot(rx, rbest, ":", color="C1", lw=2,
+                    label="random search, best so far (same: max over noisy runs)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(a, fontsize=9)
+        ax.set_xlabel("children evaluated")
+        ax.grid(alpha=0.3)
+        if j == 0:
+            ax.set_ylabel("surrogate validation accuracy (%)")
+    handles, labels = {}, []
+    for ax in axes[0]:  # one legend entry per kind of line, whichever panel has it
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = h
+                labels.append(label)
+    fig.legend([handles[label] for label in labels], labels, loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=min(2, len(labels)), fontsize=7,
+               title=legend_title, title_fontsize=7)
+    fig.suptitle("Regularized evolution per augmentation", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -139,12 +164,13 @@ def plot_delta_heatmap(t: Comparison, path: str | Path) -> Path:
     plt = _figure()
     losses = [l for l in t.losses if l != BASELINE]
     m = np.full((max(1, len(losses)), len(t.columns)), np.nan)
-    sig = np.zeros_like(m, dtype=bool)
+    mark = np.full(m.shape, "", dtype=object)
     for _, r in t.cells.iterrows():
         if r["loss"] == BASELINE:
             continue
         i, j = losses.index(r["loss"]), t.columns.index((r["dataset"], r["augmentation"]))
-        m[i, j], sig[i, j] = 100 * r["delta_vs_ce"], r["significant"]
+        m[i, j] = 100 * r["delta_vs_ce"]  # exactly 0 for a tie (counts compared)
+        mark[i, j] = "*" if r["significant"] else "†" if r["significant_harm"] else ""
     fig, ax = plt.subplots(figsize=(2.5 + 1.1 * len(t.columns), 1.5 + 0.45 * len(m)))
     lim = np.nanmax(np.abs(m)) if np.isfinite(m).any() else 1.0
     im = ax.imshow(m, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
@@ -152,25 +178,36 @@ def plot_delta_heatmap(t: Comparison, path: str | Path) -> Path:
         for j in range(m.shape[1]):
             if np.isfinite(m[i, j]):
                 dark = abs(m[i, j]) > 0.6 * lim
-                ax.text(j, i, f"{m[i, j]:+.2f}{'*' if sig[i, j] else ''}", ha="center",
+                text = "0.00 (tie)" if m[i, j] == 0 else f"{m[i, j]:+.2f}"
+                ax.text(j, i, text + mark[i, j], ha="center",
                         va="center", fontsize=8, color="w" if dark else "k")
     ax.set_xticks(range(len(t.columns)), [f"{d}\n{a}" for d, a in t.columns], fontsize=8)
     ax.set_yticks(range(len(losses)), [t.display(l) for l in losses], fontsize=8)
     fig.colorbar(im, ax=ax, label="Δ accuracy vs CE (pp)")
-    ax.set_title(f"{t.stage}: {t.metric} minus cross-entropy\n(* significant after Holm)",
-                 fontsize=10)
+    ax.set_title(f"{t.stage}: {t.metric} minus cross-entropy\n(* above, † below it: "
+                 f"significant after Holm)", fontsize=10)
     return _save(fig, path)
 
 
 def plot_correlation(study: dict, path: str | Path) -> Path:
-    """Spearman rank correlation between augmentations (surrogate fitness of shared losses)."""
+    """Spearman rank correlation between augmentations (surrogate fitness of shared losses):
+    ρ (across seeds) above the diagonal, ρ corrected for attenuation below it and each
+    augmentation's noise ceiling (its single-seed test–retest ρ) on it, where the study has them
+    (:mod:`augloss.search.correlation`); a study without them shows ρ on both sides."""
     plt = _figure()
     augs = study["augmentations"]
+    ceiling = "reliability" in study
     m = np.eye(len(augs))
     for pair, v in study["spearman"].items():
         a, b = pair.split("|")
         i, j = augs.index(a), augs.index(b)
-        m[i, j] = m[j, i] = np.nan if v["rho"] is None else v["rho"]
+        m[i, j] = np.nan if v["rho"] is None else v["rho"]
+        low = v.get("corrected") if ceiling else v["rho"]
+        m[j, i] = np.nan if low is None else low
+    if ceiling:
+        for i, a in enumerate(augs):
+            rel = study["reliability"][a]["test_retest"]
+            m[i, i] = np.nan if rel is None else rel
     fig, ax = plt.subplots(figsize=(2.5 + 0.9 * len(augs), 1.5 + 0.8 * len(augs)))
     im = ax.imshow(m, cmap="viridis", vmin=-1, vmax=1)
     for i in range(len(augs)):
@@ -180,8 +217,11 @@ def plot_correlation(study: dict, path: str | Path) -> Path:
     ax.set_xticks(range(len(augs)), augs)
     ax.set_yticks(range(len(augs)), augs)
     fig.colorbar(im, ax=ax, label="Spearman ρ")
+    seeds = f", {len(study['seeds'])} fresh seeds" if ceiling else ""
+    key = ("\nupper: ρ across seeds; lower: corrected for attenuation; diagonal: "
+           "test–retest ρ") if ceiling else ""
     ax.set_title(f"Rank correlation of surrogate fitness\nbetween augmentations "
-                 f"({len(study['losses'])} losses)", fontsize=10)
+                 f"({len(study['losses'])} losses{seeds}){key}", fontsize=9 if ceiling else 10)
     return _save(fig, path)
 
 
