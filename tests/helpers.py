@@ -140,11 +140,13 @@ class SeededFakeEvaluator:
         self.calls: list[tuple[int, str, str, int | None, float]] = []
 
     def evaluate_many(self, exprs, augmentation, phase, *, seed=None, label_smoothing=0.0):
-        self.calls.append((len(exprs), augmentation, phase, seed, float(label_smoothing)))
+        smoothing = [float(label_smoothing)] * len(exprs) \
+            if isinstance(label_smoothing, (int, float)) else [float(x) for x in label_smoothing]
+        self.calls.append((len(exprs), augmentation, phase, seed, tuple(smoothing)))
         out = []
-        for e in exprs:
+        for e, ls in zip(exprs, smoothing):
             self.trainings += 1
-            u = int(hashlib.sha256(f"{e.key}|{augmentation}|{seed}|{label_smoothing}"
+            u = int(hashlib.sha256(f"{e.key}|{augmentation}|{seed}|{ls}"
                                    .encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
             fit = self.quality(e.key) + self.noise * (u - 0.5)
             out.append({"status": "accepted", "reason": "", "fitness": fit,

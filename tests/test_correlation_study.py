@@ -60,14 +60,18 @@ def test_the_study_scores_every_loss_on_fresh_seeds_only(tmp_path, search_seed):
     assert not seeds & used_by_searches
     assert {c[2] for c in ev.calls} == {"main"}
     # CE, 3 baselines (the class-weighted one skipped with its reason), 10 evolved losses;
-    # each under every augmentation and seed, at most `batch` at a time, one smoothing a batch.
+    # each under every augmentation and seed, at most `batch` at a time, each with its own
+    # label smoothing (ce_ls stacked with the others).
     kinds = [r["kind"] for r in study["losses"]]
     assert kinds == ["ce"] + ["baseline"] * 3 + ["evolved"] * 10
     assert [s["name"] for s in study["skipped"]] == ["wce"]
     assert "class weights" in study["skipped"][0]["reason"]
     assert sum(c[0] for c in ev.calls) == 14 * len(AUGS) * 3 and max(c[0] for c in ev.calls) <= 4
-    smoothed = [c for c in ev.calls if c[4] == 0.1]
-    assert len(smoothed) == len(AUGS) * 3 and all(c[0] == 1 for c in smoothed)
+    smoothing = {study["losses"][i]["name"]: study["losses"][i]["label_smoothing"]
+                 for i in range(14)}
+    assert sum(ls == 0.1 for c in ev.calls for ls in c[4]) == len(AUGS) * 3
+    assert [v for v in smoothing.values() if v] == [0.1]
+    assert len(ev.calls) == len(AUGS) * 3 * 4  # ceil(14 / 4) stacked runs per aug and seed
     m = np.asarray(study["fitness_by_seed"])
     assert m.shape == (14, len(AUGS), 3)
     assert np.allclose(study["fitness"], m.mean(axis=2))

@@ -153,6 +153,23 @@ def test_evaluate_many_matches_one_by_one_and_uses_the_cache(tmp_path):
         assert abs(j["fitness"] - a["fitness"]) <= 2 / len(VAL)
 
 
+def test_label_smoothing_per_expression_matches_a_call_of_its_own(tmp_path):
+    ce = losses.parse("-(y * ln(p))")
+    alone = _evaluator(tmp_path / "alone").evaluate(ce, "base", "main", seed=3,
+                                                    label_smoothing=0.1)
+    ev = _evaluator(tmp_path / "joint")
+    plain, smoothed = ev.evaluate_many([ce, ce], "base", "main", seed=3,
+                                       label_smoothing=[0.0, 0.1])
+    assert ev.trainings == 2 and ev.hits == 0  # the same loss, two smoothings: two copies
+    assert smoothed["label_smoothing"] == 0.1 and "label_smoothing" not in plain
+    assert smoothed["seed"] == 3 and abs(smoothed["fitness"] - alone["fitness"]) <= 2 / len(VAL)
+    # each (loss, smoothing) has its own cache entry
+    assert ev.evaluate(ce, "base", "main", seed=3, label_smoothing=0.1) == smoothed
+    assert ev.hits == 1
+    with pytest.raises(ValueError, match="2 label smoothing values for 1"):
+        ev.evaluate_many([ce], "base", "main", label_smoothing=[0.0, 0.1])
+
+
 def test_a_failing_joint_run_falls_back_to_one_by_one(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")

@@ -75,24 +75,21 @@ def score(rows: list[dict], evaluator: Evaluator, augmentations: tuple[str, ...]
           seeds: list[int], batch: int = 1) -> tuple[list, list]:
     """``(fitness, status)``, each losses x augmentations x seeds: every row scored under every
     augmentation and seed by ``evaluator`` (the main fitness phase), ``batch`` losses at a
-    time as one stacked surrogate; losses with another label smoothing go in another batch."""
+    time as one stacked surrogate, each with its own label smoothing."""
     exprs = [losses.parse(r["expression"]) for r in rows]
     fitness = np.zeros((len(rows), len(augmentations), len(seeds)))
     status = [[[""] * len(seeds) for _ in augmentations] for _ in rows]
-    groups: dict[float, list[int]] = {}
-    for i, r in enumerate(rows):
-        groups.setdefault(r["label_smoothing"], []).append(i)
     step = max(1, int(batch))
     for j, a in enumerate(augmentations):
         for s, seed in enumerate(seeds):
-            for ls, members in groups.items():
-                for c in range(0, len(members), step):
-                    chunk = members[c:c + step]
-                    recs = evaluator.evaluate_many([exprs[i] for i in chunk], a, "main",
-                                                   seed=seed, label_smoothing=ls)
-                    for i, rec in zip(chunk, recs):
-                        fitness[i, j, s] = float(rec["fitness"])
-                        status[i][j][s] = rec["status"]
+            for c in range(0, len(rows), step):
+                chunk = list(range(c, min(c + step, len(rows))))
+                recs = evaluator.evaluate_many([exprs[i] for i in chunk], a, "main", seed=seed,
+                                               label_smoothing=[rows[i]["label_smoothing"]
+                                                                for i in chunk])
+                for i, rec in zip(chunk, recs):
+                    fitness[i, j, s] = float(rec["fitness"])
+                    status[i][j][s] = rec["status"]
     return fitness.tolist(), status
 
 

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import math
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from augloss import augment as aug
 from augloss import losses
@@ -40,10 +40,12 @@ class Evaluator(Protocol):
     trainings: int  # evaluations that trained
 
     def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str, *,
-                      seed: int | None = None, label_smoothing: float = 0.0) -> list[dict]:
+                      seed: int | None = None,
+                      label_smoothing: float | Sequence[float] = 0.0) -> list[dict]:
         """One record per expression, in order; ``phase`` is one of :data:`PHASES`; ``seed``
         (default: the evaluator's own) seeds the training run; ``label_smoothing`` applies to
-        every expression (a baseline such as ``ce_ls`` scored on the surrogate)."""
+        every expression, or one value per expression (a baseline such as ``ce_ls`` scored on the
+        surrogate)."""
 
 
 def lost(reason: str, status: str = st.FAILED) -> dict:
@@ -129,46 +131,56 @@ class SurrogateEvaluator:
         return self.evaluate_many([expr], augmentation, phase, **kwargs)[0]
 
     def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str, *,
-                      seed: int | None = None, label_smoothing: float = 0.0) -> list[dict]:
+                      seed: int | None = None,
+                      label_smoothing: float | Sequence[float] = 0.0) -> list[dict]:
         """Score several expressions; those not cached are trained together in one run.
 
         Each gets the record a one-by-one evaluation gives it (within float tolerance): the
         copies of the stacked surrogate see the same batches and never interact. ``seed``
         (default: the evaluator's own) seeds initialisation, batch order and augmentation
-        draws; ``label_smoothing`` is applied to every expression's loss.
+        draws; ``label_smoothing`` applies to every expression's loss, or gives one value per
+        expression (a baseline such as ``ce_ls`` stacked with the others).
         """
         if phase not in PHASES:
             raise ValueError(f"unknown fitness phase {phase!r}; phases are {', '.join(PHASES)}")
         seed = self.seed if seed is None else int(seed)
-        label_smoothing = float(label_smoothing)
+        if isinstance(label_smoothing, (int, float)):
+            smoothing = [float(label_smoothing)] * len(exprs)
+        else:
+            smoothing = [float(x) for x in label_smoothing]
+            if len(smoothing) != len(exprs):
+                raise ValueError(f"{len(smoothing)} label smoothing values for "
+                                 f"{len(exprs)} expressions")
         records: list[dict | None] = []
-        todo: dict[str, Expr] = {}
+        todo: dict[tuple[str, float], tuple[Expr, float]] = {}
 
-        def key(expr):
-            return self.cache_key(expr, augmentation, phase, seed, label_smoothing)
+        def key(expr, ls):
+            return self.cache_key(expr, augmentation, phase, seed, ls)
 
-        for expr in exprs:
-            record = self._read_cache(self._cache_path(key(expr)), expr)
-            if record is not None or expr.key in todo:  # a repeat within a batch trains once
+        for expr, ls in zip(exprs, smoothing):
+            record = self._read_cache(self._cache_path(key(expr, ls)), expr)
+            if record is not None or (expr.key, ls) in todo:  # a repeat in a batch trains once
                 self.hits += 1
             else:
-                todo[expr.key] = expr
+                todo[(expr.key, ls)] = (expr, ls)
             records.append(record)
         pending = list(todo.values())
-        trained = self._train_many(pending, augmentation if phase == "main" else "none", phase,
-                                   seed, label_smoothing)
+        trained = self._train_many([e for e, _ in pending],
+                                   augmentation if phase == "main" else "none", phase, seed,
+                                   [ls for _, ls in pending])
         fresh = {}
-        for expr, record in zip(pending, trained):
+        for (expr, ls), record in zip(pending, trained):
             self.trainings += 1
             record.update({"loss_key": expr.key, "expression": str(expr), "stage": phase,
                            "augmentation": augmentation, "seed": seed})
-            if label_smoothing:
-                record["label_smoothing"] = label_smoothing
-            path = self._cache_path(key(expr))
+            if ls:
+                record["label_smoothing"] = ls
+            path = self._cache_path(key(expr, ls))
             if path is not None:
                 write_json(path, record)
-            fresh[expr.key] = record
-        return [r if r is not None else fresh[e.key] for r, e in zip(records, exprs)]
+            fresh[(expr.key, ls)] = record
+        return [r if r is not None else fresh[(e.key, ls)]
+                for r, e, ls in zip(records, exprs, smoothing)]
 
     def _model(self, seed: int):
         import torch
@@ -180,23 +192,25 @@ class SurrogateEvaluator:
                              **{k: v for k, v in self.cfg.model.items() if k != "name"})
 
     def _train_many(self, exprs: list[Expr], technique: str, phase: str, seed: int,
-                    label_smoothing: float = 0.0) -> list[dict]:
-        """Train ``exprs`` as one stacked surrogate (one by one for other models or one loss)."""
+                    smoothing: Sequence[float]) -> list[dict]:
+        """Train ``exprs`` (label smoothing ``smoothing[i]`` each) as one stacked surrogate
+        (one by one for other models or one loss)."""
         from augloss.population import GroupedSurrogate
 
         if len(exprs) <= 1 or self.cfg.model["name"] != "surrogate":
-            return [self._train(e, technique, phase, seed, label_smoothing) for e in exprs]
+            return [self._train(e, technique, phase, seed, ls)
+                    for e, ls in zip(exprs, smoothing)]
         out: list[dict | None] = [None] * len(exprs)
         fns, slots = [], []
         for i, expr in enumerate(exprs):
             try:
-                fns.append(losses.get(expr, label_smoothing=label_smoothing))
+                fns.append(losses.get(expr, label_smoothing=smoothing[i]))
                 slots.append(i)
             except ValueError as exc:
                 out[i] = lost(str(exc))
         if len(slots) <= 1:
             for i in slots:
-                out[i] = self._train(exprs[i], technique, phase, seed, label_smoothing)
+                out[i] = self._train(exprs[i], technique, phase, seed, smoothing[i])
             return out
         model = GroupedSurrogate([self._model(seed) for _ in slots])
         technique_obj = aug.build(technique, self.cfg.phase_augment(phase))
@@ -207,7 +221,7 @@ class SurrogateEvaluator:
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             log.warning("joint evaluation failed (%s); evaluating one by one", exc)
             for i in slots:
-                out[i] = self._train(exprs[i], technique, phase, seed, label_smoothing)
+                out[i] = self._train(exprs[i], technique, phase, seed, smoothing[i])
             return out
         for i, res in zip(slots, results):
             out[i] = self._record(res, phase)
