@@ -228,10 +228,13 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("--tau", type=_non_negative, default=0.0,
                    help="between-cell sd of the true Δ in pp (default 0: the same Δ "
                    "everywhere)")
-    n.add_argument("--alpha", type=_probability, default=0.05)
-    n.add_argument("--power", type=_probability, default=0.8)
+    n.add_argument("--alpha", type=_probability, default=0.05,
+                   help="two-sided significance level before Holm (default 0.05)")
+    n.add_argument("--power", type=_probability, default=0.8,
+                   help="the power asked for (default 0.8)")
     n.add_argument("--seeds", type=_count, help="also report the power at this many seeds")
-    n.add_argument("--max-seeds", type=_count, default=1000)
+    n.add_argument("--max-seeds", type=_count, default=1000,
+                   help="give up above this many seeds per cell (default 1000)")
     n.add_argument("--out", help="also write the answer to this Markdown file")
     n.set_defaults(func=_plan)
     return p

@@ -264,3 +264,16 @@ def test_exact_ties_count_as_ties(tmp_path):
     assert (row["wins"], row["ties"], row["losses"]) == (0, 10, 0)
     assert row["pooled_delta"] == pytest.approx(0.0, abs=1e-12)
     assert row["majority_null_p"] is None and not row["majority"]  # no majority possible
+
+
+def test_power_leaves_untestable_cells_out(tmp_path):
+    runs = {("d", "base", "ce"): _counts(580, 582, 584),
+            ("d", "base", "l"): _counts(581, 583, 585),  # +1 image on every seed: untestable
+            ("d", "cutout", "ce"): _counts(500, 510, 520),
+            ("d", "cutout", "l"): _counts(505, 509, 527)}
+    t = comparison.comparison(collect.collect([write_runs(tmp_path, runs=runs,
+                                                          test_n=N_TEST)]), "transfer")
+    pw = t.power()
+    assert (pw["testable"], pw["untestable"]) == (1, 1)
+    assert pw["per_cell_range"][0] > 0
+    assert "1 untestable cells left out" in comparison.power_note(t)

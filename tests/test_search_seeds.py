@@ -472,3 +472,15 @@ def test_the_evolution_plot_says_the_line_is_a_max_and_the_band_fresh_single_run
     caption = " ".join((REPO / "report" / "evolution.rst").read_text().split())
     assert "maximum over many noisy single runs on the selection seeds" in caption
     assert "higher than a fresh measurement" in caption and "single runs on fresh seeds" in caption
+
+
+def test_a_lead_constant_in_counts_is_untestable_not_a_float_noise_p():
+    from augloss.search.summary import noise_summary
+
+    n = 299
+    ce = [227 / n, 244 / n, 227 / n]
+    winner = [c - 9 / n for c in ce]  # 9 images fewer on every fresh seed
+    out = noise_summary({"seeds": [1, 3, 5], "ce": ce, "winner": winner, "ce_key": "a",
+                         "winner_key": "b", "winner_expression": "x"}, n)
+    assert out["lead"]["test"] == "untestable" and out["lead"]["p"] is None
+    assert out["lead"]["mean"] == pytest.approx(-9 / n)

@@ -83,7 +83,8 @@ def pooled_sd(groups: Iterable[list[float]]) -> float | None:
     return (num / den) ** 0.5 if den else None
 
 
-def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
+def paired_difference(a: dict[int, float], b: dict[int, float],
+                      n_items: int | None = None) -> dict:
     """``a`` minus ``b`` paired by seed (seed -> fitness): the mean difference with its 95 %
     Student-t interval over the per-seed differences (:func:`augloss.stats.delta`, the
     comparison tables' paired test). ``{"mean", "low", "high", "p", "n", "test"}``; the
@@ -91,7 +92,9 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
     from augloss import stats
 
     seeds = sorted(set(a) & set(b))
-    d = stats.delta({s: a[s] for s in seeds}, {s: b[s] for s in seeds})
+    # at the fitness's resolution (val_n images): the same count on every seed is a constant
+    # difference, untestable, never a p from float noise
+    d = stats.delta({s: a[s] for s in seeds}, {s: b[s] for s in seeds}, n_items=n_items)
 
     def num(v):
         return None if v is None or math.isnan(v) else float(v)
@@ -100,7 +103,7 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
             "n": len(seeds), "test": d.test}
 
 
-def noise_summary(noise: dict | None) -> dict | None:
+def noise_summary(noise: dict | None, n_items: int | None = None) -> dict | None:
     """The fresh-seed measurement (:meth:`.evolution.Search.noise`) summarised: mean and sample
     sd over seeds of cross-entropy's and the winner's fitness; ``fitness_noise``, the sd pooled
     within the *distinct* losses measured (what one loss's fitness moves with the seed alone;
@@ -119,7 +122,7 @@ def noise_summary(noise: dict | None) -> dict | None:
     out["fitness_noise_df"] = sum(max(len(v) - 1, 0) for v in distinct)
     seeds = noise["seeds"]
     out["lead"] = paired_difference(dict(zip(seeds, noise["winner"])),
-                                    dict(zip(seeds, noise["ce"])))
+                                    dict(zip(seeds, noise["ce"])), n_items)
     return out
 
 
@@ -180,7 +183,7 @@ def reports(state: dict, history: Iterable[dict], *, augmentation: str, seed: in
         "ce_fitness": ce["fitness"],
         "candidates": candidate_spread(history),
         "top_k": top_spread(top),
-        "noise": noise_summary(noise),
+        "noise": noise_summary(noise, val_n),
         "val_n": val_n,
     }
     if seeding is not None:

@@ -108,8 +108,9 @@ def _pooled_cell(r) -> str:
 
 
 def _tau2(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) \
-        else f"{1e4 * v:.3g}"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return "0.000" if 1e4 * v < 1e-4 else f"{1e4 * v:.3g}"  # below 1e-4 pp²: zero
 
 
 def write_claims(df: pd.DataFrame, prefix: str | Path,
@@ -132,9 +133,10 @@ def write_claims(df: pd.DataFrame, prefix: str | Path,
                  _p(r.p_sign),
                  _p(r.p_wilcoxon)] for r in g.itertuples()]
         title = f"Claims, {stage}: does each loss beat cross-entropy ({g['metric'].iloc[0]})?"
-        family = f"the {len(g)} losses" if len(g) > 1 else "its only loss (no correction)"
-        lines = [f"Primary endpoint: the pooled Δ, Holm-adjusted across {family} of this "
-                 f"stage."]
+        lines = [f"Primary endpoint: the pooled Δ, Holm-adjusted across the {len(g)} losses "
+                 f"of this stage (evolved and baselines)." if len(g) > 1 else
+                 "Primary endpoint: the pooled Δ; one loss in this stage, so no Holm "
+                 "correction."]
         if stage in by_stage:
             lines += [resolution_note(by_stage[stage]), power_note(by_stage[stage])]
         md.append(f"### {title}\n\n"

@@ -93,8 +93,9 @@ class Comparison:
         per_cell = []
         for loss, g in cells.groupby("loss", sort=False):
             m = int(g["p_value"].notna().sum())
-            for sd, n in zip(g["sd_diff"], g["pairs"]):
-                if m and not pd.isna(sd) and n >= 2:
+            for sd, n, p in zip(g["sd_diff"], g["pairs"], g["p_value"]):
+                # untestable cells (no spread, n < 2) say nothing about power
+                if m and pd.notna(p) and not pd.isna(sd) and sd > 0 and n >= 2:
                     per_cell.append(stats.detectable(float(sd), int(n), self.alpha / m))
         per_cell = [x for x in per_cell if not math.isnan(x)]
         n_losses = max(1, int(self.pooled["p"].notna().sum())) if len(self.pooled) else 1
@@ -104,7 +105,9 @@ class Comparison:
         pooled_mde = [x for x in pooled_mde if not math.isnan(x)]
         med = (lambda v: float(np.median(v)) if v else float("nan"))
         return {"per_cell": med(per_cell), "per_cell_range": (min(per_cell), max(per_cell))
-                if per_cell else None, "pooled": med(pooled_mde), "losses": n_losses,
+                if per_cell else None, "testable": len(per_cell),
+                "untestable": int(len(cells) - len(per_cell)),
+                "pooled": med(pooled_mde), "losses": n_losses,
                 "seeds": int(cells["pairs"].median()) if len(cells) else 0}
 
 
@@ -265,8 +268,10 @@ def power_note(t: Comparison) -> str:
     else:
         lo, hi = pw["per_cell_range"]
         parts.append(f"per cell (paired t over {pw['seeds']} seeds at α / cells, Holm's "
-                     f"first step): {_pp(pw['per_cell'])} pp (median; {_pp(lo)}–{_pp(hi)} "
-                     f"pp)")
+                     f"first step): {_pp(pw['per_cell'])} pp (median over {pw['testable']} "
+                     f"testable cells; {_pp(lo)}–{_pp(hi)} pp"
+                     + (f"; {pw['untestable']} untestable cells left out" if pw["untestable"]
+                        else "") + ")")
     if math.isnan(pw["pooled"]):
         parts.append("pooled: untestable (fewer than 2 cells with paired seeds)")
     else:

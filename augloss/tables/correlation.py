@@ -96,14 +96,27 @@ def _ci(v, low, high) -> str:
     return f"{_f(v)} ({_f(low)}, {_f(high)})"
 
 
+def _reliability(v, low, high) -> str:
+    """A Spearman–Brown reliability: below 0 it has no meaning (the seeds disagree), so a
+    negative value or bound reads "< 0" instead of a number such as -9.99."""
+    def one(x):
+        return "< 0" if not _missing(x) and x < 0 else _f(x)
+
+    if _missing(v):
+        return "—"
+    if _missing(low) or _missing(high):
+        return f"{one(v)} (—)"
+    return f"{one(v)} ({one(low)}, {one(high)})"
+
+
 def _corrected(r) -> str:
     if r.corrected_flag == "reliability ≤ 0":
         return "— (reliability ≤ 0)"
     if _missing(r.corrected):
         return "—"
-    text = _ci(r.corrected, r.corrected_ci_low, r.corrected_ci_high)
-    return text + f" [capped; raw {_f(r.corrected_raw)}]" if r.corrected_flag == "capped" \
-        else text
+    if r.corrected_flag == "capped":  # an estimate above 1 is no interval of certainty
+        return f"≥ 1 (capped; raw {_f(r.corrected_raw)}; interval not shown)"
+    return _ci(r.corrected, r.corrected_ci_low, r.corrected_ci_high)
 
 
 def notes(study: dict) -> list[str]:
@@ -173,7 +186,7 @@ def _grids(df: pd.DataFrame) -> tuple[list[str], list[list], list[str], list[lis
     ch = ["augmentation", "test–retest ρ, one seed (95 % CI)",
           f"reliability of the {seeds}-seed mean (95 % CI)"]
     cb = [[r.augmentation_a, _ci(r.test_retest, r.test_retest_ci_low, r.test_retest_ci_high),
-           _ci(r.reliability, r.reliability_ci_low, r.reliability_ci_high)]
+           _reliability(r.reliability, r.reliability_ci_low, r.reliability_ci_high)]
           for r in ceil.itertuples()]
     return ph, pb, ch, cb
 

@@ -51,7 +51,7 @@ def search_table(search_dirs: dict[str, str | Path],
         top = best["losses"][0] if best["losses"] else {}
         noise = summary.get("noise") or {}
         spread = summary.get("top_k") or {}
-        lead = _paired(noise, "winner", noise, "ce")
+        lead = _paired(noise, "winner", noise, "ce", summary.get("val_n"))
         ce_fitness = best["reference"]["ce"]["fitness"]
         val_n = summary.get("val_n")
         row = {"augmentation": a, "seed": summary["seed"],
@@ -73,7 +73,7 @@ def search_table(search_dirs: dict[str, str | Path],
             r_best, r_summary = _search_outputs(random_dirs[a]) if a in random_dirs \
                 else ({"losses": []}, {})
             r_noise = r_summary.get("noise") or {}
-            versus = _paired(noise, "winner", r_noise, "winner")
+            versus = _paired(noise, "winner", r_noise, "winner", summary.get("val_n"))
             row.update({"random_fitness": r_best["losses"][0]["fitness"]
                         if r_best["losses"] else None,
                         "random_mean": r_noise.get("winner_mean"),
@@ -91,7 +91,7 @@ def binomial_se(p: float | None, n: int | None) -> float | None:
     return math.sqrt(p * (1 - p) / n)
 
 
-def _paired(a: dict, key_a: str, b: dict, key_b: str) -> dict:
+def _paired(a: dict, key_a: str, b: dict, key_b: str, n_items: int | None = None) -> dict:
     """``a[key_a]`` minus ``b[key_b]``, each a list of fitness per ``seeds`` of its
     measurement, paired by seed: ``{"mean", "low", "high", "p"}``, the mean difference and
     its 95 % Student-t interval over the per-seed differences (:func:`augloss.stats.delta`,
@@ -106,7 +106,8 @@ def _paired(a: dict, key_a: str, b: dict, key_b: str) -> dict:
     seeds = sorted(set(x) & set(y))
     if not seeds:
         return none
-    d = stats.delta({s: x[s] for s in seeds}, {s: y[s] for s in seeds})
+    # at the fitness's resolution: a constant difference in counts is untestable
+    d = stats.delta({s: x[s] for s in seeds}, {s: y[s] for s in seeds}, n_items=n_items)
 
     def num(v):
         return None if v is None or math.isnan(v) else float(v)

@@ -327,9 +327,11 @@ def _dataset(t, runs, dataset, origins, metric, permutations, seed) -> tuple[dic
                           columns=["loss", "augmentation", "value"])
     anova = interaction_anova(values)
     reasons = []
-    if perm["assignments"] == 1:
+    untestable = perm["assignments"] == 1
+    if untestable:  # untestable: no p (never a p of 1 that reads like evidence)
         reasons.append("every tested loss has the same origin: the permutation test has "
-                       "nothing to permute (p = 1)")
+                       "nothing to permute (untestable)")
+        perm = {**perm, "p": None, "smallest_p": None, "statistic": None}
     if anova["reason"]:
         reasons.append(f"ANOVA: {anova['reason']}")
     return _row(t.stage, dataset, metric, losses=len(profiles), augmentations=len(columns),
