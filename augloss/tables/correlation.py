@@ -20,7 +20,7 @@ import pandas as pd
 
 from augloss import names
 from augloss.tables.collect import TableError
-from augloss.tables.render import booktabs, html_page, write_formats
+from augloss.tables.render import booktabs, html_page, p_text, write_formats
 
 COLUMNS = ["section", "augmentation_a", "augmentation_b", "n_losses", "rho", "ci_low",
            "ci_high", "p", "p_method", "p_holm", "corrected", "corrected_raw",
@@ -82,10 +82,6 @@ def _missing(v) -> bool:
 def _f(v, digits: int = 2) -> str:
     return "—" if _missing(v) else f"{v:.{digits}f}"
 
-
-def _p(v) -> str:
-    """A p-value; one below float resolution (scipy gives 0 for ρ = ±1) is not shown as 0."""
-    return "—" if _missing(v) else "< 1e-15" if v < 1e-15 else f"{v:.3g}"
 
 
 def _ci(v, low, high) -> str:
@@ -179,7 +175,7 @@ def _grids(df: pd.DataFrame) -> tuple[list[str], list[list], list[str], list[lis
     ph = ["pair", "ρ across seeds (95 % CI)", "p", "p_holm", "corrected ρ (95 % CI)",
           "defined in", "ρ of seed means"]
     pb = [[f"{r.augmentation_a} – {r.augmentation_b}", _ci(r.rho, r.ci_low, r.ci_high),
-           _p(r.p), _p(r.p_holm), _corrected(r),
+           p_text(r.p), p_text(r.p_holm), _corrected(r),
            "—" if _missing(r.corrected_defined) else f"{100 * r.corrected_defined:.0f} %",
            _f(r.rho_seed_means)] for r in pairs.itertuples()]
     seeds = int(ceil["seeds"].max()) if len(ceil) else 0

@@ -5,6 +5,7 @@ four formats (:func:`write_formats`); the Markdown marks ``**bold**``, `` `code`
 from __future__ import annotations
 
 from pathlib import Path
+import math
 from typing import Sequence
 
 from augloss.io import atomic_write_text
@@ -14,6 +15,16 @@ _TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "ρ": r"$\rho$", "τ": r"$\ta
                 "–": "--", "≥": r"$\geq$", "≤": r"$\leq$", "†": r"$^{\dagger}$",
                 "²": r"$^2$", "σ": r"$\sigma$", "α": r"$\alpha$"}
 
+
+def missing(v) -> bool:
+    """None or NaN: a value a table shows as "—"."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def p_text(v) -> str:
+    """A p-value as the tables show it: "—" when untestable; one below float resolution (scipy
+    gives 0 for a perfect rank correlation) is "< 1e-15", never 0."""
+    return "—" if missing(v) else "< 1e-15" if v < 1e-15 else f"{v:.3g}"
 
 def _markup(cell) -> tuple[str, bool, bool, bool]:
     """``(text, bold, code, significant)`` of a Markdown cell: ``**x**``, `` `x` ``, ``x*``."""

@@ -11,7 +11,7 @@ import pandas as pd
 
 from augloss import names
 from augloss.tables.collect import TableError
-from augloss.tables.render import booktabs, html_page, write_formats
+from augloss.tables.render import booktabs, html_page, missing, write_formats
 
 # --- the search table ---------------------------------------------------------------------------
 
@@ -86,7 +86,7 @@ def search_table(search_dirs: dict[str, str | Path],
 def binomial_se(p: float | None, n: int | None) -> float | None:
     """One run's binomial standard error of an accuracy ``p`` on ``n`` images,
     sqrt(p (1 - p) / n); None when either is unknown or ``p`` is no proportion."""
-    if _missing(p) or _missing(n) or not n or not 0 <= p <= 1:
+    if missing(p) or missing(n) or not n or not 0 <= p <= 1:
         return None
     return math.sqrt(p * (1 - p) / n)
 
@@ -157,7 +157,7 @@ def write_search_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
 def _fitness(r) -> str:
     """The search fitness with the number of main runs it is the maximum of."""
     runs = getattr(r, "fitness_runs", None)
-    if _missing(r.fitness) or _missing(runs):
+    if missing(r.fitness) or missing(runs):
         return _pct(r.fitness)
     runs = int(runs)
     return f"{_pct(r.fitness)} ({'max of ' + str(runs) + ' runs' if runs > 1 else '1 run'})"
@@ -169,11 +169,11 @@ def _validation_note(df: pd.DataFrame) -> str:
     if "val_n" not in df or df["val_n"].isna().all():
         return ("Validation set (the search dataset's val split): size not recorded, so one "
                 "run's binomial standard error is not given.")
-    sizes = sorted({int(n) for n in df["val_n"] if not _missing(n)})
+    sizes = sorted({int(n) for n in df["val_n"] if not missing(n)})
     size = (f"{sizes[0]} images" if len(sizes) == 1 and df["val_n"].notna().all()
-            else ", ".join(f"{'not recorded' if _missing(r.val_n) else int(r.val_n)} "
+            else ", ".join(f"{'not recorded' if missing(r.val_n) else int(r.val_n)} "
                            f"({r.augmentation})" for r in df.itertuples()) + " images")
-    ses = ", ".join(f"{'—' if _missing(r.binomial_se) else f'{100 * r.binomial_se:.2f}'} "
+    ses = ", ".join(f"{'—' if missing(r.binomial_se) else f'{100 * r.binomial_se:.2f}'} "
                     f"({r.augmentation})" for r in df.itertuples())
     return (f"Validation set (the search dataset's val split, where every fitness is "
             f"measured): {size}. One run's binomial standard error, sqrt(p(1 − p)/n) at "
@@ -182,12 +182,9 @@ def _validation_note(df: pd.DataFrame) -> str:
             f"validation sample alone.")
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
 
 def _pct(v) -> str:
-    return "—" if _missing(v) else f"{100 * v:.2f}"
+    return "—" if missing(v) else f"{100 * v:.2f}"
 
 
 def _pm(mean, sd) -> str:
@@ -196,9 +193,9 @@ def _pm(mean, sd) -> str:
 
 def _ci(mean, low, high) -> str:
     """A paired difference in percentage points with its interval: ``+1.20 [-0.31, +2.71]``."""
-    if _missing(mean):
+    if missing(mean):
         return "—"
-    if _missing(low) or _missing(high):
+    if missing(low) or missing(high):
         return f"{100 * mean:+.2f} [untestable]"
     return f"{100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
 

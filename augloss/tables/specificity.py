@@ -42,7 +42,7 @@ import pandas as pd
 from augloss import names
 from augloss.tables.collect import TableError
 from augloss.tables.comparison import BASELINE, comparison, run_values
-from augloss.tables.render import booktabs, html_page, write_formats
+from augloss.tables.render import booktabs, html_page, missing, p_text, write_formats
 
 #: Random permutations when the assignments are too many to enumerate.
 PERMUTATIONS = 10_000
@@ -344,17 +344,10 @@ def _dataset(t, runs, dataset, origins, metric, permutations, seed) -> tuple[dic
                 reason="; ".join(reasons)), rows
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
 
 def _pp(v) -> str:
-    return "—" if _missing(v) else f"{100 * v:+.2f}"
+    return "—" if missing(v) else f"{100 * v:+.2f}"
 
-
-def _p(v) -> str:
-    """A p-value; one below float resolution is not shown as 0."""
-    return "—" if _missing(v) else "< 1e-15" if v < 1e-15 else f"{v:.3g}"
 
 
 def notes(summary: pd.DataFrame, permutations: int = PERMUTATIONS, seed: int = SEED
@@ -409,12 +402,12 @@ def write_specificity(summary: pd.DataFrame, per_loss: pd.DataFrame, prefix: str
         raise TableError("no stage to test for specificity")
     sh = ["stage", "dataset", "losses", "diagonal advantage (pp)", "(uncentred)",
           "permutation p", "assignments", "smallest p", "interaction F (df)", "interaction p"]
-    sb = [[r.stage, r.dataset or "—", "—" if _missing(r.losses) else str(int(r.losses)),
+    sb = [[r.stage, r.dataset or "—", "—" if missing(r.losses) else str(int(r.losses)),
            _pp(r.diagonal_advantage), _pp(r.diagonal_advantage_raw),
-           "—" if _missing(r.p_permutation) else f"{_p(r.p_permutation)} ({r.permutation_method})",
-           "—" if _missing(r.assignments) else f"{int(r.assignments):,}", _p(r.smallest_p),
-           "—" if _missing(r.anova_F) else
-           f"{r.anova_F:.2f} ({r.anova_df_num:g}, {r.anova_df_den:g})", _p(r.anova_p)]
+           "—" if missing(r.p_permutation) else f"{p_text(r.p_permutation)} ({r.permutation_method})",
+           "—" if missing(r.assignments) else f"{int(r.assignments):,}", p_text(r.smallest_p),
+           "—" if missing(r.anova_F) else
+           f"{r.anova_F:.2f} ({r.anova_df_num:g}, {r.anova_df_den:g})", p_text(r.anova_p)]
           for r in summary.itertuples()]
     lh = ["stage", "dataset", "loss", "found under", "Δ own (pp)", "Δ others (pp)",
           "advantage (pp)", "centred (pp)", "note"]

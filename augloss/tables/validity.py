@@ -24,7 +24,6 @@ Losses are matched by expression key and label smoothing (``loss_key`` and
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ import pandas as pd
 from augloss import names, rankstats, stats
 from augloss.tables.collect import TableError
 from augloss.tables.comparison import run_values
-from augloss.tables.render import booktabs, html_page, write_formats
+from augloss.tables.render import booktabs, html_page, missing, p_text, write_formats
 
 POOLED = "pooled"
 
@@ -198,40 +197,33 @@ def _csv(summary: pd.DataFrame, per_loss: pd.DataFrame) -> str:
     return out.to_csv(index=False, lineterminator="\n")
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
 
 def _f(v) -> str:
-    return "—" if _missing(v) else f"{v:.2f}"
+    return "—" if missing(v) else f"{v:.2f}"
 
-
-def _p(v) -> str:
-    """A p-value; one below float resolution (scipy gives 0 for ρ = ±1) is not shown as 0."""
-    return "—" if _missing(v) else "< 1e-15" if v < 1e-15 else f"{v:.3g}"
 
 
 def _rho(r) -> str:
-    if _missing(r.rho):
+    if missing(r.rho):
         return f"— ({r.reason})" if r.reason else "—"
-    ci = "—" if _missing(r.ci_low) else f"{_f(r.ci_low)}, {_f(r.ci_high)}"
+    ci = "—" if missing(r.ci_low) else f"{_f(r.ci_low)}, {_f(r.ci_high)}"
     return f"{_f(r.rho)} ({ci})"
 
 
 def _corrected(r) -> str:
-    if _missing(r.rho) or r.augmentation == POOLED:
+    if missing(r.rho) or r.augmentation == POOLED:
         return "—"
     if r.corrected_flag == "reliability ≤ 0":
         return "— (reliability ≤ 0)"
-    if _missing(r.corrected):
+    if missing(r.corrected):
         return "—"
     return _f(r.corrected) + (f" [capped; raw {_f(r.corrected_raw)}]"
                               if r.corrected_flag == "capped" else "")
 
 
 def _rel(v, seeds) -> str:
-    if _missing(v):
-        return "—" if _missing(seeds) or seeds >= 2 else f"— ({int(seeds)} seed(s))"
+    if missing(v):
+        return "—" if missing(seeds) or seeds >= 2 else f"— ({int(seeds)} seed(s))"
     return f"{_f(v)} ({int(seeds)})"
 
 
@@ -292,7 +284,7 @@ def write_validity(summary: pd.DataFrame, per_loss: pd.DataFrame, study: dict,
 
     heads = ["dataset", "augmentation", "losses", "ρ (95 % CI)", "p", "p_holm",
              "reliability: surrogate (seeds)", f"reliability: {stage} (seeds)", "corrected ρ"]
-    body = [[r.dataset, r.augmentation, str(r.losses), _rho(r), _p(r.p), _p(r.p_holm),
+    body = [[r.dataset, r.augmentation, str(r.losses), _rho(r), p_text(r.p), p_text(r.p_holm),
              _rel(r.reliability_surrogate, r.surrogate_seeds),
              _rel(r.reliability_transfer, r.transfer_seeds), _corrected(r)]
             for r in summary.itertuples()]
