@@ -15,7 +15,9 @@ Adding a dataset: its :class:`DatasetSpec` in :data:`DATASETS`, its loader in
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 #: The prefix of a stand-in's name (``synthetic:<dataset>``) and its folder under ``data_root``.
 SYNTHETIC = "synthetic"
@@ -139,9 +141,61 @@ CIFAR = {
 
 # --- models -------------------------------------------------------------------------------------
 
+class Option(NamedTuple):
+    """What one model option may be: its Python ``type`` (a tuple of types; ``bool`` counts only
+    where listed, never as an ``int``), a ``check`` of the value (None: any value of the type)
+    and a ``description`` that error messages quote."""
+
+    type: tuple[type, ...]
+    check: Callable[[Any], bool] | None
+    description: str
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` has the option's type and passes its check."""
+        if isinstance(value, bool) and bool not in self.type:
+            return False
+        return isinstance(value, self.type) and (self.check is None or self.check(value))
+
+
+_NUMBER = (int, float)
+_OPTIONAL_TEXT = (str, type(None))
+
+
+def _fraction(v) -> bool:
+    return 0 <= v < 1
+
+
+def _momentum(v) -> bool:
+    return 0 <= v <= 1
+
+
+def _widths(v) -> bool:
+    return len(v) == 3 and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1
+                               for w in v)
+
+
+_BN_MOMENTUM = Option(_NUMBER, _momentum, "a number in [0, 1]: BatchNorm's running-statistics "
+                                          "momentum, PyTorch's convention")
+_TIMM_OPTIONS = {
+    "pretrained": Option((bool, str), lambda v: v in (True, False, "synthetic"),
+                         "true, false or synthetic (a seeded random initialisation, smoke runs)"),
+    "weights": Option(_OPTIONAL_TEXT, lambda v: v is None or bool(v),
+                      "a local weights file (.safetensors, .pth) to start from"),
+    "drop_rate": Option(_NUMBER, _fraction, "a number in [0, 1): dropout before the classifier"),
+    "tag": Option(_OPTIONAL_TEXT, lambda v: v is None or bool(v),
+                  "timm's pretrained-weights tag (in1k, in21k_ft_in1k, ...)"),
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A built-in model: its config name (the part before ``:`` of ``timm:<name>``)."""
+    """A built-in model: its config name (the part before ``:`` of ``timm:<name>``).
+
+    ``options``: every keyword option of the model's builder (``augloss.models.BUILDERS``;
+    ``tests/test_config_checks.py`` keeps them equal to the builder's signature) and what its
+    value may be, read by :func:`augloss.checks.check_config` at the dry run. ``open_options``:
+    other options pass through unchecked (timm's ``create_model`` takes many keywords).
+    """
 
     name: str
     doc: str
@@ -149,6 +203,8 @@ class ModelSpec:
     architecture: str | None = None  # timm's name of it; None: the argument names it
     argument: str | None = None  # the placeholder of the ``name:<argument>`` form
     argument_pattern: str | None = None  # what the argument may be (the schema's pattern)
+    options: Mapping[str, Option] = field(default_factory=dict, compare=False, hash=False)
+    open_options: bool = False
 
     @property
     def form(self) -> str:
@@ -156,12 +212,22 @@ class ModelSpec:
 
 
 _MODELS = (
-    ModelSpec("surrogate", "the authors' earlier ResNet9v2, the search's surrogate"),
-    ModelSpec("wrn", "WideResNet (depth, width, dropout)"),
+    ModelSpec("surrogate", "the authors' earlier ResNet9v2, the search's surrogate", options={
+        "widths": Option((list, tuple), _widths,
+                         "three positive integers: the widths of the stem and the two blocks"),
+        "dropout": Option(_NUMBER, _fraction, "a number in [0, 1): dropout before the head"),
+        "bn_momentum": _BN_MOMENTUM}),
+    ModelSpec("wrn", "WideResNet (depth, width, dropout)", options={
+        "depth": Option((int,), lambda v: v >= 10 and (v - 4) % 6 == 0,
+                        "an integer 6n + 4, at least 10 (10, 16, 22, 28, 40, ...)"),
+        "width": Option((int,), lambda v: v >= 1, "a positive integer (the widening factor)"),
+        "dropout": Option(_NUMBER, _fraction,
+                          "a number in [0, 1): dropout between a block's convolutions"),
+        "bn_momentum": _BN_MOMENTUM}),
     ModelSpec("efficientnetv2_s", "timm's TF-ported EfficientNetV2-S", timm=True,
-              architecture="tf_efficientnetv2_s"),
+              architecture="tf_efficientnetv2_s", options=_TIMM_OPTIONS, open_options=True),
     ModelSpec("timm", "any timm model", timm=True, argument="<name>",
-              argument_pattern="[A-Za-z0-9_.]+"),
+              argument_pattern="[A-Za-z0-9_.]+", options=_TIMM_OPTIONS, open_options=True),
 )
 #: Every built-in model by name, in the order error messages list them.
 MODELS: dict[str, ModelSpec] = {m.name: m for m in _MODELS}
