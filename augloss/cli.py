@@ -2,12 +2,15 @@
 
     augloss loss "-(y * ln(p))"          # canonical form, LaTeX, PyTorch source, integrity verdict
     augloss tables RUNS... --stage transfer --out results/x/tables/transfer
-    augloss audit RUNS... --out results/x/audit/audit
+    augloss audit RUNS... --out results/x/audit/audit --strict --config config.yaml
     augloss plan --delta 0.2 --seed-sd 0.15 --cells 10 --losses 8   # seeds a Δ needs
 
-``python -m augloss`` is the same command. Every subcommand has ``--help``; choices (stages,
-metrics, what to show) are validated by argparse, and a malformed expression is reported with
-its position, exit status 2.
+``python -m augloss`` is the same command (``--version`` prints the version). Every subcommand
+has ``--help``. Exit status 2: a usage error (argparse's choices and types) or a malformed
+expression (reported with its position). Exit status 1: a data error (a missing path, no
+metrics.json, a stage without runs, malformed JSON or YAML, an unwritable ``--out``), a loss
+that fails the integrity test, or ``audit --strict`` with a flagged cell. Every error is one
+line on stderr, ``augloss <command>: error: <message>``, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,50 +20,103 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from augloss import __version__
 from augloss.names import STAGES
 
 METRICS = ("test_acc", "final_val_acc", "best_val_acc")
-SHOW = ("canonical", "latex", "torch", "integrity")
+SHOW = ("canonical", "key", "latex", "torch", "integrity")
+
+
+class DataError(ValueError):
+    """Input the command cannot use (exit status 1); the message is one line."""
+
+
+def _error(command: str, message: object) -> None:
+    """``augloss <command>: error: <message>`` on stderr, on one line."""
+    text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"augloss {command}: error: {text}", file=sys.stderr)
+
+
+def _os_message(err: OSError) -> str:
+    """'<reason>: <path>' for an OSError (without the '[Errno N]' prefix)."""
+    if err.strerror and err.filename is not None:
+        return f"{err.strerror}: {err.filename}"
+    return str(err)
 
 
 def _loss(args: argparse.Namespace) -> int:
-    from augloss.losses import LossSyntaxError, integrity, resolve
+    # The package's eager names (parser, printer, registry) are torch-free; the integrity test
+    # imports torch, so it is imported only when asked for.
+    from augloss.losses import LossSyntaxError, resolve
 
     try:
         expr, name = resolve(args.expression)
-    except LossSyntaxError as err:
-        print(f"augloss loss: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:
-        print(f"augloss loss: {err}", file=sys.stderr)
+    except (LossSyntaxError, ValueError) as err:
+        print(f"augloss loss: error: {err}", file=sys.stderr)
         return 2
     show = args.show or list(SHOW)
     lines = [f"expression: {expr}" + (f"  (registry name {name!r})" if name else "")]
     if "canonical" in show:
         lines += [f"canonical:  {expr.canonical()}",
-                  f"key:        {expr.key[:16]}  (sha256 of the canonical text)",
                   f"leaves:     {', '.join(sorted(expr.leaves()))}; depth {expr.depth}, "
                   f"{expr.size()} nodes"]
+    if "key" in show:
+        lines.append(f"key:        {expr.key}  (sha256 of the canonical text)")
     if "latex" in show:
         lines.append(f"latex:      {expr.latex()}")
+    failed = None
     if "integrity" in show:
+        try:
+            from augloss.losses.integrity import integrity
+        except ImportError as err:
+            _error("loss", f"the integrity test needs torch ({err}); --show canonical, key, "
+                   "latex or torch print without it")
+            return 1
         verdict = integrity(expr, faithful_quirks=args.faithful_quirks)
         if verdict.ok:
             how = "negated to point the right way" if verdict.flip else "as written"
             quirk = f"; {verdict.quirk} quirk" if verdict.quirk else ""
             lines.append(f"integrity:  passes ({how}{quirk})")
         else:
+            failed = verdict.reason
             lines.append(f"integrity:  fails: {verdict.reason}")
     if "torch" in show:
         lines += ["pytorch:", expr.to_torch_source(args.name).rstrip()]
     print("\n".join(lines))
+    if failed is not None:
+        _error("loss", f"{expr} fails the integrity test: {failed}")
+        return 1
     return 0
 
 
-def _tables(args: argparse.Namespace) -> int:
-    from augloss.tables import audit, claims, collect, comparison, plots
+def _check_out(out: Path) -> None:
+    """Raise :class:`DataError` when the files of output prefix ``out`` cannot be written."""
+    from augloss.runtime import unwritable
 
-    df = collect.collect(args.runs, allow_mixed=args.allow_mixed)
+    if not out.name or out.name in (".", ".."):
+        raise DataError(f"--out {str(out)!r} names no file prefix")
+    why = unwritable(out.parent)
+    if why is not None:
+        raise DataError(f"cannot write --out {out}: {why}")
+
+
+def _collect(runs: list[str], allow_mixed: bool):
+    """:func:`augloss.tables.collect.collect`, its "nothing found" naming the paths searched."""
+    from augloss.tables.collect import TableError, collect
+
+    try:
+        return collect(runs, allow_mixed=allow_mixed)
+    except TableError as err:
+        if str(err) == "no metrics.json files found":
+            raise DataError(f"no metrics.json files found under {' '.join(runs)}") from None
+        raise
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from augloss.tables import audit, claims, comparison, plots
+
+    _check_out(Path(args.out))
+    df = _collect(args.runs, allow_mixed=args.allow_mixed)
     t = comparison.comparison(df, args.stage, args.metric)
     for path in comparison.write_comparison(t, args.out):
         print(path)
@@ -85,17 +141,53 @@ def _write_audit(a, name: str, out: Path) -> None:
         print(path)
 
 
-def _audit(args: argparse.Namespace) -> int:
-    from augloss.tables import audit, collect
+def expected_seeds(df, seeds: list[int] | None = None, config: str | None = None,
+                   infer: bool = False) -> tuple[dict[str, list[int]] | None, str]:
+    """The seeds each stage of ``df`` should have, and where they come from: ``seeds`` for
+    every stage, the experiment config file ``config``'s per stage, or (``infer``) the union of
+    the seeds that stage's runs have; None when none of these is given."""
+    stages = sorted(set(df["stage"])) if len(df) else []
+    if seeds is not None:
+        return {s: list(seeds) for s in stages}, "--seeds"
+    if config is not None:
+        import yaml
 
-    df = collect.collect(args.runs, allow_mixed=True)  # a mix is what the audit flags
+        from augloss.experiment import Experiment
+
+        try:
+            data = yaml.safe_load(Path(config).read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise DataError(f"{config}: not valid YAML: "
+                            f"{getattr(err, 'problem', None) or err}{where}") from None
+        try:
+            return Experiment.from_config(data).seeds(), f"--config {config}"
+        except ValueError as err:
+            raise DataError(f"{config}: {err}") from None
+    if infer:
+        return {s: sorted({int(x) for x in df["seed"][df["stage"] == s]}) for s in stages}, \
+            "inferred: every seed a cell of the stage has"
+    return None, ""
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from augloss.tables import audit
+
+    out = Path(args.out)
+    _check_out(out)
+    df = _collect(args.runs, allow_mixed=True)  # a mix is what the audit flags
     if args.stage:
         df = df[df["stage"] == args.stage]
-    out = Path(args.out)
-    a = audit.audit(df)
+        if not len(df):
+            raise DataError(f"no runs of stage {args.stage!r} under {' '.join(args.runs)}")
+    expected, source = expected_seeds(df, args.seeds, args.config, infer=args.strict)
+    a = audit.audit(df, expected_seeds=expected)
     _write_audit(a, out.name, out)
     flagged = int((a["flags"] != "").sum()) if len(a) else 0
-    print(f"{len(a)} table cells, {flagged} flagged", file=sys.stderr)
+    seeds = "; ".join(f"{s} {' '.join(map(str, v))}" for s, v in (expected or {}).items())
+    print(f"{len(a)} table cells, {flagged} flagged"
+          + (f" (expected seeds: {seeds}; {source})" if expected else ""), file=sys.stderr)
     return 1 if flagged and args.strict else 0
 
 
@@ -171,6 +263,7 @@ def parser() -> argparse.ArgumentParser:
         prog="augloss", description="Evolved loss functions for image augmentation: check a "
         "loss, regenerate tables and audit finished runs (the workflow itself runs under "
         "Snakemake).")
+    p.add_argument("--version", action="version", version=f"augloss {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="{loss,tables,audit,plan}")
 
     q = sub.add_parser("loss", help="parse a loss; print its canonical form, LaTeX, PyTorch "
@@ -208,7 +301,15 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("runs", nargs="+", help="metrics.json files or directories holding them")
     a.add_argument("--stage", choices=STAGES, help="only this stage (default: every stage)")
     a.add_argument("--out", required=True, help="output prefix (.md, .csv and .html added)")
-    a.add_argument("--strict", action="store_true", help="exit 1 when a cell is flagged")
+    a.add_argument("--strict", action="store_true",
+                   help="exit 1 when a cell is flagged; without --seeds or --config, a cell "
+                   "lacking a seed that another cell of its stage has is flagged too")
+    e = a.add_mutually_exclusive_group()
+    e.add_argument("--seeds", type=_seed_list, metavar="0,1,2",
+                   help="the seeds every cell should have (any stage): a missing one is flagged")
+    e.add_argument("--config", metavar="FILE",
+                   help="the experiment's config (config.yaml, demo/config.yaml): each stage's "
+                   "seeds there are expected; a missing one is flagged")
     a.set_defaults(func=_audit)
 
     n = sub.add_parser("plan", help="seeds per cell that a target Δ needs, per cell and pooled",
@@ -262,14 +363,29 @@ def _probability(text: str) -> float:
     return _number(text, lambda v: 0 < v < 1, "between 0 and 1")
 
 
+def _seed_list(text: str) -> list[int]:
+    parts = [x.strip() for x in text.split(",")]
+    if not parts or not all(x.isdigit() for x in parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of seeds (e.g. 0,1,2)")
+    return sorted({int(x) for x in parts})
+
+
 def _count(text: str) -> int:
     v = _number(text, lambda v: v >= 1 and v == int(v), "a positive integer")
     return int(v)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; a data error prints one line and returns 1 (usage errors exit 2)."""
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except OSError as err:  # FileNotFoundError, PermissionError, NotADirectoryError, ...
+        _error(args.command, _os_message(err))
+    except ValueError as err:  # collect's TableError, json.JSONDecodeError, ConfigError, ...
+        _error(args.command, err)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,8 @@
 
 import ast
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +43,11 @@ def test_loss_takes_a_registry_name_and_prints_only_what_is_asked(capsys):
 
 
 def test_loss_reports_a_failed_integrity_test(capsys):
-    # A parabola in p with its minimum at p = 0.5: the test rejects it.
-    assert cli.main(["loss", "square(p + p + -1)", "--show", "integrity"]) == 0
-    assert "integrity:  fails: minimum at q index" in capsys.readouterr().out
+    # A parabola in p with its minimum at p = 0.5: the test rejects it, exit status 1.
+    assert cli.main(["loss", "square(p + p + -1)", "--show", "integrity"]) == 1
+    out, err = capsys.readouterr()
+    assert "integrity:  fails: minimum at q index" in out
+    assert err.startswith("augloss loss: error: ") and "minimum at q index" in err
 
 
 @pytest.mark.parametrize("expr, fragment", [
@@ -105,3 +109,236 @@ def test_audit_writes_every_cell_and_strict_fails_on_a_flag(tmp_path, capsys):
     assert cli.main(["audit", str(runs), "--out", str(out)]) == 0
     assert cli.main(["audit", str(runs), "--out", str(out), "--strict"]) == 1
     assert "uncommitted changes" in out.with_suffix(".md").read_text()
+
+
+# --- errors: one line on stderr, exit 1 for data, 2 for usage ----------------------------------
+
+def one_line_error(err: str, command: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"augloss {command}: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def data_error_cases(tmp_path):
+    runs = write_runs(tmp_path / "runs")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("not a directory\n")
+    bad = tmp_path / "bad" / "metrics.json"
+    bad.parent.mkdir()
+    bad.write_text('{"stage": "transfer", ')
+    (tmp_path / "bad.yaml").write_text("transfer: [0, 1\n")
+    out = str(tmp_path / "out" / "t")
+    unwritable = str(tmp_path / "a_file" / "sub" / "t")  # under a file: even root cannot
+    return {
+        "missing path": (["tables", str(tmp_path / "nope"), "--stage", "transfer", "--out", out],
+                         "nope: no such file or directory"),
+        "empty directory": (["tables", str(tmp_path / "empty"), "--stage", "transfer",
+                             "--out", out], "no metrics.json files found under"),
+        "stage without runs": (["tables", str(runs), "--stage", "finetune", "--out", out],
+                               "no runs of stage 'finetune'"),
+        "unwritable --out": (["tables", str(runs), "--stage", "transfer", "--out", unwritable],
+                             "is not a directory"),
+        "malformed JSON": (["tables", str(bad), "--stage", "transfer", "--out", out],
+                           "unreadable metrics file"),
+        "audit missing path": (["audit", str(tmp_path / "nope"), "--out", out],
+                               "no such file or directory"),
+        "audit empty directory": (["audit", str(tmp_path / "empty"), "--out", out],
+                                  "no metrics.json files found"),
+        "audit stage without runs": (["audit", str(runs), "--stage", "finetune", "--out", out],
+                                     "no runs of stage 'finetune'"),
+        "audit unwritable --out": (["audit", str(runs), "--out", unwritable],
+                                   "is not a directory"),
+        "audit malformed JSON": (["audit", str(bad), "--out", out], "unreadable metrics file"),
+        "audit missing --config": (["audit", str(runs), "--out", out, "--config",
+                                    str(tmp_path / "nope.yaml")], "No such file or directory"),
+        "audit malformed --config": (["audit", str(runs), "--out", out, "--config",
+                                      str(tmp_path / "bad.yaml")], "not valid YAML"),
+        "audit invalid --config": (["audit", str(runs), "--out", out, "--config",
+                                    str(tmp_path / "a_file")], "is not of type 'object'"),
+    }
+
+
+CASES = ["missing path", "empty directory", "stage without runs", "unwritable --out",
+         "malformed JSON", "audit missing path", "audit empty directory",
+         "audit stage without runs", "audit unwritable --out", "audit malformed JSON",
+         "audit missing --config", "audit malformed --config", "audit invalid --config"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_data_error_is_one_line_and_exit_1(case, tmp_path, capsys):
+    argv, fragment = data_error_cases(tmp_path)[case]
+    assert cli.main(argv) == 1
+    line = one_line_error(capsys.readouterr().err, argv[0])
+    assert fragment in line
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_data_errors_print_no_traceback_from_the_console_command(tmp_path):
+    cases = data_error_cases(tmp_path)
+    for case in ("missing path", "unwritable --out", "audit empty directory"):
+        argv, fragment = cases[case]
+        proc = run(*argv)
+        assert proc.returncode == 1, (case, proc.stderr)
+        assert fragment in one_line_error(proc.stderr, argv[0]) and proc.stdout == ""
+
+
+def test_inconsistent_runs_are_reported_on_one_line(tmp_path, capsys):
+    runs = write_runs(tmp_path / "runs")
+    m = next(runs.rglob("metrics.json"))
+    m.write_text(json.dumps({**json.loads(m.read_text()), "config_hash": "other"}))
+    assert cli.main(["tables", str(runs), "--stage", "transfer",
+                     "--out", str(tmp_path / "t" / "x")]) == 1
+    assert "mixes configurations" in one_line_error(capsys.readouterr().err, "tables")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["audit", "x", "--out", "o", "--seeds", "0,x"], "comma-separated list of seeds"),
+    (["audit", "x", "--out", "o", "--seeds", ""], "comma-separated list of seeds"),
+    (["audit", "x", "--out", "o", "--seeds", "0", "--config", "c.yaml"], "not allowed with"),
+])
+def test_a_usage_error_exits_2(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_version():
+    import augloss
+
+    proc = run("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"augloss {augloss.__version__}\n"
+
+
+# --- audit --strict and missing seeds ----------------------------------------------------------
+
+SAME_SEEDS = {(d, a, loss): {0: 0.9, 1: 0.91, 2: 0.92}
+              for d in ("cifar10",) for a in ("base", "cutout") for loss in ("ce", "focal")}
+
+
+def audit_md(out) -> str:
+    return Path(f"{out}.md").read_text()
+
+
+def test_strict_flags_a_deleted_seed(tmp_path, capsys):
+    runs = write_runs(tmp_path / "runs", runs=SAME_SEEDS)
+    out = tmp_path / "a" / "audit"
+    assert cli.main(["audit", str(runs), "--out", str(out), "--strict"]) == 0
+    assert "0 flagged" in capsys.readouterr().err
+    shutil.rmtree(runs / "transfer" / "cifar10" / "cutout" / "focal" / "1")
+    assert cli.main(["audit", str(runs), "--out", str(out), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "4 table cells, 1 flagged" in err and "transfer 0 1 2" in err
+    assert "missing seeds [1]" in audit_md(out)
+    a = audit.audit(collect.collect([runs], allow_mixed=True))  # the audit alone cannot know
+    assert (a["flags"] == "").all()
+
+
+def test_expected_seeds_from_an_option_or_the_config(tmp_path, capsys):
+    runs = write_runs(tmp_path / "runs", runs=SAME_SEEDS)
+    shutil.rmtree(runs / "transfer" / "cifar10" / "base" / "ce" / "2")
+    out = str(tmp_path / "a" / "audit")
+    # Stated expectations flag the cell in the audit even without --strict (exit 0).
+    assert cli.main(["audit", str(runs), "--out", out, "--seeds", "0,1,2"]) == 0
+    assert "1 flagged" in capsys.readouterr().err and "missing seeds [2]" in audit_md(out)
+    assert cli.main(["audit", str(runs), "--out", out, "--seeds", "0,1,2,3", "--strict"]) == 1
+    assert "4 table cells, 4 flagged" in capsys.readouterr().err
+    assert "missing seeds [2, 3]" in audit_md(out)
+    # config.yaml's transfer seeds are 0, 1, 2; the demo's are 0, 1.
+    assert cli.main(["audit", str(runs), "--out", out, "--strict",
+                     "--config", str(REPO / "config.yaml")]) == 1
+    assert "1 flagged" in capsys.readouterr().err
+    assert cli.main(["audit", str(runs), "--out", out, "--strict",
+                     "--config", str(REPO / "demo" / "config.yaml")]) == 0
+    assert "0 flagged" in capsys.readouterr().err and "missing seeds" not in audit_md(out)
+
+
+def test_expected_seeds_helper_per_stage(tmp_path):
+    runs = write_runs(tmp_path / "r", runs=SAME_SEEDS)
+    write_runs(tmp_path / "r", stage="finetune", runs={("flowers", "base", "ce"): {4: 0.8}})
+    df = collect.collect([runs], allow_mixed=True)
+    assert cli.expected_seeds(df) == (None, "")
+    inferred, _ = cli.expected_seeds(df, infer=True)
+    assert inferred == {"finetune": [4], "transfer": [0, 1, 2]}
+    assert cli.expected_seeds(df, seeds=[7])[0] == {"finetune": [7], "transfer": [7]}
+
+
+# --- loss: torch-free parts, integrity exit status ---------------------------------------------
+
+NO_TORCH = ("import sys; sys.modules['torch'] = None; from augloss.cli import main; "
+            "rc = main(sys.argv[1:]); assert 'torch' not in sys.modules or "
+            "sys.modules['torch'] is None; raise SystemExit(rc)")
+
+
+@pytest.mark.parametrize("show, fragment", [
+    ("canonical", "canonical:  -(ln(p) * (square(1 - p) * y))"),
+    ("latex", r"latex:      -\left(y"),
+    ("key", "key:        a0fd6fc3"),
+])
+def test_loss_show_works_without_torch(show, fragment):
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, "loss", "focal", "--show", show],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert fragment in proc.stdout and proc.stderr == ""
+
+
+def test_loss_integrity_without_torch_is_one_line_exit_1():
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, "loss", "focal"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 1
+    assert "needs torch" in one_line_error(proc.stderr, "loss")
+
+
+def test_key_is_the_full_sha256_of_the_canonical_text(capsys):
+    from augloss.losses import resolve
+
+    assert cli.main(["loss", "ce", "--show", "key"]) == 0
+    out = capsys.readouterr().out
+    assert f"key:        {resolve('ce')[0].key} " in out and "canonical:" not in out
+
+
+def test_a_loss_failing_the_integrity_test_exits_1_with_the_reason():
+    proc = run("loss", "square(p + p + -1)")
+    assert proc.returncode == 1
+    line = one_line_error(proc.stderr, "loss")
+    assert "fails the integrity test: minimum at q index 500" in line
+    assert "integrity:  fails" in proc.stdout and "pytorch:" in proc.stdout
+
+
+# --- the README's commands ---------------------------------------------------------------------
+
+def readme_block(heading: str) -> str:
+    text = (REPO / "README.md").read_text()
+    section = text.split(heading, 1)[1]
+    return section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+
+
+def snakemake_commands(block: str) -> list[list[str]]:
+    return [line.split() for line in block.splitlines()
+            if line.startswith("python -m snakemake")]
+
+
+def test_readme_regenerates_every_table_for_the_config_and_the_demo():
+    rules = set(re.findall(r"^rule (\w+):", (REPO / "rules" / "tables.smk").read_text(), re.M))
+    tables = {r for r in rules if r.startswith("table_")} | {"audit"}
+    assert {"table_claims", "table_specificity", "table_surrogate_validity"} <= tables
+    cmds = snakemake_commands(readme_block("### Regenerating tables only"))
+    assert len(cmds) == 2
+    for cmd in cmds:
+        forced = cmd[cmd.index("--forcerun") + 1:]
+        assert set(forced) == tables, sorted(tables ^ set(forced))
+    assert "--configfile" not in cmds[0]
+    demo = cmds[1]
+    assert demo[demo.index("--configfile") + 1] == "demo/config.yaml"
+    # --configfile takes several files: a target after it would be read as one
+    assert demo[demo.index("--configfile") + 2].startswith("--")
+
+
+def test_readme_report_commands_for_the_config_and_the_demo():
+    cmds = snakemake_commands(readme_block("### Auditing"))
+    assert [c[c.index("--report") + 1].endswith(".html") for c in cmds] == [True, True]
+    assert "--configfile" not in cmds[0]
+    assert cmds[1][cmds[1].index("--configfile") + 1] == "demo/config.yaml"
