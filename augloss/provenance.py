@@ -1,9 +1,18 @@
-"""Provenance: the code version (git) and where a run ran; torch is imported only on use."""
+"""Provenance: the code version (git) and where a run or job ran; torch is imported only on use.
+
+* :func:`provenance`: a training run's ``provenance.json``;
+* :func:`job_provenance`: any other job's (searches, correlation study, checkpoint, selection),
+  without importing torch unless the job ran on CUDA;
+* :func:`science_packages`: the versions of the packages that can change a number;
+* :func:`manifest_digest`: a prepared dataset's split digests, for a job's ``data``;
+* :func:`environment`: the workflow's ``environment.json`` (each installed package once).
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -12,6 +21,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from augloss import __version__
+
+#: The packages whose version can change a result (recorded by every job, shown by the audit).
+SCIENCE_PACKAGES = ("augloss", "torch", "torchvision", "timm", "numpy", "scipy", "statsmodels",
+                    "pandas", "scikit-learn", "snakemake", "jsonschema")
 
 
 def _git(*args: str) -> str:
@@ -42,29 +55,142 @@ def stamp(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
+def science_packages() -> dict[str, str]:
+    """``{name: version}`` of the installed :data:`SCIENCE_PACKAGES` (augloss: the code's own
+    version, which the workflow puts first on ``sys.path``); missing packages are left out."""
+    found = {}
+    for name in SCIENCE_PACKAGES:
+        v = __version__ if name == "augloss" else _version(name)
+        if v:
+            found[name] = v
+    return found
+
+
+def _runtime_current() -> dict:
+    """What the job asked for (``augloss.runtime.current()``: gpus_requested, device,
+    cpu_fallback), or ``{}`` outside a job or before the runtime records it."""
+    from augloss import runtime
+
+    current = getattr(runtime, "current", None)
+    try:
+        got = current() if callable(current) else None
+    except Exception:  # provenance never fails a finished job
+        return {}
+    return dict(got) if isinstance(got, dict) else {}
+
+
+def _host() -> dict:
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "hostname": socket.gethostname(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+
+def _requested(runtime: dict, extra: dict) -> dict:
+    """``gpus_requested`` and ``cpu_fallback``: ``extra`` wins over the job runtime's record."""
+    return {k: extra.get(k, runtime.get(k)) for k in ("gpus_requested", "cpu_fallback")}
+
+
 def provenance(device, started: float, ended: float, extra: dict) -> dict:
     """Where and how a run ran (not deterministic: host, times, devices); for provenance.json."""
     import torch
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    rt = _runtime_current()
     return {
-        **code_version(), "python": sys.version.split()[0], "platform": platform.platform(),
-        "hostname": socket.gethostname(), "torch": torch.__version__,
+        **code_version(), **_host(), **{k: v for k, v in rt.items() if k != "device"},
+        "torch": torch.__version__,
         "torchvision": _version("torchvision"), "timm": _version("timm"),
-        "numpy": _version("numpy"),
-        "device": str(device), "gpu_name": gpu,
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "threads": torch.get_num_threads(),
+        "numpy": _version("numpy"), "packages": science_packages(),
+        "device": str(device), "gpu_name": gpu, **_requested(rt, extra),
+        "threads": torch.get_num_threads(),
         "started": stamp(started), "ended": stamp(ended), **extra,
     }
 
 
-def environment() -> dict:
-    """Installed packages, Python, platform, snakemake version and the git state."""
+def job_provenance(started: float, ended: float, extra: dict,
+                   device: str | None = None) -> dict:
+    """``provenance.json`` of a job that is not a training run (a search, the correlation
+    study, the ``evolved_losses`` checkpoint, the transfer selection).
+
+    ``device`` is what the job ran on (``None``: the job runtime's record, else ``cpu``).
+    Torch is imported only for a CUDA device (its GPU name), so CPU-only jobs stay light.
+    ``extra`` (e.g. ``{"data": manifest_digest(...)}``) is merged last.
+    """
+    rt = _runtime_current()
+    device = str(device or rt.get("device") or "cpu")
+    gpu = ""
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            gpu = torch.cuda.get_device_name(torch.device(device))
+        except Exception as exc:  # record, never fail a finished job
+            gpu = f"unknown ({type(exc).__name__})"
+    return {
+        **code_version(), **_host(), **{k: v for k, v in rt.items() if k != "device"},
+        "packages": science_packages(), "device": device, "gpu_name": gpu,
+        **_requested(rt, extra), "started": stamp(started), "ended": stamp(ended), **extra,
+    }
+
+
+def write_job_provenance(path: str | os.PathLike, started: float, extra: dict | None = None,
+                         device: str | None = None) -> dict:
+    """Write :func:`job_provenance` (ended now) to ``path`` atomically; return it."""
+    import time
+
+    from augloss.io import write_json
+
+    prov = job_provenance(started, time.time(), dict(extra or {}), device)
+    write_json(path, prov)
+    return prov
+
+
+def manifest_digest(manifest_file: str | os.PathLike) -> dict[str, str]:
+    """``{split: digest[:16]}`` of a dataset manifest (``results/<exp>/data/<slug>.json``, as
+    :func:`augloss.workflow.prepare_dataset` writes it): the same short digests as a training
+    run's ``metrics.json`` ``data``."""
+    from augloss.io import read_json
+
+    splits = read_json(manifest_file).get("splits", {})
+    return {split: str(s.get("digest", ""))[:16] for split, s in sorted(splits.items())}
+
+
+def _normalise(name: str) -> str:
+    """A distribution's normalised name (PEP 503): ``Scikit_Learn`` -> ``scikit-learn``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed() -> tuple[list[str], dict[str, list[str]]]:
+    """Each installed distribution once, as ``Name==version`` (sorted), and the names seen
+    with more than one version on ``sys.path`` (``{name: versions, first = the one imported}``;
+    each of those versions is listed).
+
+    ``importlib.metadata.distributions()`` yields a distribution once per ``sys.path`` entry
+    (and an editable checkout's ``.egg-info`` again), hence the deduplication.
+    """
     from importlib.metadata import distributions
 
-    packages = sorted(f"{d.metadata['Name']}=={d.version}"
-                      for d in distributions() if d.metadata["Name"])
+    seen: dict[str, tuple[str, list[str]]] = {}
+    for d in distributions():
+        name = d.metadata["Name"]
+        if not name:
+            continue
+        shown, versions = seen.setdefault(_normalise(name), (name, []))
+        if d.version not in versions:
+            versions.append(d.version)
+    freeze = sorted((f"{shown}=={v}" for shown, versions in seen.values() for v in versions),
+                    key=str.lower)
+    conflicts = {key: versions for key, (_, versions) in sorted(seen.items())
+                 if len(versions) > 1}
+    return freeze, conflicts
+
+
+def environment() -> dict:
+    """Installed packages (each once), the science packages' versions, Python, platform,
+    snakemake version and the git state."""
+    freeze, conflicts = installed()
     return {**code_version(), "python": sys.version.split()[0],
             "platform": platform.platform(), "snakemake": _version("snakemake"),
-            "pip_freeze": packages}
+            "packages": science_packages(), "pip_freeze": freeze,
+            "conflicting_versions": conflicts}

@@ -1,4 +1,5 @@
-"""Record the software environment of the workflow (pip freeze, snakemake, git)."""
+"""Record the software environment of the workflow: each installed package once, the science
+packages' versions, snakemake, git."""
 
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 

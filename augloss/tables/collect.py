@@ -3,7 +3,8 @@
 * :func:`collect` reads every ``metrics.json`` (with its ``provenance.json``) into one tidy
   DataFrame, one row per run, and refuses cells whose runs disagree in configuration or code
   version unless ``allow_mixed`` (:func:`check_consistency`).
-* :func:`describe_preprocessing`: the one-line preprocessing of a fine-tune run.
+* :func:`describe_preprocessing`: the one-line preprocessing of a fine-tune run;
+  :func:`describe_packages` / :func:`describe_digests`: its package versions and data digests.
 """
 
 from __future__ import annotations
@@ -61,12 +62,39 @@ def collect(paths: Iterable[str | Path], allow_mixed: bool = False) -> pd.DataFr
             "git_dirty": prov.get("git_dirty"), "device": prov.get("device", ""),
             "gpu_name": prov.get("gpu_name", ""),
             "preprocessing": describe_preprocessing(m.get("preprocessing")),
+            "packages": describe_packages(prov), "data_digest": describe_digests(m.get("data")),
+            "gpus_requested": prov.get("gpus_requested"),
+            "cpu_fallback": prov.get("cpu_fallback"),
         })
     df = pd.DataFrame(rows)
     df["seed"] = df["seed"].astype(int)
     if not allow_mixed:
         check_consistency(df)
     return df.sort_values(CELL + ["seed", "run_dir"], kind="stable").reset_index(drop=True)
+
+
+#: Science packages older provenance files recorded as top-level keys (before ``packages``).
+_OLD_PACKAGE_KEYS = ("torch", "torchvision", "timm", "numpy")
+
+
+def describe_packages(prov: dict) -> str:
+    """A run's package versions as one stable string, ``name==version`` sorted by name
+    (``packages`` of its provenance.json; older files: their torch/torchvision/timm/numpy)."""
+    packages = prov.get("packages")
+    if not isinstance(packages, dict):
+        packages = {k: prov[k] for k in _OLD_PACKAGE_KEYS if prov.get(k)}
+    return " ".join(f"{k}=={v}" for k, v in sorted(packages.items()))
+
+
+def describe_digests(data) -> str:
+    """A run's (or job's) data digests as one stable string: ``train=ab12 val=cd34`` (splits
+    sorted; a job's ``{dataset: {split: digest}}`` becomes ``dataset: train=.. val=..; ...``)."""
+    if not isinstance(data, dict) or not data:
+        return ""
+    nested = any(isinstance(v, dict) for v in data.values())
+    parts = [f"{k}: {describe_digests(v)}" if isinstance(v, dict) else f"{k}={v}"
+             for k, v in sorted(data.items(), key=lambda kv: str(kv[0])) if v is not None]
+    return ("; " if nested else " ").join(parts)
 
 
 def describe_preprocessing(pre: dict | None) -> str:
