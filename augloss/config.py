@@ -320,7 +320,7 @@ class LossSpec:
     """The loss of one training job, resolved from its wildcard (:func:`augloss.workflow.resolve_loss`).
 
     ``expression`` is expression text or a registry name (:func:`augloss.losses.get` takes both);
-    ``origin`` says where it came from (``baseline``, ``search:<aug>``, ``transfer:<slot>``).
+    ``origin`` says where it came from (``baseline`` or ``search:<aug>``).
     """
 
     name: str

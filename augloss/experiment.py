@@ -16,7 +16,7 @@ import copy
 import os
 from dataclasses import dataclass
 
-from augloss import names
+from augloss import checks, names
 from augloss.config import FitnessConfig, SearchConfig, TrainConfig
 from augloss.losses.registry import resolve
 from augloss.schema import SCHEMA_FILE, ConfigError, load_config
@@ -27,7 +27,7 @@ class Stage:
     """What the workflow needs to know of one training stage.
 
     ``receives``: ``"search"`` (each search's top losses, named ``evolved-<aug>-<k>``) or the name
-    of the stage whose selection it trains (slots ``<stage>-best-<k>``). ``count_key``: the key of
+    of the stage whose selection it trains (the selected losses, under their own names). ``count_key``: the key of
     this stage's config section that says how many (per augmentation for a search). ``selects``:
     a ``select_<stage>`` rule (``rules/select.smk``, one per selecting stage) ranks this stage's
     evolved losses for the stage that receives them, which states ``selection_metric`` and its
@@ -179,15 +179,20 @@ class Experiment:
     def losses(self, stage_name: str, evolved: list[str] | None = None) -> list[str]:
         """The loss wildcard values of a stage: ce, the baselines, then the generated names.
 
-        ``evolved``: the evolved losses of a stage fed by the searches once they are done, each
-        loss once (:func:`augloss.workflow.evolved_losses`); default: every :meth:`evolved_names`.
+        ``evolved``: the evolved losses the stage trains, each once and by its own name: a
+        stage fed by the searches gets :func:`augloss.workflow.evolved_losses` once they are
+        done (default: every :meth:`evolved_names`); a stage fed by another stage's selection
+        gets the selected losses once ``select_<stage>`` ran (default: none yet). Runs are
+        keyed by the loss's name, never by a rank slot, so a new selection reruns only the
+        runs of the losses it newly selects.
         """
         s = stage(stage_name)
-        if s.receives == "search":
-            generated = self.evolved_names() if evolved is None else list(evolved)
-        else:
-            generated = [names.selected(s.receives, k)
-                         for k in range(1, self._count(stage_name) + 1)]
+        if evolved is not None:
+            generated = list(evolved)
+        elif s.receives == "search":
+            generated = self.evolved_names()
+        else:  # the upstream selection's losses are known once its checkpoint ran
+            generated = []
         return [names.CE, *self.baselines(stage_name), *generated]
 
     def seeds(self, stage_name: str | None = None):
@@ -373,15 +378,14 @@ class Experiment:
                           "preprocessing": self.preprocessing("pretrain"),
                           "data_root": self.data_root, "out_dir": f"{self.results}/pretrain"})
 
-    def upstream(self, stage_name: str, loss: str) -> tuple[str, str | None] | None:
-        """The upstream output a loss wildcard needs: ``("best", aug)`` (a search's top-k),
-        ``("selection", stage)`` (that stage's selection) or None (ce and baselines)."""
+    def upstream(self, stage_name: str, loss: str) -> tuple[str, str] | None:
+        """The upstream output a loss wildcard reads: ``("best", aug)`` for an evolved loss
+        (its search's ``best.json``, in every stage: a selection only says which evolved losses
+        a stage trains) or None (ce and baselines)."""
+        stage(stage_name)  # an unknown stage raises
         parsed = names.parse_loss(loss)
-        receives = stage(stage_name).receives
-        if receives == "search" and parsed.kind == "evolved":
+        if parsed.kind == "evolved":
             return ("best", parsed.augmentation)
-        if parsed.kind == "selected" and parsed.stage == receives:
-            return ("selection", receives)
         return None
 
     def resources(self, section: str, runs: int = 1) -> dict:
@@ -390,12 +394,16 @@ class Experiment:
         twice the memory (not more: a search that hit its time limit retries many times and
         needs no more memory)."""
         c = self.config[section]
+        # cpu_fallback is a resource, not a param: it never changes what a job computes on a
+        # GPU, so switching it must not rerun finished jobs (a CPU run records its device)
         return {"gpu": c["gpu"], "runtime": c["runtime"] * runs,
+                "cpu_fallback": int(self.config["cpu_fallback"]),
                 "mem_mb": lambda wildcards, attempt: c["mem_mb"] * min(attempt, 2)}
 
     # --- cross-field checks ----------------------------------------------------------------
     def check(self) -> None:
         """Every rule the schema cannot state; raises :class:`ConfigError` naming the key."""
+        checks.check_config(self.config)  # models, overrides, class weights, slugs, job count
         for aug in self.augmentations:
             self._check_search(aug)
         _check_dataset("search.dataset", self.search_dataset)

@@ -5,15 +5,17 @@ Snakemake's ``--resources gpu=N`` only counts GPUs; it does not say which device
 ``<lock_dir>/gpu<id>.lock`` and exports ``CUDA_VISIBLE_DEVICES`` before CUDA initialises. The
 kernel drops the locks when the process exits, even on a crash, so no stale claim survives.
 
-The pool of ids: ``SMK_GPU_IDS`` (e.g. ``0,1,2,3``) if set; else, under SLURM (``SLURM_JOB_ID``),
-nothing is done because SLURM binds the job's GPUs itself; else the inherited
-``CUDA_VISIBLE_DEVICES``; else the lines of ``nvidia-smi -L``.
+The pool of ids: under SLURM (``SLURM_JOB_ID``) nothing is done, because SLURM binds the job's
+GPUs itself and its binding wins (a stray ``SMK_GPU_IDS`` is ignored, with a warning); else
+``SMK_GPU_IDS`` (e.g. ``0,1,2,3``) if set; else the inherited ``CUDA_VISIBLE_DEVICES``; else the
+lines of ``nvidia-smi -L``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import random
 import shutil
@@ -22,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger("augloss.gpu")
 
 
 def default_lock_dir() -> Path:
@@ -32,10 +36,14 @@ def default_lock_dir() -> Path:
 def gpu_pool(environ: dict | None = None) -> list[str] | None:
     """The device ids to choose from, or ``None`` when SLURM has bound the devices."""
     env = os.environ if environ is None else environ
+    if env.get("SLURM_JOB_ID"):
+        if env.get("SMK_GPU_IDS"):
+            log.warning("SMK_GPU_IDS=%s ignored inside SLURM job %s: SLURM's binding "
+                        "(CUDA_VISIBLE_DEVICES=%s) wins", env["SMK_GPU_IDS"],
+                        env["SLURM_JOB_ID"], env.get("CUDA_VISIBLE_DEVICES"))
+        return None
     if env.get("SMK_GPU_IDS"):
         return [i.strip() for i in env["SMK_GPU_IDS"].split(",") if i.strip()]
-    if env.get("SLURM_JOB_ID"):
-        return None
     if env.get("CUDA_VISIBLE_DEVICES") is not None:
         return [i.strip() for i in env["CUDA_VISIBLE_DEVICES"].split(",") if i.strip()]
     if shutil.which("nvidia-smi"):

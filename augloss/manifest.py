@@ -17,6 +17,15 @@ class DataMismatch(ValueError):
     """A dataset file differs from the one its manifest recorded; the message names it."""
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of one file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def file_digests(paths: Sequence[str], root: str | os.PathLike) -> dict[str, dict]:
     """``{path relative to root: {size, sha256}}`` of the files a dataset is read from."""
     root = Path(root).resolve()
@@ -24,11 +33,7 @@ def file_digests(paths: Sequence[str], root: str | os.PathLike) -> dict[str, dic
     for p in sorted(set(paths)):
         path = Path(p).resolve()
         rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        out[rel] = {"size": path.stat().st_size, "sha256": h.hexdigest()}
+        out[rel] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
     return out
 
 

@@ -3,9 +3,9 @@
 Loss names, as wildcards and in ``metrics.json``:
 
 * ``ce`` and the configured baseline names (``ce_ls``, ``focal`` ...);
-* ``evolved-<augmentation>-<rank>``: rank ``k`` of that augmentation's search (``best.json``);
-* ``<stage>-best-<rank>``: rank ``k`` of a training stage's selection, e.g. ``transfer-best-1``
-  (the fine-tune stage's slots).
+* ``evolved-<augmentation>-<rank>``: rank ``k`` of that augmentation's search (``best.json``),
+  in every stage: a stage fed by another's selection trains the selected losses under these
+  same names (so its runs are keyed by the loss, not by a rank slot).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ STAGES = ("transfer", "finetune")
 
 CE = "ce"
 _EVOLVED = re.compile(r"^evolved-(?P<aug>[a-z]+)-(?P<rank>\d+)$")
-_SELECTED = re.compile(rf"^(?P<stage>{'|'.join(STAGES)})-best-(?P<rank>\d+)$")
 
 
 def check_dataset(name: str) -> None:
@@ -43,19 +42,15 @@ def slug(name: str) -> str:
 
 @dataclass(frozen=True)
 class LossName:
-    """A parsed loss name: ``kind`` is ``evolved`` (a search's), ``selected`` (a stage's
-    selection, ``stage`` names it) or ``named`` (ce, baselines)."""
+    """A parsed loss name: ``kind`` is ``evolved`` (a search's) or ``named`` (ce, baselines)."""
 
     kind: str
     rank: int | None = None
     augmentation: str | None = None
-    stage: str | None = None
 
     def __str__(self) -> str:
         if self.kind == "evolved":
             return evolved(self.augmentation, self.rank)
-        if self.kind == "selected":
-            return selected(self.stage, self.rank)
         raise ValueError("a named loss has no generated name")
 
 
@@ -64,21 +59,11 @@ def evolved(augmentation: str, rank: int) -> str:
     return f"evolved-{augmentation}-{int(rank)}"
 
 
-def selected(stage: str, rank: int) -> str:
-    """The slot of rank ``rank`` (1-based) of ``stage``'s selection (``transfer-best-1``)."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-    return f"{stage}-best-{int(rank)}"
-
-
 def parse_loss(name: str) -> LossName:
     """What a loss name refers to (names of neither generated form are ``named``)."""
     m = _EVOLVED.match(name)
     if m:
         return LossName("evolved", int(m["rank"]), m["aug"])
-    m = _SELECTED.match(name)
-    if m:
-        return LossName("selected", int(m["rank"]), stage=m["stage"])
     return LossName("named")
 
 

@@ -85,6 +85,76 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+def identity(job: Job, init_weights: str | None = None) -> dict:
+    """What a run's result depends on (its ``run_hash``): the job without its data root, and
+    the name of the weights it starts from."""
+    out = {k: v for k, v in job.to_dict().items() if k not in ("data_root",)}
+    if init_weights:
+        out["init_weights"] = os.path.basename(str(init_weights))
+    return out
+
+
+#: Where a finished run keeps a copy of its outputs (not a declared output: Snakemake leaves it
+#: when it removes a job's outputs before rerunning the job). The copies are named
+#: ``metrics``/``provenance`` (no ``.json``), so nothing that collects ``metrics.json`` files
+#: counts them.
+FINISHED = ".finished"
+_KEPT = {"metrics.json": "metrics", "provenance.json": "provenance"}
+
+
+def source_digest() -> str:
+    """SHA-256 of the augloss package's own source files (the code a run ran, committed or
+    not; a git commit cannot tell uncommitted edits apart)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def finished_key(job: Job, init_weights: str | None, data: str) -> str:
+    """A finished run may stand in for a rerun only when this matches: the run's identity, the
+    code (:func:`source_digest`) and the dataset manifest's digest ``data``."""
+    return config_hash({"run": identity(job, init_weights), "data": data,
+                        "code": source_digest()})
+
+
+def restore_finished(out_dir: str | Path, key: str) -> dict | None:
+    """The run's metrics, its outputs copied back from ``out_dir/.finished`` (atomically), when
+    it finished before under the same :func:`finished_key`; else None."""
+    import shutil
+
+    from augloss.io import atomic_path, read_json
+
+    kept = Path(out_dir) / FINISHED
+    try:
+        if (kept / "key").read_text().strip() != key:
+            return None
+    except OSError:
+        return None
+    for name in ("provenance.json", "metrics.json"):  # metrics last: it marks the run done
+        with atomic_path(Path(out_dir) / name) as tmp:
+            shutil.copyfile(kept / _KEPT[name], tmp)
+    return read_json(Path(out_dir) / "metrics.json")
+
+
+def keep_finished(out_dir: str | Path, key: str) -> None:
+    """Copy a finished run's outputs to ``out_dir/.finished`` under ``key``."""
+    import shutil
+
+    from augloss.io import atomic_path, atomic_write_text
+
+    kept = Path(out_dir) / FINISHED
+    kept.mkdir(exist_ok=True)
+    (kept / "key").unlink(missing_ok=True)  # the key goes last: a half-kept copy never matches
+    for name in ("metrics.json", "provenance.json"):
+        with atomic_path(kept / _KEPT[name]) as tmp:
+            shutil.copyfile(Path(out_dir) / name, tmp)
+    atomic_write_text(kept / "key", key + "\n")
+
+
 def run(job: Job, out_dir: str | Path, device: str = "auto",
         callback: Callable[[dict], None] | None = None, init_weights: str | None = None,
         weights_out: str | Path | None = None) -> dict:
@@ -120,17 +190,16 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
     model = models.create(job.model["name"], train_set.num_classes, **options)
     augment, pre = _pipeline(job, model, init_weights)
     technique = aug.build(job.augmentation, augment)
-    identity = {k: v for k, v in job.to_dict().items() if k not in ("data_root",)}
-    if init_weights:
-        identity["init_weights"] = os.path.basename(str(init_weights))
+    ident = identity(job, init_weights)
     result = fit(model, loss_fn, train_set, val_set, test_set, technique, cfg, job.seed, dev,
-                 out_dir / "checkpoint.pt", callback, identity=identity)
+                 out_dir / "checkpoint.pt", callback, identity=ident)
     vals = [v for v in result.val_accs if not math.isnan(v)]
     metrics = {
         "stage": job.stage, "dataset": job.dataset, "augmentation": job.augmentation,
         "loss": loss_name, "expression": str(loss_fn.expr), "loss_key": loss_fn.expr.key,
         "label_smoothing": loss_fn.label_smoothing, "model": job.model["name"],
         "seed": job.seed, "epochs": cfg.epochs, "epochs_run": result.epochs_run,
+        "recipe": cfg.to_dict(),  # the whole recipe as it trained, every key resolved
         "status": result.status, "diverged": result.status == "diverged",
         "reason": result.reason, "final_val_acc": vals[-1] if vals else None,
         "best_val_acc": max(vals) if vals else None, "test_acc": result.test_acc,
@@ -140,8 +209,8 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
         "curves": {k: [h[k] for h in result.history] for k in
                    ("train_loss", "train_acc", "val_acc", "lr")},
         # The job's configuration without its seed: equal for all seeds of one table cell.
-        "config_hash": config_hash({k: v for k, v in identity.items() if k != "seed"}),
-        "run_hash": config_hash(identity), "code_version": code_version()["augloss"],
+        "config_hash": config_hash({k: v for k, v in ident.items() if k != "seed"}),
+        "run_hash": config_hash(ident), "code_version": code_version()["augloss"],
         "data": {"train": train_set.digest()[:16], "val": val_set.digest()[:16],
                  "test": test_set.digest()[:16] if test_set is not None else None},
         "num_parameters": models.count_parameters(model),

@@ -18,15 +18,104 @@ from typing import Iterator
 log = logging.getLogger("augloss.runtime")
 
 
+#: What the running job asked for and got (:func:`current`), for its provenance.
+_CURRENT: dict = {}
+
+#: The oldest NVIDIA driver each CUDA major version's torch builds run on (NVIDIA's CUDA
+#: toolkit release notes, "CUDA Toolkit and Corresponding Driver Versions", Linux).
+MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
+
+
+class GPUUnavailable(RuntimeError):
+    """A job given a GPU cannot use CUDA; the message is one line naming the cause."""
+
+
+def current() -> dict:
+    """The running job's ``gpus_requested``, ``device`` and ``cpu_fallback`` (empty outside a
+    job): recorded in every provenance.json so the audit can flag a device other than asked."""
+    return dict(_CURRENT)
+
+
+def _driver_version() -> str:
+    """The NVIDIA kernel driver's version, or why none was found (no torch, no CUDA call)."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+        for word in text.split():
+            if word[:1].isdigit() and word.count(".") >= 1:
+                return word
+    except OSError:
+        pass
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             check=False, timeout=30)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.split()[0]
+        return f"unknown (nvidia-smi failed: {(out.stderr or out.stdout).strip()[:120]})"
+    return "none found (no /proc/driver/nvidia/version, no nvidia-smi)"
+
+
+def cuda_unavailable(gpus: int, ids: list[str]) -> str:
+    """One line: why CUDA cannot be used by a job given ``gpus`` GPU(s) (``ids`` claimed)."""
+    import torch
+
+    built = torch.version.cuda
+    if built:
+        major = int(built.split(".")[0])
+        need = MIN_DRIVER.get(major)
+        build = f"torch {torch.__version__} is built for CUDA {built}" + \
+            (f" (needs NVIDIA driver >= {need})" if need else "")
+    else:
+        build = f"torch {torch.__version__} is a CPU-only build"
+    try:
+        torch.cuda.init()
+        said = f"{torch.cuda.device_count()} device(s) visible"
+    except Exception as exc:  # noqa: BLE001 (torch's own reason, quoted)
+        said = " ".join(str(exc).split()).split(". ")[0][:200]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (f"job given {gpus} GPU(s) cannot use CUDA: {build}; driver: {_driver_version()}; "
+            f"CUDA_VISIBLE_DEVICES={visible!r} (claimed {ids or 'none'}); torch says: {said}. "
+            "Install a torch build for this driver (README: 'GPU drivers'), or choose the CPU "
+            "explicitly: --resources gpu=0, or cpu_fallback: true in the config (tests only)")
+
+
+def pick_job_device(gpus: int, ids: list[str], cpu_fallback: bool = False) -> str:
+    """``cuda`` for a job given GPUs that CUDA can use; ``cpu`` for a job given none. A job
+    given a GPU that CUDA cannot use raises :class:`GPUUnavailable`, unless ``cpu_fallback``
+    (the config key the local-SLURM test's fake GPUs use), which logs a warning."""
+    import torch
+
+    if gpus <= 0:
+        return "cpu"
+    if ids and torch.cuda.is_available() and torch.cuda.device_count() >= 1:
+        return "cuda"
+    reason = cuda_unavailable(gpus, ids) if ids else \
+        (f"job given {gpus} GPU(s) got none: CUDA_VISIBLE_DEVICES="
+         f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}" +
+         (f" inside SLURM job {os.environ['SLURM_JOB_ID']} (ask SLURM for GPUs: the profile's "
+          "gpu/gres resources)" if os.environ.get("SLURM_JOB_ID") else
+          " and no GPU ids were found (set SMK_GPU_IDS, or --resources gpu=0 for the CPU)"))
+    if not cpu_fallback:
+        raise GPUUnavailable(reason)
+    log.warning("cpu_fallback: running on the CPU: %s", reason)
+    return "cpu"
+
+
 @contextlib.contextmanager
 def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True,
-                offline: bool = True) -> Iterator[str]:
+                offline: bool = True, cpu_fallback: bool = False) -> Iterator[str]:
     """Log to ``log_path``, use ``threads`` CPU threads, claim ``gpus`` distinct GPUs.
 
-    Yields the torch device string (``cuda`` when GPUs were claimed, else ``cpu``). Jobs that
-    never touch torch (tables, audit) pass ``uses_torch=False`` and skip its ~2 s import. Every
-    job runs with the hub offline (``HF_HUB_OFFLINE=1``) except the head node's downloads
-    (``offline=False``: prepare_dataset, prefetch_weights).
+    Yields the torch device string: ``cuda`` for a job given GPUs, ``cpu`` for one given none
+    (``gpus: 0`` in the config, or ``--resources gpu=0``). A job given a GPU that CUDA cannot
+    use fails at start naming the cause (:func:`pick_job_device`) instead of crawling on the
+    CPU, unless ``cpu_fallback``. Jobs that never touch torch (tables, audit) pass
+    ``uses_torch=False`` and skip its ~2 s import. Every job runs with the hub offline
+    (``HF_HUB_OFFLINE=1``) except the head node's downloads (``offline=False``:
+    prepare_dataset, prefetch_weights).
     """
     from augloss.gpu import gpu_slots
 
@@ -48,12 +137,19 @@ def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True,
             hub.HF_HUB_OFFLINE = True
     try:
         with gpu_slots(int(gpus)) as ids:
+            if os.environ.get("SLURM_JOB_ID") and ids and not int(gpus):
+                # SLURM bound GPUs the job did not count (a GRES-only site's `gres` with
+                # `gpu: 0`, README): the job holds them, so it uses them
+                gpus = len(ids)
             device = "cpu"
             if uses_torch:
                 import torch
 
                 torch.set_num_threads(max(1, int(threads)))
-                device = "cuda" if ids and torch.cuda.is_available() else "cpu"
+                device = pick_job_device(int(gpus), ids, bool(cpu_fallback))
+            _CURRENT.update(gpus_requested=int(gpus), device=device,
+                            cpu_fallback=bool(cpu_fallback) and device == "cpu" and
+                            int(gpus) > 0)
             log.info("threads %d, gpus %s, device %s", threads, ids, device)
             yield device
     except BaseException:
@@ -67,6 +163,7 @@ def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True,
                 os.environ["HF_HUB_OFFLINE"] = was[0]
             if hub:
                 hub.HF_HUB_OFFLINE = was[1]
+        _CURRENT.clear()
         root.removeHandler(handler)
         handler.close()
         sys.stderr.close()

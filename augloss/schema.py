@@ -29,6 +29,8 @@ def load_config(config: dict, schema_file: str | os.PathLike = SCHEMA_FILE) -> d
     reached through ``$ref`` (every stage's ``threads``, ``retries``, ...) stay missing and the
     rules fail with a ``KeyError``. Here every default is filled, except inside mappings the
     schema marks ``x-partial`` (overrides, where an absent key means "inherit", not "default").
+    A mapping marked ``x-merge-default`` (each stage's training recipe) also takes every key it
+    leaves out from its own ``default``, so no key falls back to another stage's value.
     An invalid config raises :class:`ConfigError` naming the key in one line.
     """
     import jsonschema
@@ -87,6 +89,11 @@ def fill_defaults(instance, schema: dict, root: dict):
         sub = resolve(sub, root)
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
+        elif sub.get("x-merge-default") and isinstance(instance.get(key), dict):
+            # a recipe's default is also the default of each of its keys: a key left out of
+            # a stage's recipe takes that stage's own value, never another stage's
+            for k, v in sub["default"].items():
+                instance[key].setdefault(k, copy.deepcopy(v))
         if key in instance:
             fill_defaults(instance[key], sub, root)
     for branch in schema.get("oneOf", []):

@@ -58,14 +58,12 @@ def verify_dataset(manifest_file: str, root: str) -> None:
 
 # --- losses ---------------------------------------------------------------------------------
 
-def resolve_loss(name: str, baseline: dict | None, best_json: str | None,
-                 selection_json: str | None) -> LossSpec:
+def resolve_loss(name: str, baseline: dict | None, best_json: str | None) -> LossSpec:
     """The loss a training job uses, from its wildcard value (forms: :mod:`augloss.names`).
 
     ``ce`` and baseline names come from config (``baseline``: the job's loss description,
-    :func:`augloss.experiment.baseline_loss`); ``evolved-<aug>-<k>`` from the
-    search's ``best.json``; ``<stage>-best-<k>`` (``transfer-best-1``) from that stage's
-    ``selection.json``.
+    :func:`augloss.experiment.baseline_loss`); ``evolved-<aug>-<k>`` from the search's
+    ``best.json``, in every stage (a selection only decides which evolved losses train).
     """
     if name == names.CE:
         return LossSpec(names.CE, "ce")
@@ -79,17 +77,8 @@ def resolve_loss(name: str, baseline: dict | None, best_json: str | None,
         e = _best_entry(best_json, name)
         return LossSpec(name, e["expression"], origin=f"search:{parsed.augmentation}",
                         key=e["key"])
-    if parsed.kind == "selected":
-        if not selection_json:
-            raise ValueError(f"loss {name}: the {parsed.stage} selection is missing")
-        sel = read_json(selection_json)["selected"]
-        if parsed.rank > len(sel):
-            raise ValueError(f"loss {name}: {selection_json} selected only {len(sel)} losses")
-        e = sel[parsed.rank - 1]
-        return LossSpec(e["loss"], e["expression"], float(e.get("label_smoothing") or 0.0),
-                        origin=f"{parsed.stage}:{name}")
-    raise ValueError(f"unknown loss {name!r}: not ce, a configured baseline, "
-                     f"evolved-<augmentation>-<rank> or <stage>-best-<rank>")
+    raise ValueError(f"unknown loss {name!r}: not ce, a configured baseline or "
+                     f"evolved-<augmentation>-<rank>")
 
 
 def _best_entry(best_json: str, name: str) -> dict:
@@ -173,6 +162,26 @@ def select_losses(metrics_files: list[str], top_k: int, metric: str,
 
 # --- provenance -------------------------------------------------------------------------------
 
+def write_resolved_config(path: str, config: dict, overrides: dict,
+                          configfiles: list[str]) -> None:
+    """``config.resolved.yaml``: ``config`` (defaults filled, overrides applied) as YAML that
+    ``--configfile`` takes back, under a header naming the config files and the overrides."""
+    import yaml
+
+    from augloss.io import atomic_write_text
+
+    header = ["# The config every job of this experiment ran under: every schema default",
+              "# filled in, every --config override applied (written by rule resolved_config).",
+              f"# config files: {', '.join(configfiles) or '(the Snakefile default)'}",
+              "# --config overrides: " + (yaml.safe_dump(overrides, default_flow_style=True,
+                                                         sort_keys=True).strip()
+                                          if overrides else "none")]
+    atomic_write_text(path, "\n".join(header) + "\n" +
+                      yaml.safe_dump(config, sort_keys=True, default_flow_style=False))
+
+
 def write_environment(path: str) -> None:
-    """``provenance/environment.json``: packages, Python, platform, snakemake, git state."""
+    """``provenance/environment.json``: each installed package once (``pip_freeze``; names seen
+    with several versions also under ``conflicting_versions``), the science packages' versions
+    (``packages``), Python, platform, snakemake, git state."""
     write_json(path, environment())

@@ -158,7 +158,10 @@ def test_dry_run_names_a_missing_required_key(tmp_path):
 def test_library_defaults_never_contradict_the_schema(path):
     """A key the schema gives a default has that default in FitnessConfig too (which library
     callers and benchmarks use): one value, stated twice at most, never two values. Except
-    ``device``: the workflow's ``auto`` is the job's own device, which a library call has not."""
+    ``device``: the workflow's ``auto`` is the job's own device, which a library call has not;
+    and the recipes (``x-merge-default``): the workflow's are the earlier code's, key by key
+    (tests/test_recipes.py), while a library caller states its own (the screens are off unless
+    given)."""
     import dataclasses
 
     from augloss.config import FitnessConfig
@@ -167,7 +170,8 @@ def test_library_defaults_never_contradict_the_schema(path):
     both = [(f.name, f.default, schema.resolve(props[f.name], SCHEMA)["default"])
             for f in dataclasses.fields(FitnessConfig)
             if f.name in props and "default" in schema.resolve(props[f.name], SCHEMA)
-            and f.default is not dataclasses.MISSING and f.name != "device"]
+            and f.default is not dataclasses.MISSING and f.name != "device"
+            and not props[f.name].get("x-merge-default")]
     assert both, f"FitnessConfig shares no defaulted key with {'.'.join(path)}"
     assert [(k, a, b) for k, a, b in both if a != b] == []
 

@@ -4,6 +4,7 @@ import multiprocessing as mp
 import time
 
 import pytest
+import torch
 
 from augloss.gpu import gpu_pool, gpu_slots
 
@@ -83,3 +84,56 @@ def test_waiting_times_out_when_all_devices_are_held(tmp_path):
         p.start()
         p.join(20)
         assert queue.get(timeout=5) == "timeout"
+
+
+def test_slurm_binding_wins_over_smk_gpu_ids():
+    """Inside a SLURM job a stray SMK_GPU_IDS never overrides SLURM's own GPU binding."""
+    env = {"SLURM_JOB_ID": "7", "SMK_GPU_IDS": "0,1,2,3", "CUDA_VISIBLE_DEVICES": "2"}
+    assert gpu_pool(env) is None
+    with gpu_slots(1, environ=env) as ids:
+        assert ids == ["2"] and env["CUDA_VISIBLE_DEVICES"] == "2"
+
+
+def test_a_gpu_job_without_cuda_stops_unless_the_cpu_is_chosen(tmp_path, monkeypatch):
+    """job_context: gpus=0 is the CPU; gpus=1 without usable CUDA raises one line naming the
+    cause; cpu_fallback runs on the CPU and says so in runtime.current()."""
+    from augloss import runtime
+
+    monkeypatch.setenv("SMK_GPU_IDS", "0")
+    monkeypatch.setenv("SMK_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    with runtime.job_context(str(tmp_path / "a.log"), 1, 0) as device:
+        assert device == "cpu" and runtime.current()["gpus_requested"] == 0
+    with pytest.raises(runtime.GPUUnavailable) as err:
+        with runtime.job_context(str(tmp_path / "b.log"), 1, 1):
+            pass
+    message = str(err.value)
+    assert "\n" not in message and "cannot use CUDA" in message and "driver:" in message
+    assert "CUDA_VISIBLE_DEVICES='0'" in message
+    with runtime.job_context(str(tmp_path / "c.log"), 1, 1, cpu_fallback=True) as device:
+        assert device == "cpu"
+        assert runtime.current() == {"gpus_requested": 1, "device": "cpu", "cpu_fallback": True}
+    assert runtime.current() == {}
+    assert "cpu_fallback: running on the CPU" in (tmp_path / "c.log").read_text()
+
+
+def test_the_driver_each_cuda_build_needs_is_stated():
+    from augloss import runtime
+
+    assert runtime.MIN_DRIVER[13].startswith("580")
+    major = int(torch.version.cuda.split(".")[0]) if torch.version.cuda else None
+    assert major is None or major in runtime.MIN_DRIVER
+
+
+def test_gpus_slurm_binds_through_gres_count_as_given(tmp_path, monkeypatch):
+    """A GRES-only site's advice sets gpu: 0 beside gres (README); SLURM still binds a GPU, and
+    the job must use it, not fall to the CPU: it counts as given, so without CUDA it stops."""
+    from augloss import runtime
+
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(runtime.GPUUnavailable, match="job given 1 GPU"):
+        with runtime.job_context(str(tmp_path / "a.log"), 1, 0):
+            pass
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # SLURM bound none: the CPU, as asked
+    with runtime.job_context(str(tmp_path / "b.log"), 1, 0) as device:
+        assert device == "cpu"

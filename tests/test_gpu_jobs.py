@@ -67,7 +67,7 @@ def test_gpu_jobs_run_at_once_on_distinct_devices(tmp_path):
     """A real run: two 1-GPU training jobs under --cores 2 --resources gpu=2 overlap in time and
     hold different (fake) device ids; the computation falls back to the CPU here."""
     cfg = load(REPO / "demo" / "config.yaml")
-    cfg["experiment"] = "gpus"
+    cfg.update(experiment="gpus", cpu_fallback=True)  # fake devices: the CPU on purpose
     cfg["transfer"].update(gpu=1, threads="auto", seeds_in_one_job=False)  # a job per seed
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     runs = [f"results/gpus/transfer/digits/base/ce/seed{s}" for s in (0, 1)]
@@ -81,5 +81,31 @@ def test_gpu_jobs_run_at_once_on_distinct_devices(tmp_path):
     assert overlap > 0.5 * shorter, (overlap, shorter)
     assert {d0, d1} == {"0", "1"}
     for r in runs:
+        prov = json.loads((tmp_path / r / "provenance.json").read_text())
+        assert (prov["device"], prov["gpus_requested"], prov["cpu_fallback"]) == ("cpu", 1, True)
         assert "threads 1, gpus" in (tmp_path / r.replace("results/gpus/", "results/gpus/logs/")
                                      ).with_suffix(".log").read_text()
+
+
+def test_a_job_given_a_gpu_that_cuda_cannot_use_fails_naming_the_cause(tmp_path):
+    """No silent CPU fallback: on this CUDA-less machine a transfer job given gpu=1 stops at
+    start with one line naming torch's CUDA build, the driver and the visible devices."""
+    cfg = load(REPO / "demo" / "config.yaml")
+    cfg["experiment"] = "nogpu"
+    cfg["transfer"].update(gpu=1, seeds_in_one_job=False)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run = "results/nogpu/transfer/digits/base/ce/seed0"
+    env = {**os.environ, "SMK_GPU_IDS": "0", "SMK_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    proc = smk(tmp_path, f"{run}/metrics.json", "--cores", "1", "--resources", "gpu=1",
+               "--configfile", str(tmp_path / "c.yaml"), check=False, env=env)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/nogpu/logs/transfer/digits/base/ce/seed0.log").read_text()
+    line = next(x for x in log.splitlines() if x.startswith("augloss.runtime.GPUUnavailable"))
+    for cause in ("cannot use CUDA", "torch 2", "driver:", "CUDA_VISIBLE_DEVICES='0'"):
+        assert cause in line, line
+    assert not (tmp_path / run / "metrics.json").exists()
+    # --resources gpu=0 is the explicit CPU: the same job then runs, on the CPU.
+    smk(tmp_path, f"{run}/metrics.json", "--cores", "1", "--resources", "gpu=0",
+        "--configfile", str(tmp_path / "c.yaml"), env=env)
+    prov = json.loads((tmp_path / run / "provenance.json").read_text())
+    assert prov["device"] == "cpu" and prov["gpus_requested"] == 0

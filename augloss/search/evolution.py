@@ -395,6 +395,11 @@ class Search:
                                  "shared_stream": self.cfg.shared_stream,
                                  "strategy": self.cfg.strategy},
                         val_n=self.val_n())
+        # the recipe of every phase as it trained, complete (the audit compares them)
+        files["summary.json"]["recipes"] = {
+            phase: self.fitness.recipe(phase).to_dict()
+            for phase in ("prescreen", "prefilter", "main")
+            if phase == "main" or getattr(self.fitness, phase) is not None}
         for name, obj in files.items():
             write_json(self.out / name, obj)
         # Cache use differs between a fresh and a resumed run: kept out of summary.json.

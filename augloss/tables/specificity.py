@@ -25,9 +25,8 @@ Per stage and dataset, from the runs' ``metrics.json``:
 
 The test needs every tested loss under every augmentation of the table (a loss with a Δ
 missing somewhere is listed, not tested). A loss's origin is its name (``evolved-<aug>-<k>``)
-with the other searches that selected it (``evolved.json``); a fine-tune loss
-(``transfer-best-<k>``) is matched by its ``loss_key`` to an evolved loss of ``evolved.json``. A
-stage without a resolvable origin says so.
+with the other searches that selected it (``evolved.json``), in every stage (fine-tuning trains
+the selected losses under their own names). A stage without a resolvable origin says so.
 """
 
 from __future__ import annotations
@@ -62,41 +61,28 @@ LOSS_COLUMNS = ["stage", "dataset", "loss", "display", "origin", "augmentations"
 
 # --- origins ---------------------------------------------------------------------------------
 
-def origin_maps(evolved: dict | None) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """``(by name, by loss key)``: the augmentations whose searches selected each evolved loss
-    of ``evolved.json`` (:func:`augloss.workflow.evolved_losses`)."""
+def origin_maps(evolved: dict | None) -> dict[str, set[str]]:
+    """``{name: augmentations}``: the augmentations whose searches selected each evolved loss of
+    ``evolved.json`` (:func:`augloss.workflow.evolved_losses`), under each of its names."""
     by_name: dict[str, set[str]] = {}
-    by_key: dict[str, set[str]] = {}
     for e in (evolved or {}).get("losses", []):
         selected = e.get("selected_by") or [e["name"]]
         augs = {names.parse_loss(n).augmentation for n in selected
                 if names.parse_loss(n).kind == "evolved"}
         for n in selected:
             by_name[n] = augs
-        if e.get("key"):
-            by_key[e["key"]] = augs
-    return by_name, by_key
+    return by_name
 
 
 def loss_origins(runs: pd.DataFrame, evolved: dict | None) -> dict[str, set[str]]:
-    """The origin augmentations of each loss of ``runs`` that has one (CE and the baselines
-    have none; a fine-tune slot has its evolved loss's, matched by ``loss_key``)."""
-    by_name, by_key = origin_maps(evolved)
+    """The origin augmentations of each evolved loss of ``runs`` (CE and the baselines have
+    none): every search that selected it (``evolved.json``), else its own name's."""
+    by_name = origin_maps(evolved)
     out = {}
     for loss in sorted(set(runs["loss"])):
         parsed = names.parse_loss(loss)
-        if parsed.kind == "named":
-            continue
-        if loss in by_name:
-            out[loss] = set(by_name[loss])
-        elif parsed.kind == "evolved":
-            out[loss] = {parsed.augmentation}
-        else:
-            keys = {k for k in runs.loc[runs["loss"] == loss, "loss_key"]
-                    if isinstance(k, str) and k}
-            augs = set().union(*(by_key[k] for k in keys if k in by_key)) if keys else set()
-            if augs:
-                out[loss] = augs
+        if parsed.kind == "evolved":
+            out[loss] = set(by_name.get(loss, {parsed.augmentation}))
     return out
 
 

@@ -46,6 +46,7 @@ def setup(work: Path, ncpu: int, ngpu: int) -> None:
         cfg[stage].update(seeds=[0], seeds_in_one_job=False)  # GPU jobs: one per run
     for stage in ("search", "transfer", "finetune"):
         cfg[stage]["gpu"] = 1  # scheduled on the fake GPUs (the jobs still compute on the CPU)
+    cfg["cpu_fallback"] = True  # fake GPUs: CUDA cannot use them, run on the CPU on purpose
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     long = yaml.safe_load(yaml.safe_dump(cfg))
     long["experiment"] = INTERRUPT_EXP
@@ -82,6 +83,7 @@ def setup_timeout(work: Path) -> list[str]:
     cfg = yaml.safe_load((REPO / "demo" / "config.yaml").read_text())
     cfg["experiment"] = TIMEOUT_EXP
     cfg["augmentations"] = ["base"]
+    cfg["cpu_fallback"] = True  # the fake GPUs
     cfg["search"].update(gpu=1, runtime=1, retries=8, baseline="none")
     cfg["search"]["algorithm"].update(children=TIMEOUT_CHILDREN, batch_children=1)
     cfg["transfer"].update(gpu=1, runtime=1, retries=8, seeds=[0], seeds_in_one_job=False)
