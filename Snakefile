@@ -1,6 +1,7 @@
 # augloss: evolving loss functions for specific image augmentation techniques.
 #
 # Results layout (R = results/<experiment>):
+#   R/config.resolved.yaml                        the config the jobs ran under, defaults filled
 #   R/data/<dataset>.json                         dataset manifests (download + split digests)
 #   R/search/<aug>/{best,population,summary}.json, history.jsonl   one search per augmentation
 #   R/search/correlation.json                     the cross-augmentation study
@@ -41,6 +42,8 @@ include: "rules/tables.smk"
 
 rule tables_all:
     input:
+        # listed on their own so the DAG holds them before the searches end (no idle GPUs)
+        all_known_runs(),
         rules.table_search.output,
         rules.table_correlation.output,
         expand(rules.table_stage.output, stage=STAGES),
@@ -56,12 +59,14 @@ rule all:
     input:
         rules.tables_all.input,
         rules.environment.output,
+        rules.resolved_config.output,
 
 
 # One stage at a time: `snakemake search_all`, then `<stage>_all` for each of STAGES
 # (transfer_all, finetune_all), then tables_all.
-# Each lists its stage and only what that stage needs; the transfer runs (and everything after
-# them) appear once the searches have ended, when the evolved_losses checkpoint names them.
+# Each lists its stage and only what that stage needs. Cross-entropy's and the baselines' runs
+# are in the DAG from the start; the evolved losses' runs appear once their checkpoint ran:
+# evolved_losses (the searches' winners) for transfer, select_transfer for fine-tuning.
 rule search_all:
     input:
         expand(rules.search.output, aug=AUGS),
@@ -77,6 +82,7 @@ for _stage in STAGES:
         name:
             f"{_stage}_all"
         input:
+            known_runs(_stage),
             stage_metrics(_stage),
             stage_selection(_stage),
         localrule: True

@@ -81,13 +81,11 @@ def job_file(kind, stage, ext):
 
 
 def loss_input(stage, loss):
-    """The search's best.json or the upstream selection a loss wildcard reads (or nothing)."""
+    """The search's best.json an evolved loss wildcard reads (nothing for ce, baselines)."""
     need = EXP.upstream(stage, loss)
     if need is None:
         return {}
-    if need[0] == "best":
-        return {"best": expand(rules.search.output.best, aug=need[1])[0]}
-    return {"selection": getattr(rules, f"select_{need[1]}").output.selection}
+    return {"best": expand(rules.search.output.best, aug=need[1])[0]}
 
 
 def train_inputs(stage):
@@ -108,23 +106,37 @@ def train_inputs(stage):
     return inputs
 
 
-def transfer_evolved():
-    """The evolved losses trained at transfer, each loss once: known when the searches end
-    (the evolved_losses checkpoint), so call this from input functions only."""
-    evolved = checkpoints.evolved_losses.get().output.selection
-    return [e["name"] for e in read_json(evolved)["losses"]]
+def received(stage):
+    """The evolved losses ``stage`` trains, each once, by name: the searches' winners (the
+    evolved_losses checkpoint) or the upstream stage's selection (its select_<stage>
+    checkpoint). Known only once that checkpoint ran: call from input functions only."""
+    upstream = experiment.stage(stage).receives
+    if upstream == "search":
+        evolved = checkpoints.evolved_losses.get().output.selection
+        return [e["name"] for e in read_json(evolved)["losses"]]
+    selection = getattr(checkpoints, f"select_{upstream}").get().output.selection
+    return [e["loss"] for e in read_json(selection)["selected"]]
 
 
-def stage_runs(stage):
-    """Every run's metrics.json of a training stage; input functions only."""
-    searched = experiment.stage(stage).receives == "search"
+def runs_of(stage, losses):
     return expand(
         f"{EXP.run_dir(stage, '{dataset}', '{aug}', '{loss}', '{seed}')}/metrics.json",
         dataset=EXP.datasets(stage),
         aug=AUGS,
-        loss=EXP.losses(stage, transfer_evolved() if searched else None),
+        loss=losses,
         seed=EXP.seeds(stage),
     )
+
+
+def known_runs(stage):
+    """The runs of cross-entropy and the baselines: they need nothing from the searches, so
+    they are in the DAG from the start and run while the searches run (no idle GPUs)."""
+    return runs_of(stage, EXP.losses(stage, []))
+
+
+def stage_runs(stage):
+    """Every run's metrics.json of a training stage; input functions only."""
+    return runs_of(stage, EXP.losses(stage, received(stage)))
 
 
 def random_summaries():
@@ -137,6 +149,10 @@ def random_summaries():
 def stage_metrics(stage):
     """An input function: every run's metrics.json of ``stage``."""
     return lambda wildcards: stage_runs(stage)
+
+
+def all_known_runs():
+    return [run for stage in STAGES for run in known_runs(stage)]
 
 
 def stage_selection(stage):

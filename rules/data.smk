@@ -29,3 +29,13 @@ if EXP.hub_weights:
             root=EXP.data_root,
         script:
             "../scripts/prefetch_weights.py"
+
+
+# Every dataset and weights file the config names, and nothing else: on a connected machine,
+# `snakemake data_all` before copying to an air-gapped cluster (README: "Offline and
+# air-gapped clusters"). It needs nothing from the searches.
+rule data_all:
+    input:
+        expand(rules.prepare_dataset.output.manifest, dataset=DATASETS),
+        rules.prefetch_weights.output if EXP.hub_weights else [],
+    localrule: True

@@ -7,6 +7,7 @@ rule search:
         population=f"{R}/search/{{aug}}/population.json",
         summary=f"{R}/search/{{aug}}/summary.json",
         cache_stats=f"{R}/search/{{aug}}/cache_stats.json",
+        provenance=f"{R}/search/{{aug}}/provenance.json",
     log:
         f"{R}/logs/search/{{aug}}.log",
     benchmark:
@@ -32,6 +33,7 @@ use rule search as search_random with:
         population=f"{R}/search/{{aug}}/random/population.json",
         summary=f"{R}/search/{{aug}}/random/summary.json",
         cache_stats=f"{R}/search/{{aug}}/random/cache_stats.json",
+        provenance=f"{R}/search/{{aug}}/random/provenance.json",
     log:
         f"{R}/logs/search/{{aug}}-random.log",
     benchmark:
@@ -47,6 +49,7 @@ checkpoint evolved_losses:
         best=expand(rules.search.output.best, aug=AUGS),
     output:
         selection=f"{R}/search/evolved.json",
+        provenance=f"{R}/search/evolved/provenance.json",
     log:
         f"{R}/logs/search/evolved.log",
     localrule: True
@@ -65,6 +68,7 @@ rule correlation_study:
         best=expand(rules.search.output.best, aug=AUGS),
     output:
         study=f"{R}/search/correlation.json",
+        provenance=f"{R}/search/correlation/provenance.json",
     log:
         f"{R}/logs/search/correlation.log",
     benchmark:

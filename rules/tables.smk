@@ -183,10 +183,49 @@ rule table_surrogate_validity:
         "../scripts/table_surrogate_validity.py"
 
 
+rule resolved_config:
+    output:
+        config=report(
+            f"{R}/config.resolved.yaml",
+            caption="../report/resolved_config.rst",
+            category="Provenance",
+        ),
+    log:
+        f"{R}/logs/provenance/config.log",
+    localrule: True
+    conda:
+        "../envs/augloss.yaml"
+    params:
+        # every default filled and every --config override applied; a change reruns this job
+        # (and the audit, which names the file by its hash)
+        config=experiment.canonical(EXP.config),
+        overrides=experiment.canonical(dict(workflow.config_settings.config)),
+        configfiles=[str(f) for f in workflow.overwrite_configfiles],
+    script:
+        "../scripts/resolved_config.py"
+
+
 rule audit:
     input:
         metrics=all_runs,
         evolved=rules.evolved_losses.output.selection,
+        # the jobs before training: each search (and random baseline), the correlation study,
+        # the evolved_losses checkpoint and every selection
+        jobs=[
+            *expand(rules.search.output.provenance, aug=AUGS),
+            *(
+                expand(rules.search_random.output.provenance, aug=AUGS)
+                if EXP.random_baseline
+                else []
+            ),
+            rules.correlation_study.output.provenance,
+            rules.evolved_losses.output.provenance,
+            *[
+                getattr(rules, f"select_{s}").output.provenance
+                for s in EXP.selecting_stages
+            ],
+        ],
+        resolved_config=rules.resolved_config.output.config,
     output:
         md=f"{R}/audit/audit.md",
         html=report(
@@ -206,7 +245,11 @@ rule audit:
 
 rule environment:
     output:
-        env=f"{R}/provenance/environment.json",
+        env=report(
+            f"{R}/provenance/environment.json",
+            caption="../report/environment.rst",
+            category="Provenance",
+        ),
     log:
         f"{R}/logs/provenance/environment.log",
     localrule: True

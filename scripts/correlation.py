@@ -2,11 +2,15 @@
 
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 
-from augloss import runtime, search, workflow
+import time
+
+from augloss import provenance, runtime, search, workflow
 from augloss.io import write_json
 
 job = snakemake.params.job
-with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
+started = time.time()
+with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu,
+                         cpu_fallback=bool(snakemake.resources.get("cpu_fallback", 0))) as dev:
     workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
     fitness = workflow.fitness(job["fitness"], dev)
     best = dict(zip(job["augmentations"], snakemake.input.best))
@@ -16,3 +20,6 @@ with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resource
                                      baselines=job["baselines"], resamples=job["bootstrap"],
                                      bootstrap_seed=job["bootstrap_seed"])
     write_json(snakemake.output.study, study)
+    provenance.write_job_provenance(
+        snakemake.output.provenance, started, device=dev,
+        extra={"data": provenance.manifest_digest(snakemake.input.manifest)})

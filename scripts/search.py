@@ -3,13 +3,16 @@
 import _augloss_path  # noqa: F401 (the workflow's own augloss first on sys.path)
 
 import shutil
+import time
 from pathlib import Path
 
-from augloss import runtime, search, workflow
+from augloss import provenance, runtime, search, workflow
 from augloss.io import atomic_path
 
 job = snakemake.params.job
-with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu) as dev:
+started = time.time()
+with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu,
+                         cpu_fallback=bool(snakemake.resources.get("cpu_fallback", 0))) as dev:
     runtime.maybe_fail(snakemake.rule, snakemake.params.workdir)
     workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
     s = search.Search(job["augmentation"], search.SearchConfig.from_dict(job["algorithm"]),
@@ -22,3 +25,7 @@ with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resource
         src = work / Path(snakemake.output[name]).name
         with atomic_path(snakemake.output[name]) as tmp:
             shutil.copyfile(src, tmp)
+    provenance.write_job_provenance(
+        snakemake.output.provenance, started, device=dev,
+        extra={"data": provenance.manifest_digest(snakemake.input.manifest),
+               "config_hash": s.config_hash})

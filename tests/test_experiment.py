@@ -32,7 +32,7 @@ def test_names_round_trip():
     parsed = names.parse_loss("evolved-randaugment-12")
     assert (parsed.kind, parsed.augmentation, parsed.rank) == ("evolved", "randaugment", 12)
     assert str(parsed) == "evolved-randaugment-12"
-    assert str(names.parse_loss("transfer-best-3")) == names.selected("transfer", 3)
+    assert names.parse_loss("transfer-best-3").kind == "named"  # no rank slots: by name
     assert names.parse_loss("ce_ls").kind == "named"
     assert names.parse_loss("evolved-cutout").kind == "named"
     assert names.display("evolved-mixup-1") == "evolved[mixup]#1"
@@ -54,7 +54,10 @@ def test_paper_experiment_lists_the_paper_jobs():
     assert x.losses("transfer") == ["ce", "ce_ls", "focal", "poly1", "evolved-base-1",
                                     "evolved-cutout-1", "evolved-mixup-1",
                                     "evolved-randaugment-1", "evolved-all-1"]
-    assert x.losses("finetune") == ["ce", "transfer-best-1", "transfer-best-2"]
+    # fine-tuning's evolved losses are the transfer selection's, by their own names, known
+    # once select_transfer ran
+    assert x.losses("finetune") == ["ce"]
+    assert x.losses("finetune", ["evolved-mixup-1"]) == ["ce", "evolved-mixup-1"]
     assert set(x.all_datasets()) == {"cifar10", "cifar100", "stanford_cars", "flowers102",
                                      "caltech101"}
     assert x.seeds() == {"transfer": [0, 1, 2], "finetune": [0, 1, 2]}
@@ -63,7 +66,7 @@ def test_paper_experiment_lists_the_paper_jobs():
 def test_upstream_names_what_a_loss_reads():
     x = Experiment.from_config(_config())
     assert x.upstream("transfer", "evolved-mixup-1") == ("best", "mixup")
-    assert x.upstream("finetune", "transfer-best-2") == ("selection", "transfer")
+    assert x.upstream("finetune", "evolved-cutout-1") == ("best", "cutout")
     assert x.upstream("transfer", "ce") is None and x.upstream("finetune", "ce_ls") is None
 
 
@@ -93,7 +96,9 @@ def test_train_jobs_carry_everything_a_run_depends_on(config):
     job = x.train_job("finetune", slug, "mixup", "ce", "1")
     assert job["seed"] == 1 and job["dataset"] == config["finetune"]["datasets"][0]
     assert job["augment"] == {**x.config["augment"], **x.config["finetune"]["augment"]}
-    assert job["train"] == config["finetune"]["train"] and job["baseline"] is None
+    # the config's recipe, every key it leaves out filled from the stage's own defaults
+    assert job["train"] == {**job["train"], **config["finetune"]["train"]}
+    assert job["train"] == x.config["finetune"]["train"] and job["baseline"] is None
     assert job["preprocessing"] == config["finetune"]["preprocessing"]  # from the weights
     t = x.train_job("transfer", next(iter(x.datasets("transfer"))), "base", "ce", 0)
     assert t["augment"] == x.config["augment"] and t["preprocessing"] is None
@@ -227,7 +232,8 @@ def test_schema_and_names_agree_on_the_techniques():
 # Layers, lowest first: a module imports only from its own layer or below.
 LAYERS = [
     {"names", "config", "io", "losses", "provenance", "gpu", "stats", "optim", "progress",
-     "compat", "techniques", "schema", "runtime", "registry", "manifest", "rankstats"},
+     "compat", "techniques", "schema", "runtime", "registry", "manifest", "rankstats",
+     "checks"},
     {"data", "synthetic", "augment", "batch_augment", "models", "population", "batches"},
     {"train", "runs"},
     {"search"},
@@ -332,7 +338,8 @@ def test_one_stage_vocabulary():
     with pytest.raises(ValueError, match="unknown stage 'prescreen'; stages are transfer, "):
         experiment.stage("prescreen")
     with pytest.raises(ValueError, match="unknown stage"):
-        names.selected("search", 1)
+        x0 = Experiment.from_config(_config())
+        x0.upstream("search", "ce")
     x = Experiment.from_config(_config())
     assert x.receiver("transfer") == "finetune"
     assert x.selection_params("transfer") == {"top_k": x.config["finetune"]["from_transfer"],

@@ -67,7 +67,7 @@ def test_fine_tune_job_runs_with_the_network_impossible(tmp_path, fake_hub, no_n
     manifest = tmp_path / "weights.json"
     write_json(manifest, models.prefetch_weights(MODEL, tmp_path / "data"))
     job = runs.Job(stage="finetune", dataset="digits:5-9", augmentation="base",
-                   loss=workflow.resolve_loss("ce", None, None, None),
+                   loss=workflow.resolve_loss("ce", None, None),
                    model={**MODEL, "weights": None}, seed=0, data_root=str(tmp_path),
                    train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 16,
                           "eval_batch_size": 300, "optimizer": "adam", "lr": 0.003},

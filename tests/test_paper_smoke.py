@@ -84,12 +84,12 @@ def test_finetune_takes_the_transfer_selection_to_the_real_efficientnetv2_s(run)
     selection = json.loads((run / "transfer" / "selection.json").read_text())
     assert [s["rank"] for s in selection["selected"]] == [1, 2]
     runs = metrics(run, "finetune")
-    slots = sorted((run / "finetune").rglob("metrics.json"))
-    assert {p.parts[-3] for p in slots} == {"ce", "transfer-best-1", "transfer-best-2"}
-    for path, m in zip(slots, runs):  # each slot trained the loss the selection ranked there
-        slot = path.parts[-3]
-        want = "ce" if slot == "ce" else selection["selected"][int(slot[-1]) - 1]["loss"]
-        assert m["loss"] == want, path
+    paths = sorted((run / "finetune").rglob("metrics.json"))
+    # runs are keyed by the selected losses' own names (a new selection reruns only its new
+    # losses), and each trained the loss its directory names
+    assert {p.parts[-3] for p in paths} == {"ce", *(s["loss"] for s in selection["selected"])}
+    for path, m in zip(paths, runs):
+        assert m["loss"] == path.parts[-3], path
     assert {m["dataset"] for m in runs} == {"synthetic:stanford_cars", "synthetic:flowers102",
                                            "synthetic:caltech101"}
     assert {m["augmentation"] for m in runs} == TECHNIQUES and len(runs) == 3 * 5 * 3

@@ -203,12 +203,12 @@ def test_the_anova_interaction_matches_statsmodels_and_the_textbook(tmp_path):
     assert (got["anova_df_num"], got["anova_df_den"]) == ((i - 1) * (j - 1), len(data) - i * j)
 
 
-def test_finetune_slots_take_their_origin_from_evolved_json(tmp_path):
+def test_a_finetuned_loss_takes_every_search_that_selected_it_as_its_origin(tmp_path):
     runs = {("flowers", a, loss): {s: 0.7 + 0.01 * (a in ("cutout", "mixup")) * (loss != "ce")
                                    + 0.001 * s for s in SEEDS}
-            for a in AUGS for loss in ("ce", "transfer-best-1")}
+            for a in AUGS for loss in ("ce", "evolved-cutout-1")}
     root = write_keyed_runs(tmp_path / "ft", runs, stage="finetune",
-                            keys={"transfer-best-1": "KCUT"})
+                            keys={"evolved-cutout-1": "KCUT"})
     evolved = {"losses": [{"name": "evolved-cutout-1", "key": "KCUT",
                            "selected_by": ["evolved-cutout-1", "evolved-mixup-1"]}],
                "aliases": {"evolved-cutout-1": ["evolved-mixup-1"]}}
@@ -223,8 +223,12 @@ def test_finetune_slots_take_their_origin_from_evolved_json(tmp_path):
     assert pd.isna(row["diagonal_advantage"])
     assert "same origin" in row["reason"]
     assert row["anova_F"] is None and "2 losses" in row["reason"]
-    # Without evolved.json the slot's origin is unknown: the table says so, it does not fail.
-    summary, _ = specificity.specificity(df, ["finetune", "transfer"], "test_acc", None)
+    # Without evolved.json the loss's origin is its own name's search only.
+    _, per_loss = specificity.specificity(df, ["finetune"], "test_acc", None)
+    assert per_loss.iloc[0]["origin"] == "cutout"
+    # A stage of named losses only has no origin to test: the table says so, it does not fail.
+    only_ce = df[df["loss"] == "ce"]
+    summary, _ = specificity.specificity(only_ce, ["finetune", "transfer"], "test_acc", None)
     assert "no loss of this stage has a resolvable origin" in summary.iloc[0]["reason"]
     assert summary.iloc[1]["reason"] == "no runs of this stage"
     paths = specificity.write_specificity(summary, _, tmp_path / "out" / "specificity")

@@ -1,6 +1,7 @@
 """The Snakemake workflow, driven as users drive it: `python -m snakemake` in a temp dir."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,22 +21,24 @@ def jobs_per_cell(stage: dict) -> int:
 
 
 def expected_jobs(cfg) -> Counter:
-    """The jobs a dry run lists before any search ran: everything but the transfer runs, which
-    the evolved_losses checkpoint adds once the searches' winners are known (so the transfer
-    datasets that nothing else uses are prepared then too)."""
+    """The jobs a dry run lists before any search ran: every dataset, the searches, and the runs
+    of cross-entropy and the baselines in every stage (they need nothing from the searches, so
+    they run while the searches run); the evolved losses' runs come once their checkpoint ran
+    (evolved_losses for transfer, select_transfer for fine-tuning)."""
     augs = len(cfg["augmentations"])
-    f = cfg["finetune"]
-    datasets = {cfg["search"]["dataset"], *f["datasets"]}
+    t, f = cfg["transfer"], cfg["finetune"]
+    datasets = {cfg["search"]["dataset"], *t["datasets"], *f["datasets"]}
     if f.get("pretrain"):
         datasets.add(f["pretrain"]["dataset"])
-    n_finetune_losses = 1 + len(f["baselines"]) + f["from_transfer"]
     out = Counter({
         "prepare_dataset": len(datasets), "search": augs, "correlation_study": 1,
         "evolved_losses": 1, "select_transfer": 1,
-        "finetune": len(f["datasets"]) * augs * n_finetune_losses * jobs_per_cell(f),
+        "train_transfer": len(t["datasets"]) * augs * (1 + len(t["baselines"]))
+        * jobs_per_cell(t),
+        "finetune": len(f["datasets"]) * augs * (1 + len(f["baselines"])) * jobs_per_cell(f),
         "table_search": 1, "table_correlation": 1, "table_stage": 2, "table_claims": 1,
         "table_specificity": 1, "table_surrogate_validity": 1, "audit": 1,
-        "environment": 1, "all": 1})
+        "environment": 1, "resolved_config": 1, "all": 1})
     if f.get("pretrain"):
         out["pretrain"] = 1
     if f["model"].get("pretrained") and not f["model"].get("weights"):
@@ -186,8 +189,8 @@ def test_demo_runs_end_to_end(demo):
     env = json.loads((r / "provenance" / "environment.json").read_text())
     assert any(p.startswith("torch==") for p in env["pip_freeze"]) and env["snakemake"]
     selection = json.loads((r / "transfer" / "selection.json").read_text())
-    ft = json.loads((r / "finetune" / "digits_5-9" / "base" / "transfer-best-1" / "seed0" /
-                     "metrics.json").read_text())
+    ft = json.loads((r / "finetune" / "digits_5-9" / "base" / selection["selected"][0]["loss"] /
+                     "seed0" / "metrics.json").read_text())
     assert ft["loss"] == selection["selected"][0]["loss"]
     assert ft["expression"] == selection["selected"][0]["expression"]
     assert "audit" in (r / "audit" / "audit.md").read_text().lower()
@@ -316,7 +319,11 @@ def test_the_report_shows_the_tables_audit_and_learning_curves_as_html(demo):
     ce = cells[(cells["loss"] == "ce") & (cells["augmentation"] == "base")].iloc[0]
     assert f"{100 * ce['mean']:.2f} ± {100 * ce['std']:.2f}" in transfer
     assert "<table>" in transfer and "evolved[" in transfer
-    assert audit.count("<tr>") == len(pd.read_csv(r / "audit" / "audit.csv")) + 1
+    # the cells' table and the searches' and selections' table, a header row each
+    assert audit.count("<tr>") == len(pd.read_csv(r / "audit" / "audit.csv")) + 2
+    assert "Searches and selections" in audit and "Resolved config:" in audit
+    for name in ("config.resolved.yaml", "environment.json"):  # provenance in the report
+        assert name in files, sorted(files)
     # The single-file report embeds the same pages.
     smk(demo, "--report", "report.html", "--configfile", str(demo / "config.yaml"))
     assert (demo / "report.html").stat().st_size > 0
@@ -367,11 +374,15 @@ def test_changing_one_search_setting_reruns_only_that_branch(demo):
 
 STAGE_TARGETS = {  # the rules each stage target lists before any search ran (config.yaml)
     "search_all": {"prepare_dataset", "search", "evolved_losses", "correlation_study"},
-    "transfer_all": {"prepare_dataset", "search", "evolved_losses", "select_transfer"},
+    "transfer_all": {"prepare_dataset", "search", "evolved_losses", "select_transfer",
+                     "train_transfer"},
     "finetune_all": {"prepare_dataset", "search", "evolved_losses", "select_transfer",
                      "finetune", "prefetch_weights"},
     "tables_all": set(expected_jobs(load(REPO / "config.yaml"))) - {"environment", "all"},
+    "data_all": {"prepare_dataset", "prefetch_weights"},
 }
+PREPARED = {"search_all": 1, "transfer_all": 2, "finetune_all": 4, "tables_all": 5,
+            "data_all": 5}  # datasets each target prepares (config.yaml)
 
 
 @pytest.mark.parametrize("target", sorted(STAGE_TARGETS))
@@ -384,4 +395,150 @@ def test_stage_targets_list_their_stage_and_only_what_it_needs(tmp_path, target)
     expected = expected_jobs(load(REPO / "config.yaml"))
     for rule in counts.keys() - {target, "prepare_dataset"}:
         assert counts[rule] == expected[rule], rule
-    assert counts["prepare_dataset"] == (1 if target in ("search_all", "transfer_all") else 4)
+    assert counts["prepare_dataset"] == PREPARED[target]
+
+
+def demo_copy(demo, tmp_path) -> Path:
+    """A copy of the finished demo (results, data, Snakemake's metadata) to change freely."""
+    work = tmp_path / "w"
+    shutil.copytree(demo, work, symlinks=True)
+    return work
+
+
+def test_adding_a_seed_trains_that_seed_only(demo, tmp_path):
+    """seeds_in_one_job (the demo's): the cell's job reruns for its new output, but restores
+    the seeds that finished before (same job, code and data) byte for byte and trains only the
+    new one. Without seeds_in_one_job Snakemake's own per-seed jobs do the same."""
+    work = demo_copy(demo, tmp_path)
+    cfg = load(work / "config.yaml")
+    seeds = cfg["transfer"]["seeds"]
+    assert cfg["transfer"]["seeds_in_one_job"]
+    new = max(seeds) + 1
+    cfg["transfer"]["seeds"] = [*seeds, new]
+    (work / "more.yaml").write_text(yaml.safe_dump(cfg))
+    cell = "results/demo/transfer/digits/base/ce"
+    before = {s: (work / cell / f"seed{s}" / "metrics.json").read_bytes() for s in seeds}
+    proc = smk(work, *[f"{cell}/seed{s}/metrics.json" for s in [*seeds, new]], "--cores", "2",
+               "--configfile", str(work / "more.yaml"))
+    assert "train_transfer 1" in re.sub(r"\s+", " ", proc.stdout + proc.stderr)
+    log = (work / "results/demo/logs/transfer/digits/base/ce/seeds.log").read_text()
+    for s in seeds:
+        assert (work / cell / f"seed{s}" / "metrics.json").read_bytes() == before[s]
+        assert f"run {cell}/seed{s}: finished before with the same job" in log
+    assert f"run {cell}/seed{new}\n" in log.replace("\r", "")
+    assert json.loads((work / cell / f"seed{new}" / "metrics.json").read_text())["seed"] == new
+    # The whole workflow: every transfer cell's job reruns for its new seed (a job per cell),
+    # and no fine-tuning run (their seeds did not change).
+    counts = job_counts(smk(work, "-n", "--cores", "2", "--configfile",
+                            str(work / "more.yaml")).stdout)
+    assert "finetune" not in counts and "search" not in counts
+    assert counts["train_transfer"] == len(list((work / "results/demo/transfer").glob("*/*/*"))) - 1
+
+
+def test_a_new_selection_reruns_only_the_finetunes_of_newly_selected_losses(demo, tmp_path):
+    """Fine-tuning runs are keyed by the selected loss's own name, and read that loss from its
+    search's best.json: a rewritten selection.json reruns no run of a loss it kept."""
+    work = demo_copy(demo, tmp_path)
+    r = work / "results" / "demo"
+    cfg = load(work / "config.yaml")
+    old = [s["loss"] for s in json.loads((r / "transfer" / "selection.json").read_text())
+           ["selected"]]
+    cfg["finetune"]["from_transfer"] = len(old) + 1
+    (work / "more.yaml").write_text(yaml.safe_dump(cfg))
+    smk(work, "--until", "select_transfer", "--cores", "2", "--configfile",
+        str(work / "more.yaml"))
+    new = [s["loss"] for s in json.loads((r / "transfer" / "selection.json").read_text())
+           ["selected"]]
+    assert new[:len(old)] == old and len(new) == len(old) + 1
+    out = smk(work, "-n", "--cores", "2", "--configfile", str(work / "more.yaml")).stdout
+    counts = job_counts(out)
+    f = cfg["finetune"]
+    assert counts["finetune"] == len(f["datasets"]) * len(cfg["augmentations"]) * \
+        jobs_per_cell(f)
+    listed = re.findall(r"rule finetune:.*?wildcards: ([^\n]+)", out, re.S)
+    assert listed and all(f"loss={new[-1]}" in w for w in listed), listed
+    assert "train_transfer" not in counts and "search" not in counts
+
+
+SOCKETS_OFF = '''
+import os, socket
+_connect = socket.socket.connect
+def _refuse(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        with open(os.environ["AUGLOSS_TEST_NET_LOG"], "a") as f:
+            f.write(f"{os.getpid()} {address}\\n")
+        raise OSError("network refused by the air-gapped test")
+    return _connect(self, address)
+socket.socket.connect = _refuse
+'''
+
+
+def test_the_air_gapped_route_prepares_everything_first_and_never_again(demo, tmp_path):
+    """The README's route: `data_all` on a connected machine (the demo fixture ran it as part
+    of the whole workflow), the README's copy command, then the workflow on the copy with every
+    network connection refused: no dataset is prepared again and no job touches the network."""
+    readme = (REPO / "README.md").read_text()
+    assert "python -m snakemake --cores 2 data_all" in readme
+    copy = "tar -cf - data results/paper/data | ssh cluster 'tar -xf - -C augloss'"
+    assert copy in readme
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    local = copy.replace("paper", "demo").replace("ssh cluster 'tar -xf - -C augloss'",
+                                                  f"tar -xf - -C {cluster}")
+    subprocess.run(local, shell=True, cwd=demo, check=True)
+    shutil.copy(demo / "config.yaml", cluster / "config.yaml")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SOCKETS_OFF)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"),
+           "AUGLOSS_TEST_NET_LOG": str(tmp_path / "net.log")}
+    dry = smk(cluster, "data_all", "-n", "--configfile", str(cluster / "config.yaml"), env=env)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    cfg = load(cluster / "config.yaml")
+    targets = ["results/demo/search/base/best.json",
+               "results/demo/transfer/digits/base/ce/seed0/metrics.json",
+               f"results/demo/finetune/{cfg['finetune']['datasets'][0].replace(':', '_')}"
+               "/base/ce/seed0/metrics.json"]
+    proc = smk(cluster, *targets, "--cores", "2", "--configfile", str(cluster / "config.yaml"),
+               env=env)
+    stats = job_counts(proc.stdout + proc.stderr)
+    assert "prepare_dataset" not in stats and {"search", "train_transfer", "finetune"} <= set(stats)
+    assert not (tmp_path / "net.log").exists()
+    # the check bites: a job that does connect is refused and logged
+    probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection("
+                            "('127.0.0.1', 9), timeout=1)"], env=env, capture_output=True)
+    assert probe.returncode != 0 and (tmp_path / "net.log").exists()
+
+
+def readme_command(marker: str) -> list[str]:
+    """The README command on the line after the comment ``marker`` (continuations joined),
+    without its leading ``python -m snakemake``."""
+    import shlex
+
+    lines = (REPO / "README.md").read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(marker)) + 1
+    text = lines[i]
+    while text.endswith("\\"):
+        i += 1
+        text = text[:-1] + " " + lines[i].strip()
+    words = shlex.split(text)
+    assert words[:3] == ["python", "-m", "snakemake"], text
+    return words[3:]
+
+
+def test_the_readmes_regeneration_and_report_commands_work_for_the_demo(demo, tmp_path):
+    """As written in the README: every table rule reruns (the claims, specificity and validity
+    tables too, not only the stage tables), and the demo's report builds."""
+    work = demo_copy(demo, tmp_path)
+    tables = work / "results" / "demo" / "tables"
+    before = {p.name: p.stat().st_mtime_ns for p in tables.glob("*.md")}
+    proc = smk(work, *readme_command("# the same for the demo"))
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert {"table_search", "table_correlation", "table_stage", "table_claims",
+            "table_specificity", "table_surrogate_validity", "audit"} <= set(counts)
+    assert not {"search", "train_transfer", "finetune"} & set(counts)
+    after = {p.name: p.stat().st_mtime_ns for p in tables.glob("*.md")}
+    assert set(after) == set(before) and all(after[k] > before[k] for k in before), after
+    report = next(line for line in (REPO / "README.md").read_text().splitlines()
+                  if "--configfile demo/config.yaml --report" in line).split("#")[0].split()
+    smk(work, *report[3:])
+    assert (work / report[-1]).stat().st_size > 0

@@ -29,28 +29,28 @@ def _baseline(**entry):
 
 
 def test_resolve_ce_baselines_and_evolved(tmp_path):
-    assert workflow.resolve_loss("ce", None, None, None) == LossSpec("ce", "ce")
+    assert workflow.resolve_loss("ce", None, None) == LossSpec("ce", "ce")
     ls = workflow.resolve_loss("ce_ls", _baseline(name="ce_ls", loss="ce", label_smoothing=0.1),
-                               None, None)
+                               None)
     assert ls.identity() == {"name": "ce_ls", "expression": "ce", "label_smoothing": 0.1,
                              "class_weights": None}
     mine = workflow.resolve_loss("mine", _baseline(name="mine", expression="abs(y - p)"),
-                                 None, None)
+                                 None)
     assert mine.expression == "abs(y - p)"
-    focal = workflow.resolve_loss("focal", _baseline(name="focal"), None, None)
+    focal = workflow.resolve_loss("focal", _baseline(name="focal"), None)
     assert focal.expression == "focal" and focal.origin == "baseline"
     # The job's loss is the one the config check parsed: an expression wins over `loss`.
     both = _baseline(name="x", loss="focal", expression="abs(y - p)", class_weights=[1, 2])
-    assert workflow.resolve_loss("x", both, None, None).identity() == {
+    assert workflow.resolve_loss("x", both, None).identity() == {
         "name": "x", "expression": "abs(y - p)", "label_smoothing": 0.0,
         "class_weights": [1.0, 2.0]}
     best = _best(tmp_path)
-    e = workflow.resolve_loss("evolved-cutout-2", None, best, None)
+    e = workflow.resolve_loss("evolved-cutout-2", None, best)
     assert e.expression == "abs(y - p)" and e.origin == "search:cutout" and e.key == "k2"
     with pytest.raises(ValueError, match="holds only 2 losses"):
-        workflow.resolve_loss("evolved-cutout-3", None, best, None)
+        workflow.resolve_loss("evolved-cutout-3", None, best)
     with pytest.raises(ValueError, match="unknown loss"):
-        workflow.resolve_loss("mystery", None, None, None)
+        workflow.resolve_loss("mystery", None, None)
 
 
 def _metrics(tmp_path, loss, expression, value, i):
@@ -71,9 +71,13 @@ def test_select_transfer_ranks_evolved_losses_by_validation_accuracy(tmp_path):
     assert [s["loss"] for s in sel["selected"]] == ["evolved-cutout-1", "evolved-base-1"]
     assert sel["selected"][1]["mean"] == pytest.approx(0.6)
     assert [r["loss"] for r in sel["ranking"]][-1] == "evolved-all-1"
-    e = workflow.resolve_loss("transfer-best-1", None, None,
-                              str(_write(tmp_path / "sel.json", sel)))
-    assert e.name == "evolved-cutout-1" and e.origin == "transfer:transfer-best-1"
+    # fine-tuning trains a selected loss under its own name, from its search's best.json
+    best = _write(tmp_path / "best.json", {"losses": [{"expression": "abs(y - p)",
+                                                       "key": "K1"}]})
+    e = workflow.resolve_loss(sel["selected"][0]["loss"], None, str(best))
+    assert (e.name, e.expression, e.origin) == ("evolved-cutout-1", "abs(y - p)", "search:cutout")
+    with pytest.raises(ValueError, match="unknown loss 'transfer-best-1'"):
+        workflow.resolve_loss("transfer-best-1", None, None)
     with pytest.raises(ValueError, match="only 3 distinct"):
         workflow.select_losses(files, 4, "final_val_acc", "finetune.from_transfer")
 
@@ -121,3 +125,51 @@ def test_table_jobs_do_not_import_torch(tmp_path):
             "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_finished_run_is_restored_only_under_its_own_key(tmp_path):
+    """A cell's job (seeds_in_one_job) restores a seed that finished before only when the run's
+    identity, the code and the data all match; a half-kept copy (no key yet) never matches."""
+    from augloss import runs
+
+    run = tmp_path / "seed0"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"seed": 0, "test_acc": 0.9}')
+    (run / "provenance.json").write_text('{"device": "cpu"}')
+    runs.keep_finished(run, "K1")
+    (run / "metrics.json").unlink()  # what Snakemake does before rerunning the job
+    (run / "provenance.json").unlink()
+    assert runs.restore_finished(run, "K2") is None and not (run / "metrics.json").exists()
+    assert runs.restore_finished(run, "K1") == {"seed": 0, "test_acc": 0.9}
+    assert (run / "provenance.json").read_text() == '{"device": "cpu"}'
+    (run / runs.FINISHED / "key").unlink()
+    assert runs.restore_finished(run, "K1") is None
+    assert runs.restore_finished(tmp_path / "never", "K1") is None
+
+
+def test_the_finished_key_covers_the_job_the_code_and_the_data():
+    from augloss import runs
+
+    job = runs.Job(stage="transfer", dataset="digits", augmentation="base",
+                   loss={"name": "ce", "expression": "ce"}, model={"name": "wrn"},
+                   train={"epochs": 1}, seed=0)
+    key = runs.finished_key(job, None, "d1")
+    assert key == runs.finished_key(job, None, "d1")
+    assert key != runs.finished_key(job, None, "d2")  # other data
+    assert key != runs.finished_key(job, "w.safetensors", "d1")  # other start weights
+    from dataclasses import replace
+    assert key != runs.finished_key(replace(job, seed=1), None, "d1")
+    assert key != runs.finished_key(replace(job, train={"epochs": 2}), None, "d1")
+
+
+def test_kept_copies_are_never_collected_as_runs(tmp_path):
+    """The copies in .finished/ are not named metrics.json: a tree walk for runs skips them."""
+    from augloss import runs
+
+    run = tmp_path / "transfer" / "d" / "base" / "ce" / "seed0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / "provenance.json").write_text("{}")
+    runs.keep_finished(run, "K")
+    assert list(tmp_path.rglob("metrics.json")) == [run / "metrics.json"]
+    assert sorted(tmp_path.rglob("*.json")) == [run / "metrics.json", run / "provenance.json"]
