@@ -42,7 +42,7 @@ MODEL_KEYS = ("search.model", *(f"{s}.model" for s in names.STAGES))
 CORRELATED_STAGE = names.STAGES[0]
 
 #: Keys a search job sets after merging ``search.overrides.<aug>.fitness``
-#: (``Experiment.fitness``): an override of them is ignored, so any value passes here.
+#: (``Experiment.fitness``): an override of them would be ignored, so it is refused.
 _FITNESS_FIXED = ("dataset", "data_root", "device")
 
 
@@ -147,6 +147,12 @@ def check_overrides(config: dict, schema_file: str | Path = SCHEMA_FILE) -> None
             raise ConfigError(prefix, f"{aug!r} is not one of augmentations "
                                       f"({', '.join(config['augmentations'])}): it would be "
                                       "ignored")
+        for key in _FITNESS_FIXED:
+            if key in over.get("fitness", {}):
+                raise ConfigError(f"{prefix}.fitness.{key}",
+                                  f"a search's {key} is the search's own (search.{key}, "
+                                  "data_root): an override of it would be ignored; the "
+                                  "searches compared across augmentations share one")
         for part, node in nodes.items():
             if part not in over:
                 continue

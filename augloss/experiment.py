@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from augloss import checks, names
 from augloss.config import FitnessConfig, SearchConfig, TrainConfig
 from augloss.losses.registry import resolve
-from augloss.schema import SCHEMA_FILE, ConfigError, load_config
+from augloss.schema import SCHEMA_FILE, ConfigError, load_config, recipe_default
+
+#: The search's recipes (``search.fitness.<phase>``), each with its own per-key defaults.
+PHASES = ("prescreen", "prefilter", "main")
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,12 @@ class Experiment:
         settings = {**s["fitness"], "model": s["model"], "augment": self.config["augment"],
                     "image_size": s["image_size"], "normalize": s["normalize"]}
         if aug is not None:
-            settings = deep_merge(settings, s["overrides"].get(aug, {}).get("fitness", {}))
+            over = s["overrides"].get(aug, {}).get("fitness", {})
+            settings = deep_merge(settings, over)
+            for phase in PHASES:  # a screen an override turns on takes its own defaults
+                if isinstance(over.get(phase), dict):
+                    settings[phase] = {**recipe_default(("search", "fitness", phase)),
+                                       **settings[phase]}
         return {**settings, "dataset": s["dataset"], "data_root": self.data_root,
                 "device": s["device"]}
 
@@ -428,6 +436,14 @@ class Experiment:
                               f"{upstream} stage")
 
     def _check_search(self, aug: str) -> None:
+        s = self.config["search"]
+        if s["device"] == "cpu" and int(s["gpu"]) > 0:
+            raise ConfigError("search.device", f"cpu while search.gpu is {s['gpu']}: the "
+                              "searches would hold GPUs and compute on the CPU (auto: the "
+                              "job's own device; gpu: 0 for the CPU)")
+        if str(s["device"]).startswith("cuda") and int(s["gpu"]) == 0:
+            raise ConfigError("search.device", f"{s['device']} while search.gpu is 0: the "
+                              "searches would use a GPU no job claimed (auto, or gpu: 1)")
         job = self._search_job(aug)
         try:
             algo = SearchConfig.from_dict(job["algorithm"])

@@ -5,10 +5,13 @@ Snakemake's ``--resources gpu=N`` only counts GPUs; it does not say which device
 ``<lock_dir>/gpu<id>.lock`` and exports ``CUDA_VISIBLE_DEVICES`` before CUDA initialises. The
 kernel drops the locks when the process exits, even on a crash, so no stale claim survives.
 
-The pool of ids: under SLURM (``SLURM_JOB_ID``) nothing is done, because SLURM binds the job's
-GPUs itself and its binding wins (a stray ``SMK_GPU_IDS`` is ignored, with a warning); else
-``SMK_GPU_IDS`` (e.g. ``0,1,2,3``) if set; else the inherited ``CUDA_VISIBLE_DEVICES``; else the
-lines of ``nvidia-smi -L``.
+The pool of ids: under SLURM (``SLURM_JOB_ID``) the devices SLURM bound to the job
+(``CUDA_VISIBLE_DEVICES``; without it, ``nvidia-smi -L``), and SLURM's binding wins (a stray
+``SMK_GPU_IDS`` is ignored, with a warning); else ``SMK_GPU_IDS`` (e.g. ``0,1,2,3``) if set; else
+the inherited ``CUDA_VISIBLE_DEVICES``; else the lines of ``nvidia-smi -L``. Under SLURM the lock
+files are the allocation's own (keyed by ``SLURM_JOB_ID``): a job the SLURM plugin submitted
+claims its one bound device, and the jobs of a local run inside an allocation (``salloc``,
+``sbatch`` of Snakemake itself) claim distinct ones, as outside SLURM.
 """
 
 from __future__ import annotations
@@ -28,28 +31,37 @@ from typing import Iterator
 log = logging.getLogger("augloss.gpu")
 
 
-def default_lock_dir() -> Path:
-    return Path(os.environ.get("SMK_GPU_LOCK_DIR")
-                or Path(tempfile.gettempdir()) / f"augloss-gpu-locks-{os.getuid()}")
-
-
-def gpu_pool(environ: dict | None = None) -> list[str] | None:
-    """The device ids to choose from, or ``None`` when SLURM has bound the devices."""
+def default_lock_dir(environ: dict | None = None) -> Path:
     env = os.environ if environ is None else environ
-    if env.get("SLURM_JOB_ID"):
-        if env.get("SMK_GPU_IDS"):
-            log.warning("SMK_GPU_IDS=%s ignored inside SLURM job %s: SLURM's binding "
-                        "(CUDA_VISIBLE_DEVICES=%s) wins", env["SMK_GPU_IDS"],
-                        env["SLURM_JOB_ID"], env.get("CUDA_VISIBLE_DEVICES"))
-        return None
-    if env.get("SMK_GPU_IDS"):
+    if env.get("SMK_GPU_LOCK_DIR"):
+        return Path(env["SMK_GPU_LOCK_DIR"])
+    slurm = f"-slurm{env['SLURM_JOB_ID']}" if env.get("SLURM_JOB_ID") else ""
+    return Path(tempfile.gettempdir()) / f"augloss-gpu-locks-{os.getuid()}{slurm}"
+
+
+def _nvidia_smi_ids() -> list[str]:
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False,
+                             timeout=30)
+    except subprocess.TimeoutExpired:
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
+
+
+def gpu_pool(environ: dict | None = None) -> list[str]:
+    """The device ids a job may claim (module docstring)."""
+    env = os.environ if environ is None else environ
+    if env.get("SLURM_JOB_ID") and env.get("SMK_GPU_IDS"):
+        log.warning("SMK_GPU_IDS=%s ignored inside SLURM job %s: SLURM's binding "
+                    "(CUDA_VISIBLE_DEVICES=%s) wins", env["SMK_GPU_IDS"],
+                    env["SLURM_JOB_ID"], env.get("CUDA_VISIBLE_DEVICES"))
+    elif env.get("SMK_GPU_IDS"):
         return [i.strip() for i in env["SMK_GPU_IDS"].split(",") if i.strip()]
     if env.get("CUDA_VISIBLE_DEVICES") is not None:
         return [i.strip() for i in env["CUDA_VISIBLE_DEVICES"].split(",") if i.strip()]
-    if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
-        return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
-    return []
+    return _nvidia_smi_ids()
 
 
 def _try_claim(ids: list[str], n: int, lock_dir: Path) -> tuple[list[str], list[int]]:
@@ -82,17 +94,16 @@ def gpu_slots(n: int, lock_dir: str | os.PathLike | None = None, timeout: float 
     env = os.environ if environ is None else environ
     n = int(n)
     pool = gpu_pool(env)
-    if pool is None:  # SLURM bound the job's devices
-        yield [i for i in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if i]
-        return
     if n <= 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
         yield []
         return
     if n > len(pool):
-        raise RuntimeError(f"job needs {n} GPU(s) but the pool has {len(pool)} ({pool}); "
-                           f"set SMK_GPU_IDS or run with --resources gpu=0 for the CPU")
-    lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
+        where = (f"SLURM bound {pool or 'none'} to job {env['SLURM_JOB_ID']} (ask SLURM for "
+                 "GPUs: the profile's gpu or gres resources)") if env.get("SLURM_JOB_ID") \
+            else f"the pool has {pool or 'none'} (set SMK_GPU_IDS)"
+        raise RuntimeError(f"job given {n} GPU(s) but {where}; --resources gpu=0 for the CPU")
+    lock_dir = Path(lock_dir) if lock_dir else default_lock_dir(env)
     lock_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     while True:

@@ -23,8 +23,8 @@ from pathlib import Path
 from augloss import __version__
 
 #: The packages whose version can change a result (recorded by every job, shown by the audit).
-SCIENCE_PACKAGES = ("augloss", "torch", "torchvision", "timm", "numpy", "scipy", "statsmodels",
-                    "pandas", "scikit-learn", "snakemake", "jsonschema")
+SCIENCE_PACKAGES = ("augloss", "torch", "torchvision", "timm", "numpy", "pillow", "scipy",
+                    "statsmodels", "pandas", "scikit-learn")
 
 
 def _git(*args: str) -> str:
@@ -86,6 +86,12 @@ def _host() -> dict:
             "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
+def _cuda_packages(torch) -> dict[str, str]:
+    """The CUDA and cuDNN versions a CUDA run computed with (kernels differ between them)."""
+    cudnn = torch.backends.cudnn.version()
+    return {"cuda": str(torch.version.cuda or ""), "cudnn": str(cudnn or "")}
+
+
 def _requested(runtime: dict, extra: dict) -> dict:
     """``gpus_requested`` and ``cpu_fallback``: ``extra`` wins over the job runtime's record."""
     return {k: extra.get(k, runtime.get(k)) for k in ("gpus_requested", "cpu_fallback")}
@@ -101,7 +107,9 @@ def provenance(device, started: float, ended: float, extra: dict) -> dict:
         **code_version(), **_host(), **{k: v for k, v in rt.items() if k != "device"},
         "torch": torch.__version__,
         "torchvision": _version("torchvision"), "timm": _version("timm"),
-        "numpy": _version("numpy"), "packages": science_packages(),
+        "numpy": _version("numpy"),
+        "packages": {**science_packages(),
+                     **(_cuda_packages(torch) if device.type == "cuda" else {})},
         "device": str(device), "gpu_name": gpu, **_requested(rt, extra),
         "threads": torch.get_num_threads(),
         "started": stamp(started), "ended": stamp(ended), **extra,
@@ -119,17 +127,18 @@ def job_provenance(started: float, ended: float, extra: dict,
     """
     rt = _runtime_current()
     device = str(device or rt.get("device") or "cpu")
-    gpu = ""
+    gpu, packages = "", science_packages()
     if device.startswith("cuda"):
         try:
             import torch
 
             gpu = torch.cuda.get_device_name(torch.device(device))
+            packages.update(_cuda_packages(torch))
         except Exception as exc:  # record, never fail a finished job
             gpu = f"unknown ({type(exc).__name__})"
     return {
         **code_version(), **_host(), **{k: v for k, v in rt.items() if k != "device"},
-        "packages": science_packages(), "device": device, "gpu_name": gpu,
+        "packages": packages, "device": device, "gpu_name": gpu,
         **_requested(rt, extra), "started": stamp(started), "ended": stamp(ended), **extra,
     }
 

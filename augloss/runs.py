@@ -114,11 +114,18 @@ def source_digest() -> str:
     return h.hexdigest()
 
 
-def finished_key(job: Job, init_weights: str | None, data: str) -> str:
+def finished_key(job: Job, init_weights: str | None, data: str,
+                 code_files: tuple[str, ...] = ()) -> str:
     """A finished run may stand in for a rerun only when this matches: the run's identity, the
-    code (:func:`source_digest`) and the dataset manifest's digest ``data``."""
-    return config_hash({"run": identity(job, init_weights), "data": data,
-                        "code": source_digest()})
+    code (:func:`source_digest` and ``code_files``, e.g. the job's script), the dataset
+    manifest's digest ``data`` and the bytes of the weights it starts from (``init_weights``
+    and the model's own ``weights`` file: a rerun pretraining or a re-fetched file changes
+    them, not their names)."""
+    from augloss.manifest import file_sha256
+
+    weights = [file_sha256(w) for w in (init_weights, job.model.get("weights")) if w]
+    return config_hash({"run": identity(job, init_weights), "data": data, "weights": weights,
+                        "code": [source_digest(), *(file_sha256(f) for f in code_files)]})
 
 
 def restore_finished(out_dir: str | Path, key: str) -> dict | None:
@@ -199,7 +206,7 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
         "loss": loss_name, "expression": str(loss_fn.expr), "loss_key": loss_fn.expr.key,
         "label_smoothing": loss_fn.label_smoothing, "model": job.model["name"],
         "seed": job.seed, "epochs": cfg.epochs, "epochs_run": result.epochs_run,
-        "recipe": cfg.to_dict(),  # the whole recipe as it trained, every key resolved
+        "recipe": cfg.to_dict(),  # the whole recipe, every key resolved (amp: CUDA only)
         "status": result.status, "diverged": result.status == "diverged",
         "reason": result.reason, "final_val_acc": vals[-1] if vals else None,
         "best_val_acc": max(vals) if vals else None, "test_acc": result.test_acc,

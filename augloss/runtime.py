@@ -49,13 +49,23 @@ def _driver_version() -> str:
     import subprocess
 
     if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version",
-                              "--format=csv,noheader"], capture_output=True, text=True,
-                             check=False, timeout=30)
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version",
+                                  "--format=csv,noheader"], capture_output=True, text=True,
+                                 check=False, timeout=30)
+        except subprocess.TimeoutExpired:
+            return "unknown (nvidia-smi hung for 30 s)"
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.split()[0]
         return f"unknown (nvidia-smi failed: {(out.stderr or out.stdout).strip()[:120]})"
     return "none found (no /proc/driver/nvidia/version, no nvidia-smi)"
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split("."))
+    except ValueError:
+        return ()
 
 
 def cuda_unavailable(gpus: int, ids: list[str]) -> str:
@@ -63,9 +73,8 @@ def cuda_unavailable(gpus: int, ids: list[str]) -> str:
     import torch
 
     built = torch.version.cuda
+    need = MIN_DRIVER.get(int(built.split(".")[0])) if built else None
     if built:
-        major = int(built.split(".")[0])
-        need = MIN_DRIVER.get(major)
         build = f"torch {torch.__version__} is built for CUDA {built}" + \
             (f" (needs NVIDIA driver >= {need})" if need else "")
     else:
@@ -75,11 +84,41 @@ def cuda_unavailable(gpus: int, ids: list[str]) -> str:
         said = f"{torch.cuda.device_count()} device(s) visible"
     except Exception as exc:  # noqa: BLE001 (torch's own reason, quoted)
         said = " ".join(str(exc).split()).split(". ")[0][:200]
+    driver = _driver_version()
+    new_enough = need and _version_tuple(driver) >= _version_tuple(need) > ()
+    fix = ("the host's driver is new enough: in a container, pass the GPUs through "
+           "(apptainer --nv, docker --gpus)" if new_enough else
+           "install a torch build for this driver (README: 'GPU drivers')")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return (f"job given {gpus} GPU(s) cannot use CUDA: {build}; driver: {_driver_version()}; "
+    return (f"job given {gpus} GPU(s) cannot use CUDA: {build}; driver: {driver}; "
             f"CUDA_VISIBLE_DEVICES={visible!r} (claimed {ids or 'none'}); torch says: {said}. "
-            "Install a torch build for this driver (README: 'GPU drivers'), or choose the CPU "
-            "explicitly: --resources gpu=0, or cpu_fallback: true in the config (tests only)")
+            f"Fix: {fix}; or choose the CPU explicitly: --resources gpu=0, or cpu_fallback: "
+            "true in the config (tests only)")
+
+
+def unsupported_gpu() -> str | None:
+    """Why the visible GPU cannot run this torch build's kernels (its compute capability is
+    not among the build's architectures, e.g. a V100 under a build from sm_75 on), or None."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(0)
+    arches = torch.cuda.get_arch_list()
+    if not arches or f"sm_{major}{minor}" in arches or \
+            any(a.startswith("compute_") and int(a[8:]) <= major * 10 + minor for a in arches):
+        return None
+    return (f"{torch.cuda.get_device_name(0)} (sm_{major}{minor}) is not among torch "
+            f"{torch.__version__}'s GPU architectures ({' '.join(arches)}): install a torch "
+            "build that includes it (README: 'GPU drivers')")
+
+
+def gres_gpus(gres: str | None) -> int:
+    """GPUs a SLURM ``gres`` resource asks for (``gpu:a100:2`` -> 2, ``gpu`` -> 1)."""
+    total = 0
+    for part in str(gres or "").replace("--gres=", "").split(","):
+        fields = part.strip().split(":")
+        if fields[0] == "gpu":
+            total += int(fields[-1]) if len(fields) > 1 and fields[-1].isdigit() else 1
+    return total
 
 
 def pick_job_device(gpus: int, ids: list[str], cpu_fallback: bool = False) -> str:
@@ -90,14 +129,13 @@ def pick_job_device(gpus: int, ids: list[str], cpu_fallback: bool = False) -> st
 
     if gpus <= 0:
         return "cpu"
-    if ids and torch.cuda.is_available() and torch.cuda.device_count() >= 1:
-        return "cuda"
-    reason = cuda_unavailable(gpus, ids) if ids else \
-        (f"job given {gpus} GPU(s) got none: CUDA_VISIBLE_DEVICES="
-         f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}" +
-         (f" inside SLURM job {os.environ['SLURM_JOB_ID']} (ask SLURM for GPUs: the profile's "
-          "gpu/gres resources)" if os.environ.get("SLURM_JOB_ID") else
-          " and no GPU ids were found (set SMK_GPU_IDS, or --resources gpu=0 for the CPU)"))
+    if torch.cuda.is_available() and torch.cuda.device_count() >= 1:
+        why = unsupported_gpu()
+        if why is None:
+            return "cuda"
+        reason = f"job given {gpus} GPU(s) cannot use it: {why}"
+    else:
+        reason = cuda_unavailable(gpus, ids)
     if not cpu_fallback:
         raise GPUUnavailable(reason)
     log.warning("cpu_fallback: running on the CPU: %s", reason)
@@ -106,13 +144,16 @@ def pick_job_device(gpus: int, ids: list[str], cpu_fallback: bool = False) -> st
 
 @contextlib.contextmanager
 def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True,
-                offline: bool = True, cpu_fallback: bool = False) -> Iterator[str]:
+                offline: bool = True, cpu_fallback: bool = False,
+                gres: str | None = None) -> Iterator[str]:
     """Log to ``log_path``, use ``threads`` CPU threads, claim ``gpus`` distinct GPUs.
 
     Yields the torch device string: ``cuda`` for a job given GPUs, ``cpu`` for one given none
     (``gpus: 0`` in the config, or ``--resources gpu=0``). A job given a GPU that CUDA cannot
     use fails at start naming the cause (:func:`pick_job_device`) instead of crawling on the
-    CPU, unless ``cpu_fallback``. Jobs that never touch torch (tables, audit) pass
+    CPU, unless ``cpu_fallback``. Inside a SLURM job, a ``gres`` resource naming GPUs (a
+    GRES-only site's ``gres: gpu:a100:1`` beside ``gpu: 0``, README) gives the job those GPUs.
+    Jobs that never touch torch (tables, audit) pass
     ``uses_torch=False`` and skip its ~2 s import. Every job runs with the hub offline
     (``HF_HUB_OFFLINE=1``) except the head node's downloads (``offline=False``:
     prepare_dataset, prefetch_weights).
@@ -136,11 +177,9 @@ def job_context(log_path: str, threads: int, gpus: int, uses_torch: bool = True,
         if hub:
             hub.HF_HUB_OFFLINE = True
     try:
+        if os.environ.get("SLURM_JOB_ID") and not int(gpus):
+            gpus = gres_gpus(gres)  # the GPUs a GRES-only site's job asked SLURM for
         with gpu_slots(int(gpus)) as ids:
-            if os.environ.get("SLURM_JOB_ID") and ids and not int(gpus):
-                # SLURM bound GPUs the job did not count (a GRES-only site's `gres` with
-                # `gpu: 0`, README): the job holds them, so it uses them
-                gpus = len(ids)
             device = "cpu"
             if uses_torch:
                 import torch

@@ -103,3 +103,16 @@ def fill_defaults(instance, schema: dict, root: dict):
     return instance
 
 
+def recipe_default(path: tuple[str, ...], schema_file: str | os.PathLike = SCHEMA_FILE) -> dict:
+    """The per-key default (``x-merge-default``) of the recipe at config ``path``, e.g.
+    ``("search", "fitness", "prefilter")``: what fills a key that recipe leaves out."""
+    import yaml
+
+    root = yaml.safe_load(Path(schema_file).read_text())
+    node = root
+    for part in path:
+        node = resolve(node, root)["properties"][part]
+    node = resolve(node, root)
+    if not node.get("x-merge-default"):
+        raise ValueError(f"{'.'.join(path)} is not a recipe with per-key defaults")
+    return copy.deepcopy(node["default"])

@@ -162,17 +162,17 @@ def select_losses(metrics_files: list[str], top_k: int, metric: str,
 
 # --- provenance -------------------------------------------------------------------------------
 
-def write_resolved_config(path: str, config: dict, overrides: dict,
-                          configfiles: list[str]) -> None:
+def write_resolved_config(path: str, config: dict, overrides: dict) -> None:
     """``config.resolved.yaml``: ``config`` (defaults filled, overrides applied) as YAML that
-    ``--configfile`` takes back, under a header naming the config files and the overrides."""
+    ``--configfile`` takes back, under a header naming the ``--config`` overrides."""
     import yaml
 
     from augloss.io import atomic_write_text
 
-    header = ["# The config every job of this experiment ran under: every schema default",
-              "# filled in, every --config override applied (written by rule resolved_config).",
-              f"# config files: {', '.join(configfiles) or '(the Snakefile default)'}",
+    header = ["# This experiment's config as the workflow last resolved it: every schema",
+              "# default filled in, every --config override applied (rule resolved_config).",
+              "# Snakemake reruns a job whose own part of it changed, so every finished output",
+              "# was made under it (each run's metrics.json also records its own recipe).",
               "# --config overrides: " + (yaml.safe_dump(overrides, default_flow_style=True,
                                                          sort_keys=True).strip()
                                           if overrides else "none")]

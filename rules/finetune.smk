@@ -40,7 +40,5 @@ rule finetune:
         **EXP.resources("finetune", EXP.runs_per_job("finetune")),
     params:
         jobs=train_jobs("finetune"),
-        # a cell's job restores the seeds that finished before (same job, code, data)
-        reuse_finished=EXP.seeds_in_one_job("finetune"),
     script:
         "../scripts/train.py"

@@ -13,6 +13,9 @@ rule search:
     benchmark:
         f"{R}/benchmarks/search/{{aug}}.tsv"
     retries: EXP.retries("search")
+    # the searches are the critical path: they go first when GPUs are free, before the
+    # cross-entropy and baseline runs that are ready beside them from the start
+    priority: 10
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("search")
@@ -74,6 +77,7 @@ rule correlation_study:
     benchmark:
         f"{R}/benchmarks/search/correlation.tsv"
     retries: EXP.retries("search")
+    priority: 10
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("search")

@@ -200,7 +200,6 @@ rule resolved_config:
         # (and the audit, which names the file by its hash)
         config=experiment.canonical(EXP.config),
         overrides=experiment.canonical(dict(workflow.config_settings.config)),
-        configfiles=[str(f) for f in workflow.overwrite_configfiles],
     script:
         "../scripts/resolved_config.py"
 

@@ -16,7 +16,5 @@ rule train_transfer:
         **EXP.resources("transfer", EXP.runs_per_job("transfer")),
     params:
         jobs=train_jobs("transfer"),
-        # a cell's job restores the seeds that finished before (same job, code, data)
-        reuse_finished=EXP.seeds_in_one_job("transfer"),
     script:
         "../scripts/train.py"

@@ -10,7 +10,8 @@ from augloss.io import write_json
 job = snakemake.params.job
 started = time.time()
 with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu,
-                         cpu_fallback=bool(snakemake.resources.get("cpu_fallback", 0))) as dev:
+                         cpu_fallback=bool(snakemake.resources.get("cpu_fallback", 0)),
+                         gres=snakemake.resources.get("gres")) as dev:
     workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
     fitness = workflow.fitness(job["fitness"], dev)
     best = dict(zip(job["augmentations"], snakemake.input.best))
@@ -21,5 +22,5 @@ with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resource
                                      bootstrap_seed=job["bootstrap_seed"])
     write_json(snakemake.output.study, study)
     provenance.write_job_provenance(
-        snakemake.output.provenance, started, device=dev,
+        snakemake.output.provenance, started, device=fitness.device,  # what it computed on
         extra={"data": provenance.manifest_digest(snakemake.input.manifest)})

@@ -6,5 +6,4 @@ from augloss import runtime, workflow
 
 with runtime.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     workflow.write_resolved_config(snakemake.output.config, dict(snakemake.params.config),
-                                   dict(snakemake.params.overrides),
-                                   list(snakemake.params.configfiles))
+                                   dict(snakemake.params.overrides))

@@ -12,11 +12,13 @@ from augloss.io import atomic_path
 job = snakemake.params.job
 started = time.time()
 with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu,
-                         cpu_fallback=bool(snakemake.resources.get("cpu_fallback", 0))) as dev:
+                         cpu_fallback=bool(snakemake.resources.get("cpu_fallback", 0)),
+                         gres=snakemake.resources.get("gres")) as dev:
     runtime.maybe_fail(snakemake.rule, snakemake.params.workdir)
     workflow.verify_dataset(snakemake.input.manifest, job["data_root"])
+    fitness = workflow.fitness(job["fitness"], dev)
     s = search.Search(job["augmentation"], search.SearchConfig.from_dict(job["algorithm"]),
-                      workflow.fitness(job["fitness"], dev), job["seed"], snakemake.params.workdir,
+                      fitness, job["seed"], snakemake.params.workdir,
                       cache_dir=snakemake.params.cache_dir, noise_seeds=job["noise_seeds"])
     s.store.set_aside_foreign()  # the config changed since the last run: start this one afresh
     s.run()
@@ -26,6 +28,6 @@ with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resource
         with atomic_path(snakemake.output[name]) as tmp:
             shutil.copyfile(src, tmp)
     provenance.write_job_provenance(
-        snakemake.output.provenance, started, device=dev,
+        snakemake.output.provenance, started, device=fitness.device,  # what it computed on
         extra={"data": provenance.manifest_digest(snakemake.input.manifest),
                "config_hash": s.config_hash})

@@ -10,8 +10,12 @@ from pathlib import Path
 from augloss import manifest, runs, runtime, workflow
 
 jobs = snakemake.params.jobs  # one run per seed this job trains, each naming its out_dir
+# every seed of a cell in one job (seeds_in_one_job): a seed that finished before under the same
+# job, code, data and weights is restored from its .finished/ copy (adding a seed trains it only)
+reuse = len(jobs) > 1 and "weights" not in snakemake.output.keys()
 with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resources.gpu,
-                         cpu_fallback=bool(snakemake.resources.get("cpu_fallback", 0))) as dev:
+                         cpu_fallback=bool(snakemake.resources.get("cpu_fallback", 0)),
+                         gres=snakemake.resources.get("gres")) as dev:
     for root in dict.fromkeys(job["data_root"] for job in jobs):  # hashes files: once per job
         workflow.verify_dataset(snakemake.input.manifest, root)
     data = manifest.file_sha256(snakemake.input.manifest)
@@ -28,8 +32,8 @@ with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resource
                        augment=job["augment"], data_root=job["data_root"],
                        preprocessing=job["preprocessing"])
         init = snakemake.input.get("weights")
-        if snakemake.params.get("reuse_finished"):  # every seed of a cell in one job
-            key = runs.finished_key(run, init, data)
+        if reuse:
+            key = runs.finished_key(run, init, data, code_files=(__file__,))
             if runs.restore_finished(out_dir, key) is not None:
                 runtime.log.info("run %s: finished before with the same job, code and data: "
                                  "outputs restored, not retrained", out_dir)
@@ -37,5 +41,5 @@ with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resource
         runtime.log.info("run %s", out_dir)
         runs.run(run, out_dir, device=dev, init_weights=init,
                  weights_out=snakemake.output.get("weights"))
-        if snakemake.params.get("reuse_finished"):
+        if reuse:
             runs.keep_finished(out_dir, key)

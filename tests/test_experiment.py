@@ -366,13 +366,17 @@ def test_stage_lists_are_derived_not_restated():
     assert stage_choices and all(tuple(c) == names.STAGES for c in stage_choices)
 
 
-def test_an_override_cannot_move_a_search_off_its_data_or_device():
+@pytest.mark.parametrize("key, value", [("dataset", "digits:0-4"), ("data_root", "/elsewhere"),
+                                        ("device", "cuda")])
+def test_an_override_cannot_move_a_search_off_its_data_or_device(key, value):
     """search.overrides.<aug>.fitness merges into the fitness, but the dataset, data root and
-    device are the search's own: the manifest its job checks is of that dataset."""
+    device are the search's own (the manifest its job checks is of that dataset): an override
+    of them is refused at the dry run, naming it, rather than silently ignored."""
     config = _config("demo/config.yaml")
-    config["search"]["overrides"] = {"cutout": {"fitness": {
-        "dataset": "digits:0-4", "data_root": "/elsewhere", "device": "cuda",
-        "threshold_scale": 0.5}}}
+    config["search"]["overrides"] = {"cutout": {"fitness": {key: value}}}
+    with pytest.raises(ConfigError, match=rf"search\.overrides\.cutout\.fitness\.{key}: "):
+        Experiment.from_config(config)
+    config["search"]["overrides"] = {"cutout": {"fitness": {"threshold_scale": 0.5}}}
     x = Experiment.from_config(config)
     job = x.search_job("cutout")
     assert (job["fitness"]["dataset"], job["fitness"]["data_root"], job["fitness"]["device"]) \
@@ -380,6 +384,22 @@ def test_an_override_cannot_move_a_search_off_its_data_or_device():
     assert job["fitness"]["threshold_scale"] == 0.5 != \
         x.search_job("base")["fitness"]["threshold_scale"]
     assert x.correlation_job()["fitness"] == x.fitness()
+
+
+def test_an_override_that_turns_on_a_screen_takes_the_screens_own_defaults():
+    """A screen that is off (null) and turned on by an override gets every key it leaves out
+    from that screen's own defaults, never the training dataclass's WRN values."""
+    from augloss.workflow import fitness
+
+    config = _config()
+    config["search"]["fitness"]["prefilter"] = None
+    config["search"]["overrides"] = {"cutout": {"fitness": {"prefilter": {"epochs": 4}}}}
+    x = Experiment.from_config(config)
+    full = Experiment.from_config(_config())
+    got = fitness(x.fitness("cutout"), "cpu").recipe("prefilter").to_dict()
+    want = fitness(full.fitness("cutout"), "cpu").recipe("prefilter").to_dict()
+    assert got == {**want, "epochs": 4} and got["optimizer"] == "adam" and got["lr"] == 0.001
+    assert x.fitness("base")["prefilter"] is None
 
 
 def test_weights_belong_to_the_fine_tune_section_only():
@@ -419,3 +439,13 @@ def test_a_baseline_job_carries_the_loss_its_check_parsed():
     assert b["focal"]["expression"] == "focal"  # the registry entry of its own name
     slug = next(iter(x.datasets("transfer")))
     assert x.train_job("transfer", slug, "base", "mine", 0)["baseline"] == b["mine"]
+
+
+@pytest.mark.parametrize("device, gpu", [("cpu", 1), ("cuda", 0)])
+def test_the_search_device_agrees_with_its_gpus(device, gpu):
+    """search.device: cpu with a GPU would hold it idle; cuda without one uses an unclaimed
+    GPU: both are refused at the dry run, naming search.device."""
+    config = _config()
+    config["search"].update(device=device, gpu=gpu)
+    with pytest.raises(ConfigError, match=r"search\.device: "):
+        Experiment.from_config(config)

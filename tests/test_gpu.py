@@ -1,6 +1,7 @@
 """The GPU-slot allocator, with fake device ids (no GPU needed)."""
 
 import multiprocessing as mp
+import os
 import time
 
 import pytest
@@ -52,19 +53,39 @@ def test_a_crashed_holder_releases_its_device(tmp_path):
         assert ids == ["0"]
 
 
-def test_pool_rules_and_cpu_and_slurm():
+def test_pool_rules_and_cpu_and_slurm(tmp_path):
     assert gpu_pool({"SMK_GPU_IDS": "2,3"}) == ["2", "3"]
-    assert gpu_pool({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0"}) is None
+    assert gpu_pool({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0"}) == ["0"]
     assert gpu_pool({"CUDA_VISIBLE_DEVICES": "1,5"}) == ["1", "5"]
     env = {"SMK_GPU_IDS": "0,1"}
     with gpu_slots(0, environ=env) as ids:
         assert ids == [] and env["CUDA_VISIBLE_DEVICES"] == ""
     env = {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "3"}
-    with gpu_slots(1, environ=env) as ids:
-        assert ids == ["3"] and env["CUDA_VISIBLE_DEVICES"] == "3"  # untouched under SLURM
-    with pytest.raises(RuntimeError, match="pool has 2"):
+    with gpu_slots(1, environ=env, lock_dir=tmp_path) as ids:
+        assert ids == ["3"] and env["CUDA_VISIBLE_DEVICES"] == "3"  # SLURM's bound device
+    env = {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "3"}
+    with gpu_slots(0, environ=env) as ids:  # gpu: 0 under SLURM too: the CPU, GPUs hidden
+        assert ids == [] and env["CUDA_VISIBLE_DEVICES"] == ""
+    with pytest.raises(RuntimeError, match="pool has"):
         with gpu_slots(3, environ={"SMK_GPU_IDS": "0,1"}):
             pass
+    with pytest.raises(RuntimeError, match="SLURM bound none to job 7"):
+        with gpu_slots(1, environ={"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": ""}):
+            pass
+
+
+def test_local_jobs_inside_one_allocation_get_distinct_gpus(tmp_path):
+    """Snakemake run locally inside a 4-GPU allocation (salloc): its jobs share SLURM_JOB_ID
+    and claim distinct bound devices through the allocation's own lock files."""
+    from augloss.gpu import default_lock_dir
+
+    env = {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    assert default_lock_dir(env).name.endswith("-slurm7")
+    a, b = dict(env), dict(env)
+    with gpu_slots(1, environ=a, lock_dir=tmp_path) as first:
+        with gpu_slots(1, environ=b, lock_dir=tmp_path) as second:
+            assert first != second and {a["CUDA_VISIBLE_DEVICES"],
+                                        b["CUDA_VISIBLE_DEVICES"]} == {"0", "1"}
 
 
 def test_waiting_times_out_when_all_devices_are_held(tmp_path):
@@ -86,11 +107,11 @@ def test_waiting_times_out_when_all_devices_are_held(tmp_path):
         assert queue.get(timeout=5) == "timeout"
 
 
-def test_slurm_binding_wins_over_smk_gpu_ids():
+def test_slurm_binding_wins_over_smk_gpu_ids(tmp_path):
     """Inside a SLURM job a stray SMK_GPU_IDS never overrides SLURM's own GPU binding."""
     env = {"SLURM_JOB_ID": "7", "SMK_GPU_IDS": "0,1,2,3", "CUDA_VISIBLE_DEVICES": "2"}
-    assert gpu_pool(env) is None
-    with gpu_slots(1, environ=env) as ids:
+    assert gpu_pool(env) == ["2"]
+    with gpu_slots(1, environ=env, lock_dir=tmp_path) as ids:
         assert ids == ["2"] and env["CUDA_VISIBLE_DEVICES"] == "2"
 
 
@@ -131,9 +152,13 @@ def test_gpus_slurm_binds_through_gres_count_as_given(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SLURM_JOB_ID", "7")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("SMK_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    assert runtime.gres_gpus("gpu:a100:2") == 2 and runtime.gres_gpus("gpu") == 1
+    assert runtime.gres_gpus(None) == 0 and runtime.gres_gpus("shard:1") == 0
     with pytest.raises(runtime.GPUUnavailable, match="job given 1 GPU"):
-        with runtime.job_context(str(tmp_path / "a.log"), 1, 0):
+        with runtime.job_context(str(tmp_path / "a.log"), 1, 0, gres="gpu:a100:1"):
             pass
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # SLURM bound none: the CPU, as asked
+    # no gres, gpu 0: the CPU as asked, the bound GPU hidden
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     with runtime.job_context(str(tmp_path / "b.log"), 1, 0) as device:
-        assert device == "cpu"
+        assert device == "cpu" and os.environ["CUDA_VISIBLE_DEVICES"] == ""

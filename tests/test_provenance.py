@@ -82,7 +82,8 @@ def test_training_provenance_records_the_packages_too():
 def test_science_packages_and_manifest_digest(tmp_path):
     packages = provenance.science_packages()
     assert set(packages) <= set(provenance.SCIENCE_PACKAGES)
-    assert {"augloss", "torch", "numpy", "pandas", "snakemake"} <= set(packages)
+    assert {"augloss", "torch", "numpy", "pandas", "pillow"} <= set(packages)
+    assert "snakemake" not in packages  # cannot change a number; environment.json has it
     manifest = tmp_path / "cifar10.json"
     manifest.write_text(json.dumps({"dataset": "cifar10", "files": {}, "splits": {
         "train": {"size": 10, "classes": 2, "digest": "a" * 64},
@@ -158,6 +159,17 @@ def test_audit_flags_mixed_package_versions_and_data(tmp_path):
     assert "torch==2.13.0" in row["packages"] and "torch==2.14.1" in row["packages"]
 
 
+def test_a_run_that_recorded_fewer_packages_is_not_mixed(tmp_path):
+    """An older run recorded torch/timm only: the packages both recorded are compared, and a
+    cell of equal versions is not flagged because one run recorded more names."""
+    row = _runs(tmp_path, {0: ({"packages": None, "torch": "2.14.1", "timm": "1.0.31"}, DATA),
+                           1: ({}, DATA), 2: ({}, DATA)})
+    assert "mixed package versions" not in row["flags"]
+    row = _runs(tmp_path / "b", {0: ({"packages": None, "torch": "2.13.0"}, DATA),
+                                 1: ({}, DATA), 2: ({}, DATA)})
+    assert "mixed package versions: torch 2.13.0 / 2.14.1" in row["flags"]
+
+
 def test_audit_names_old_provenance_packages(tmp_path):
     """Older provenance files recorded torch/timm/... at the top level."""
     row = _runs(tmp_path, {s: ({"packages": None, "torch": "2.14.1", "timm": "1.0.31"}, DATA)
@@ -211,12 +223,15 @@ def test_audit_jobs_rows_and_flags(tmp_path):
                              "evolved_losses": str(r / "search" / "nope.json")})
     j = jobs.set_index("job")
     assert list(j.index) == sorted(keys + ["evolved_losses"])
-    assert j.loc["search/base", "flags"] == ""
+    # the searches are compared with each other: one ran on the CPU, so both are flagged
+    across = "mixed devices across the searches: cpu, cuda (NVIDIA H100)"
+    assert j.loc["search/base", "flags"] == across
     assert j.loc["search/base", "device"] == "cuda (NVIDIA H100)"
     assert j.loc["search/base", "packages"] == \
         "augloss==0.1.0 numpy==2.4.6 timm==1.0.31 torch==2.14.1"
     assert j.loc["search/base", "data_digest"] == "train=t1 val=v1"
-    assert j.loc["search/base/random", "flags"] == "ran on the CPU although given 1 GPU"
+    assert j.loc["search/base/random", "flags"] == \
+        f"ran on the CPU although given 1 GPU; {across}"
     assert j.loc["correlation", "flags"] == "uncommitted changes in the code"
     assert j.loc["transfer/select_provenance", "flags"] == ""
     assert j.loc["transfer/select_provenance", "data_digest"] == "cifar10: train=t1"

@@ -49,6 +49,17 @@ KEYS = recipe_keys(PAPER)
 BASE = resolved(PAPER)
 
 
+def test_the_stage_defaults_are_what_config_yaml_always_resolved_to():
+    """Computed independently of the schema's defaults: each recipe as config.yaml states it,
+    read by the training dataclass as before per-stage defaults existed. The schema's per-key
+    defaults must reproduce it exactly (no stage's science changed)."""
+    for phase in PHASES:
+        raw = {**PAPER["search"]["fitness"][phase], "evaluate_test": False}
+        assert BASE[f"search.fitness.{phase}"] == TrainConfig.from_dict(raw).to_dict(), phase
+    for stage in STAGES:
+        assert BASE[f"{stage}.train"] == TrainConfig.from_dict(PAPER[stage]["train"]).to_dict()
+
+
 def test_the_omission_test_covers_every_recipe_key_of_the_paper_config():
     assert len(KEYS) == sum(len(PAPER["search"]["fitness"][p]) for p in PHASES) + \
         sum(len(PAPER[s]["train"]) for s in STAGES)

@@ -147,8 +147,11 @@ def test_a_finished_run_is_restored_only_under_its_own_key(tmp_path):
     assert runs.restore_finished(tmp_path / "never", "K1") is None
 
 
-def test_the_finished_key_covers_the_job_the_code_and_the_data():
+def test_the_finished_key_covers_the_job_the_code_and_the_data(tmp_path):
     from augloss import runs
+
+    w = tmp_path / "w.safetensors"
+    w.write_bytes(b"w")
 
     job = runs.Job(stage="transfer", dataset="digits", augmentation="base",
                    loss={"name": "ce", "expression": "ce"}, model={"name": "wrn"},
@@ -156,7 +159,7 @@ def test_the_finished_key_covers_the_job_the_code_and_the_data():
     key = runs.finished_key(job, None, "d1")
     assert key == runs.finished_key(job, None, "d1")
     assert key != runs.finished_key(job, None, "d2")  # other data
-    assert key != runs.finished_key(job, "w.safetensors", "d1")  # other start weights
+    assert key != runs.finished_key(job, str(w), "d1")  # other start weights
     from dataclasses import replace
     assert key != runs.finished_key(replace(job, seed=1), None, "d1")
     assert key != runs.finished_key(replace(job, train={"epochs": 2}), None, "d1")
@@ -173,3 +176,27 @@ def test_kept_copies_are_never_collected_as_runs(tmp_path):
     runs.keep_finished(run, "K")
     assert list(tmp_path.rglob("metrics.json")) == [run / "metrics.json"]
     assert sorted(tmp_path.rglob("*.json")) == [run / "metrics.json", run / "provenance.json"]
+
+
+def test_the_finished_key_covers_the_start_weights_bytes(tmp_path):
+    """A rerun pretraining (or a re-fetched weights file) keeps the file's name but not its
+    bytes: the key changes, so no seed is restored from the old weights."""
+    from augloss import runs
+
+    w = tmp_path / "weights.safetensors"
+    w.write_bytes(b"old")
+    job = runs.Job(stage="finetune", dataset="digits", augmentation="base",
+                   loss={"name": "ce", "expression": "ce"}, model={"name": "wrn"},
+                   train={"epochs": 1}, seed=0)
+    before = runs.finished_key(job, str(w), "d1")
+    w.write_bytes(b"new")
+    assert runs.finished_key(job, str(w), "d1") != before
+    hub = runs.Job(**{**job.__dict__, "model": {"name": "wrn", "weights": str(w)}})
+    key = runs.finished_key(hub, None, "d1")
+    w.write_bytes(b"newer")
+    assert runs.finished_key(hub, None, "d1") != key
+    script = tmp_path / "train.py"
+    script.write_text("a")
+    key = runs.finished_key(job, None, "d1", code_files=(str(script),))
+    script.write_text("b")
+    assert runs.finished_key(job, None, "d1", code_files=(str(script),)) != key

@@ -395,7 +395,8 @@ class Search:
                                  "shared_stream": self.cfg.shared_stream,
                                  "strategy": self.cfg.strategy},
                         val_n=self.val_n())
-        # the recipe of every phase as it trained, complete (the audit compares them)
+        # the recipe of every phase, complete, for the record (a reader of summary.json sees
+        # every key, none left to a code default)
         files["summary.json"]["recipes"] = {
             phase: self.fitness.recipe(phase).to_dict()
             for phase in ("prescreen", "prefilter", "main")

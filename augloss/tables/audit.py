@@ -36,10 +36,11 @@ def _mixed(values: Iterable[str], what: str) -> str:
     recorded = [_pairs(v) for v in values if v]
     if len(recorded) < 2:
         return ""
-    names = sorted({n for r in recorded for n in r})
+    # only names every run recorded: an older run that recorded fewer packages is not "mixed"
+    names = sorted(set.intersection(*(set(r) for r in recorded)))
     parts = []
     for name in names:
-        seen = list(dict.fromkeys(r.get(name, "none") for r in recorded))
+        seen = list(dict.fromkeys(r[name] for r in recorded))
         if len(seen) > 1:
             parts.append(f"{name} {' / '.join(seen)}")
     return f"{what}: {', '.join(parts)}" if parts else ""
@@ -193,6 +194,16 @@ def audit_jobs(provenance_files: dict[str, str]) -> pd.DataFrame:
                      "data_digest": describe_digests(prov.get("data")),
                      "started": prov.get("started", ""), "ended": prov.get("ended", ""),
                      "provenance": str(path), "flags": "; ".join(flags)})
+    searches = [r for r in rows if r["job"].startswith("search/")]
+    across = [f for f in (_mixed([r["packages"] for r in searches],
+                                 "mixed package versions across the searches"),
+                          _mixed([r["data_digest"] for r in searches],
+                                 "mixed data across the searches")) if f]
+    devices = sorted({r["device"] for r in searches if r["device"]})
+    if len(devices) > 1:
+        across.append("mixed devices across the searches: " + ", ".join(devices))
+    for r in searches:  # the cross-augmentation claim compares the searches with each other
+        r["flags"] = "; ".join(f for f in [r["flags"], *across] if f)
     return pd.DataFrame(rows, columns=JOB_FIELDS)
 
 
