@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 setup: $(VENV)/.installed  ## create .venv and install augloss with its test extras
 
 test: setup  ## run the test suite
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile  # 2 workers, a test file each (module fixtures once)
 
 smoke: setup  ## the paper-shaped smoke run: config.yaml's DAG and real models, synthetic data
 	$(PY) -m pytest -q -m smoke tests/test_paper_smoke.py

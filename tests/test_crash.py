@@ -25,7 +25,8 @@ EXP = "crash"
 
 # Compared byte for byte. Logs, benchmarks, provenance (hosts, timings) and the search cache
 # statistics (a resumed search hits its cache more often, by design) legitimately differ.
-SKIP_DIRS = {"logs", "benchmarks", "provenance", "cache", "work", "slurm-logs"}
+# .finished/: a run's kept copy of its outputs (its provenance holds times and hosts)
+SKIP_DIRS = {"logs", "benchmarks", "provenance", "cache", "work", "slurm-logs", ".finished"}
 SKIP_FILES = {"cache_stats.json", "provenance.json"}
 
 

@@ -163,7 +163,7 @@ def job_key(path: str | Path, root: str | Path) -> str:
 
 
 JOB_FIELDS = ["job", "code_version", "git_commit", "git_dirty", "device", "gpus_requested",
-              "packages", "data_digest", "started", "ended", "provenance", "flags"]
+              "packages", "data_digest", "provenance", "flags"]
 
 
 def audit_jobs(provenance_files: dict[str, str]) -> pd.DataFrame:
@@ -192,7 +192,6 @@ def audit_jobs(provenance_files: dict[str, str]) -> pd.DataFrame:
                      "gpus_requested": "" if n is None else str(n),
                      "packages": describe_packages(prov) if prov else "",
                      "data_digest": describe_digests(prov.get("data")),
-                     "started": prov.get("started", ""), "ended": prov.get("ended", ""),
                      "provenance": str(path), "flags": "; ".join(flags)})
     searches = [r for r in rows if r["job"].startswith("search/")]
     across = [f for f in (_mixed([r["packages"] for r in searches],
@@ -245,10 +244,10 @@ def _csv(a: pd.DataFrame, jobs: pd.DataFrame | None) -> str:
     "jobs", ``stage`` the job's kind, ``job`` its key, the rest in the same columns)."""
     if jobs is None or not len(jobs):
         return a.to_csv(index=False, lineterminator="\n")
-    cells = a.assign(section="cells", job="", git_dirty="", started="", ended="")
+    cells = a.assign(section="cells", job="", git_dirty="")
     j = jobs.assign(section="jobs", stage=jobs["job"].str.split("/").str[0],
                     run_dirs=jobs["provenance"]).drop(columns=["provenance"])
-    columns = list(a.columns) + [c for c in ("section", "job", "git_dirty", "started", "ended")
+    columns = list(a.columns) + [c for c in ("section", "job", "git_dirty")
                                  if c not in a.columns]
     both = pd.concat([cells, j], ignore_index=True).reindex(columns=columns)
     both["n_runs"] = both["n_runs"].astype("Int64")  # a job's row: empty, the cells' stay ints
@@ -309,7 +308,6 @@ def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path,
                       + (f"; GPUs requested: {r.gpus_requested}" if r.gpus_requested else ""),
                       f"- packages: {r.packages or 'not recorded'}",
                       f"- data: {r.data_digest or 'not recorded'}",
-                      f"- ran: {r.started or '?'} to {r.ended or '?'}",
                       f"- provenance: `{r.provenance}`",
                       f"- **flags: {r.flags}**" if r.flags else "- flags: none", ""]
     atomic_write_text(md_path, "\n".join(lines))
