@@ -12,10 +12,10 @@ rule search:
         f"{R}/logs/search/{{aug}}.log",
     benchmark:
         f"{R}/benchmarks/search/{{aug}}.tsv"
-    retries: EXP.retries("search")
     # the searches are the critical path: they go first when GPUs are free, before the
     # cross-entropy and baseline runs that are ready beside them from the start
     priority: 10
+    retries: EXP.retries("search")
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("search")
@@ -76,8 +76,8 @@ rule correlation_study:
         f"{R}/logs/search/correlation.log",
     benchmark:
         f"{R}/benchmarks/search/correlation.tsv"
-    retries: EXP.retries("search")
     priority: 10
+    retries: EXP.retries("search")
     conda:
         "../envs/augloss.yaml"
     threads: stage_threads("search")

@@ -220,10 +220,12 @@ def test_good_overrides_pass(paper):
     paper["search"]["overrides"] = {
         "cutout": {"algorithm": {"children": 2000}, "fitness": {"prescreen": None}},
         "mixup": {"fitness": {"main": {"lr": 0.002}, "model": {"dropout": 0.2},
-                              "threshold_scale": 0.5}},
-        # set by the search after the merge, so ignored (tests/test_experiment.py)
-        "all": {"fitness": {"dataset": "digits:0-4", "data_root": "/x", "device": "cuda"}}}
+                              "threshold_scale": 0.5}}}
     checks.check_config(paper)
+    # a search's own dataset, data root and device cannot be overridden: refused, not ignored
+    paper["search"]["overrides"] = {"all": {"fitness": {"data_root": "/x"}}}
+    with pytest.raises(ConfigError, match=r"search\.overrides\.all\.fitness\.data_root"):
+        checks.check_config(paper)
 
 
 def test_an_override_of_an_augmentation_not_searched_is_refused(paper):
