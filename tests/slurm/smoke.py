@@ -47,6 +47,7 @@ def setup(work: Path, ncpu: int, ngpu: int) -> None:
     for stage in ("search", "transfer", "finetune"):
         cfg[stage]["gpu"] = 1  # scheduled on the fake GPUs (the jobs still compute on the CPU)
     cfg["cpu_fallback"] = True  # fake GPUs: CUDA cannot use them, run on the CPU on purpose
+    cfg["search"]["device"] = "auto"  # a search given a GPU computes on its job's device
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     long = yaml.safe_load(yaml.safe_dump(cfg))
     long["experiment"] = INTERRUPT_EXP
@@ -84,7 +85,7 @@ def setup_timeout(work: Path) -> list[str]:
     cfg["experiment"] = TIMEOUT_EXP
     cfg["augmentations"] = ["base"]
     cfg["cpu_fallback"] = True  # the fake GPUs
-    cfg["search"].update(gpu=1, runtime=1, retries=8, baseline="none")
+    cfg["search"].update(gpu=1, device="auto", runtime=1, retries=8, baseline="none")
     cfg["search"]["algorithm"].update(children=TIMEOUT_CHILDREN, batch_children=1)
     cfg["transfer"].update(gpu=1, runtime=1, retries=8, seeds=[0], seeds_in_one_job=False)
     cfg["transfer"]["train"].update(epochs=TIMEOUT_EPOCHS)
