@@ -188,10 +188,14 @@ def check(work: Path, retried: str) -> dict:
     r = work / "results" / EXP
     for table in ("search", "correlation", "transfer", "finetune"):
         assert (r / "tables" / f"{table}.md").stat().st_size > 0, table
-    # Every training job ran as a SLURM job that was given one of the fake GPUs.
+    # Every GPU job (searches, correlation study, training) ran as a SLURM job that was given
+    # one of the fake GPUs; the local rules (evolved_losses, the selection) on the head node.
     slurm_jobs, devices = set(), set()
     for prov in r.rglob("provenance.json"):
         p = json.loads(prov.read_text())
+        if prov.parent.name in ("evolved", "selection"):
+            assert not p["slurm_job_id"] and p["gpus_requested"] == 0, prov
+            continue
         assert p["slurm_job_id"], f"{prov} did not run under SLURM"
         assert p["cuda_visible_devices"] in ("0", "1"), f"{prov}: no GPU bound by SLURM"
         slurm_jobs.add(p["slurm_job_id"])
