@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from augloss import names, registry
-from augloss.schema import SCHEMA_FILE, ConfigError
+from augloss.schema import SCHEMA_FILE, ConfigError, deep_merge
 
 #: The most training runs (all stages together) a config may imply, unless its top-level
 #: ``max_runs`` says otherwise. Snakemake builds one job per run (or per cell with
@@ -112,15 +112,6 @@ def _override_nodes(schema: dict) -> dict[str, dict]:
     return {"algorithm": search["algorithm"], "fitness": fitness}
 
 
-def _merge(base: dict, override: dict) -> dict:
-    """``base`` with ``override`` merged in, recursively for dicts (as the search job merges)."""
-    out = copy.deepcopy(base)
-    for k, v in override.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
-            else copy.deepcopy(v)
-    return out
-
-
 def _key(prefix: str, path) -> str:
     out = prefix
     for part in path:
@@ -156,7 +147,7 @@ def check_overrides(config: dict, schema_file: str | Path = SCHEMA_FILE) -> None
         for part, node in nodes.items():
             if part not in over:
                 continue
-            merged = _merge(base[part], over[part])
+            merged = deep_merge(base[part], over[part])
             validator = jsonschema.Draft202012Validator({"$defs": schema["$defs"], **node})
             err = jsonschema.exceptions.best_match(validator.iter_errors(merged))
             if err is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from augloss import checks, names
 from augloss.config import FitnessConfig, SearchConfig, TrainConfig
 from augloss.losses.registry import resolve
-from augloss.schema import SCHEMA_FILE, ConfigError, load_config, recipe_default
+from augloss.schema import SCHEMA_FILE, ConfigError, deep_merge, load_config, recipe_default
 
 #: The search's recipes (``search.fitness.<phase>``), each with its own per-key defaults.
 PHASES = ("prescreen", "prefilter", "main")
@@ -91,15 +91,6 @@ def canonical(obj):
     if isinstance(obj, (list, tuple)):
         return [canonical(v) for v in obj]
     return obj
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """``base`` with ``override`` merged in, recursively for dicts (copies; inputs untouched)."""
-    out = copy.deepcopy(base)
-    for k, v in override.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
-            else copy.deepcopy(v)
-    return out
 
 
 @dataclass(frozen=True)

@@ -116,3 +116,12 @@ def recipe_default(path: tuple[str, ...], schema_file: str | os.PathLike = SCHEM
     if not node.get("x-merge-default"):
         raise ValueError(f"{'.'.join(path)} is not a recipe with per-key defaults")
     return copy.deepcopy(node["default"])
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override`` merged in, recursively for dicts (copies; inputs untouched)."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
+            else copy.deepcopy(v)
+    return out
