@@ -12,7 +12,6 @@ tables' wildcard constraint, the CLI and the checks all derive from that table.
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 
