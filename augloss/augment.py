@@ -14,12 +14,17 @@ step          what it does here (defaults; every parameter is a config value)
               input); nothing when fine-tuning. A spec without steps (``none``: the search's
               pre-screen and pre-filter, as in the earlier code) trains on the evaluation
               pipeline.
-randaugment   torchvision RandAugment (``N = 2``, ``M = 9``).
-crop_flip     pad-4 random crop + horizontal flip (the padding scales with ``image_size`` / 32).
-              Fine-tuning (``finetune=True``): random-resized crop to ``image_size`` + flip.
+randaugment   ``randaugment_impl: tf``: the earlier code's TF Model Garden RandAugment
+              (:mod:`augloss.tf_randaugment`; N ops of 16 + identity, level M of 10);
+              ``torchvision``: ``v2.RandAugment(N, M)`` (31 magnitude bins).
+crop_flip     pad-4 random crop (zero or reflection padding, ``pad_mode``) + horizontal flip
+              (the padding scales with ``image_size`` / 32). Fine-tuning (``finetune=True``):
+              ``crop: random_resized`` (torchvision, scale 0.08-1) or ``square`` (a random
+              square of the shorter side, resized: the earlier code) to ``image_size`` + flip.
 cutout        one square hole of side ``cutout_size`` (16 px on 32 px images; scaled with the
               image otherwise) whose centre is uniform over the image (DeVries & Taylor 2017),
-              clipped at the borders, filled with zeros.
+              clipped at the borders, filled with black (``cutout_fill: zero``) or the
+              normalisation's mean colour (``mean``: zero after normalising, as their code).
 mixup         nothing per sample: the trainer mixes each batch (:func:`mixup`) with
               ``lam ~ Beta(alpha, alpha)`` (alpha 1.0), one ``lam`` per batch and a random
               pairing, as in Zhang et al. 2018. ``mixup_mode``: ``targets`` (default) feeds the
@@ -47,11 +52,13 @@ from augloss.config import MIXUP_MODES, AugmentConfig
 
 
 class Cutout(torch.nn.Module):
-    """One ``size`` x ``size`` square of zeros, centre uniform over the image, clipped at borders."""
+    """One ``size`` x ``size`` square of ``fill`` (one value per channel; zeros by default),
+    centre uniform over the image, clipped at the borders."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, fill: tuple[int, ...] = (0, 0, 0)):
         super().__init__()
         self.size = int(size)
+        self.fill = tuple(int(v) for v in fill)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if self.size <= 0:
@@ -62,7 +69,11 @@ class Cutout(torch.nn.Module):
         y0, y1 = max(0, cy - self.size // 2), min(h, cy - self.size // 2 + self.size)
         x0, x1 = max(0, cx - self.size // 2), min(w, cx - self.size // 2 + self.size)
         img = img.clone()
-        img[..., y0:y1, x0:x1] = 0
+        if len(set(self.fill)) == 1:
+            img[..., y0:y1, x0:x1] = self.fill[0]
+        else:
+            img[..., y0:y1, x0:x1] = torch.tensor(self.fill, dtype=img.dtype,
+                                                  device=img.device)[:, None, None]
         return img
 
 
@@ -141,6 +152,12 @@ def build(name: str, config: AugmentConfig | None = None) -> Technique:
 
 
 def _randaugment(cfg: AugmentConfig) -> list:
+    if cfg.randaugment_impl == "tf":
+        from augloss.tf_randaugment import TFRandAugmentTransform
+
+        return [TFRandAugmentTransform(cfg.randaugment_n, cfg.randaugment_m,
+                                       cutout_const=cfg.randaugment_cutout,
+                                       translate_const=cfg.randaugment_translate)]
     from torchvision.transforms import v2
 
     return [v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m)]
@@ -150,14 +167,18 @@ def _crop_flip(cfg: AugmentConfig) -> list:
     from torchvision.transforms import v2
 
     if cfg.finetune:
-        return [v2.RandomResizedCrop(cfg.image_size, interpolation=interpolation(cfg),
-                                     antialias=True),
-                v2.RandomHorizontalFlip()]
-    return [v2.RandomCrop(cfg.image_size, padding=cfg.scaled(cfg.pad)), v2.RandomHorizontalFlip()]
+        crop = [v2.RandomResizedCrop(cfg.image_size, interpolation=interpolation(cfg),
+                                     antialias=True)] if cfg.crop == "random_resized" else \
+            [SquareCrop(), v2.Resize((cfg.image_size, cfg.image_size),
+                                     interpolation=interpolation(cfg), antialias=True)]
+        return crop + [v2.RandomHorizontalFlip()]
+    return [v2.RandomCrop(cfg.image_size, padding=cfg.scaled(cfg.pad),
+                          padding_mode=cfg.pad_mode),
+            v2.RandomHorizontalFlip()]
 
 
 def _cutout(cfg: AugmentConfig) -> list:
-    return [Cutout(cfg.scaled(cfg.cutout_size))]
+    return [Cutout(cfg.scaled(cfg.cutout_size), cfg.cutout_value())]
 
 
 def _by_the_trainer(cfg: AugmentConfig) -> list:

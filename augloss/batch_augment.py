@@ -10,9 +10,10 @@ transform calls:
 * pad-and-crop: one padded copy, per-sample offsets, one gather;
 * horizontal flip: a Bernoulli(0.5) mask and ``torch.where``;
 * cutout: per-sample centres, a row mask times a column mask;
-* RandAugment: per sample and per slot an op id and a sign; the samples that drew the same
-  (op, sign) are transformed together by torchvision's own op at the configured magnitude, so
-  every op is exactly torchvision's (at most 2 x 14 x 2 grouped calls per batch);
+* RandAugment (``randaugment_impl: torchvision``): per sample and per slot an op id and a sign;
+  the samples that drew the same (op, sign) are transformed together by torchvision's own op at
+  the configured magnitude, so every op is exactly torchvision's (at most 2 x 14 x 2 grouped
+  calls per batch); ``tf``: :class:`augloss.tf_randaugment.TFRandAugment`, batched itself;
 * mixup: unchanged (it is a batch operation already), the pairing drawn from the generator and
   ``lam`` from a host NumPy generator seeded with it (a draw on the device would make the host
   wait for the GPU at every step).
@@ -116,10 +117,17 @@ class BatchAugment:
         self.cfg = cfg
         self.pad = cfg.scaled(cfg.pad)
         self.cutout = cfg.scaled(cfg.cutout_size)
+        self.fill = cfg.cutout_value()
         self.mixup = spec.mixup
         # The per-image steps in the spec's order; batch steps are the trainer's.
         self.steps = tuple(getattr(self, form) for form in _forms(spec) if form != BY_THE_TRAINER)
-        if "randaugment" in spec.steps:  # torchvision only where its ops are used
+        if "randaugment" in spec.steps and cfg.randaugment_impl == "tf":
+            from augloss.tf_randaugment import TFRandAugment
+
+            self._tf_ra = TFRandAugment(cfg.randaugment_n, cfg.randaugment_m,
+                                        cutout_const=cfg.randaugment_cutout,
+                                        translate_const=cfg.randaugment_translate)
+        elif "randaugment" in spec.steps:  # torchvision only where its ops are used
             from torchvision.transforms import v2
 
             self._ra = v2.RandAugment(num_ops=cfg.randaugment_n, magnitude=cfg.randaugment_m)
@@ -137,12 +145,13 @@ class BatchAugment:
 
     # --- the operations (public for the equivalence tests) ------------------------------------
     def crop(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """``v2.RandomCrop(H, padding=pad)`` per sample: zero padding, uniform offsets."""
+        """``v2.RandomCrop(H, padding=pad, padding_mode=pad_mode)`` per sample: zero or
+        reflection padding, uniform offsets."""
         n, _, h, w = x.shape
         p = self.pad
         if p == 0:
             return x
-        padded = F.pad(x, (p, p, p, p))
+        padded = F.pad(x, (p, p, p, p), mode=self.cfg.pad_mode)
         oy = torch.randint(2 * p + 1, (n,), generator=g, device=x.device)
         ox = torch.randint(2 * p + 1, (n,), generator=g, device=x.device)
         rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
@@ -162,7 +171,8 @@ class BatchAugment:
         return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
     def erase(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """:class:`augloss.augment.Cutout` per sample: a square of zeros, centre uniform."""
+        """:class:`augloss.augment.Cutout` per sample: a square of the fill colour, centre
+        uniform."""
         n, _, h, w = x.shape
         s = self.cutout
         if s <= 0:  # as Cutout: no hole, no draws
@@ -175,10 +185,17 @@ class BatchAugment:
         rows = (ys >= y0) & (ys < y0 + s)
         cols = (xs >= x0) & (xs < x0 + s)
         hole = rows[:, :, None] & cols[:, None, :]
-        return x.masked_fill(hole[:, None], 0)
+        if len(set(self.fill)) == 1:
+            return x.masked_fill(hole[:, None], self.fill[0])
+        fill = torch.tensor(self.fill, dtype=x.dtype, device=x.device)[None, :, None, None]
+        return torch.where(hole[:, None], fill, x)
 
     def rand_augment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """``v2.RandAugment(N, M)`` per sample, each op applied by torchvision to its group."""
+        """RandAugment per sample: the earlier code's (``randaugment_impl: tf``,
+        :class:`augloss.tf_randaugment.TFRandAugment`, batched itself), or ``v2.RandAugment(N,
+        M)`` with each op applied by torchvision to its group."""
+        if self.cfg.randaugment_impl == "tf":
+            return self._tf_ra(x, g)
         n, _, h, w = x.shape
         ra = self._ra
         for _ in range(ra.num_ops):

@@ -1,6 +1,7 @@
 """The ``augloss`` command: check a loss, regenerate a table, audit finished runs.
 
-    augloss loss "-(y * ln(p))"          # canonical form, LaTeX, PyTorch source, integrity verdict
+    augloss loss "-(y * ln(p))"          # canonical form, LaTeX, integrity verdict, PyTorch source
+    augloss loss --orient "y * ln(p)"    # ... of the loss as orient: true trains it
     augloss tables RUNS... --stage transfer --out results/x/tables/transfer
     augloss audit RUNS... --out results/x/audit/audit --strict --config config.yaml
     augloss plan --delta 0.2 --seed-sd 0.15 --cells 10 --losses 8   # seeds a Δ needs
@@ -46,8 +47,9 @@ def _os_message(err: OSError) -> str:
 
 def _loss(args: argparse.Namespace) -> int:
     # The package's eager names (parser, printer, registry) are torch-free; the integrity test
-    # imports torch, so it is imported only when asked for.
-    from augloss.losses import LossSyntaxError, resolve
+    # imports torch, so it is imported only when asked for: by --show integrity, or by the
+    # PyTorch source with --orient (what trains then depends on the test's verdict).
+    from augloss.losses import Call, LossSyntaxError, resolve
 
     try:
         expr, name = resolve(args.expression)
@@ -64,27 +66,59 @@ def _loss(args: argparse.Namespace) -> int:
         lines.append(f"key:        {expr.key}  (sha256 of the canonical text)")
     if "latex" in show:
         lines.append(f"latex:      {expr.latex()}")
-    failed = None
-    if "integrity" in show:
+    verdict = None
+    if "integrity" in show or ("torch" in show and args.orient and name is None):
         try:
             from augloss.losses.integrity import integrity
         except ImportError as err:
             _error("loss", f"the integrity test needs torch ({err}); --show canonical, key, "
-                   "latex or torch print without it")
+                   "latex or torch (without --orient) print without it")
             return 1
         verdict = integrity(expr, faithful_quirks=args.faithful_quirks)
+    if "integrity" in show:
         if verdict.ok:
-            how = "negated to point the right way" if verdict.flip else "as written"
+            how = "points the wrong way: the test negates it" if verdict.flip else "as written"
             quirk = f"; {verdict.quirk} quirk" if verdict.quirk else ""
             lines.append(f"integrity:  passes ({how}{quirk})")
         else:
-            failed = verdict.reason
             lines.append(f"integrity:  fails: {verdict.reason}")
-    if "torch" in show:
-        lines += ["pytorch:", expr.to_torch_source(args.name).rstrip()]
+    # What training would use (augloss.losses.orientation): a registry name as defined; an
+    # expression as written, or with --orient (a baseline's orient: true) as the test orients it.
+    trained, refused, warning = expr, None, None
+    if name is not None:
+        how = f"registry name {name!r}: oriented already, orient does not apply"
+    elif verdict is None:
+        how = "as written, orient: false; the integrity test not run"
+    elif not verdict.ok:
+        how = "as written, orient: false" if not args.orient else None
+        if args.orient:
+            refused = (f"{expr} fails the integrity test ({verdict.reason}): --orient "
+                       f"(orient: true) trains only a loss the test orients")
+    elif verdict.flip and args.orient:
+        trained = Call("neg", (expr,))
+        how = "negated to point the right way, orient: true"
+    elif verdict.flip:
+        how = "as written, orient: false"
+        warning = (f"{expr} points the wrong way by the integrity test and trains as written; "
+                   f"set orient: true on its baseline (here: --orient) to train "
+                   f"{Call('neg', (expr,))}")
+    else:
+        how = "as written" + (", orient: true" if args.orient else "")
+    if "integrity" in show or "torch" in show:
+        if refused is not None:
+            lines.append("trains as:  nothing (refused)")
+        else:
+            lines.append(f"trains as:  {trained}  ({how})")
+        if warning is not None:
+            lines.append(f"warning:    {warning}")
+    if "torch" in show and refused is None:
+        lines += ["pytorch:", trained.to_torch_source(args.name).rstrip()]
     print("\n".join(lines))
-    if failed is not None:
-        _error("loss", f"{expr} fails the integrity test: {failed}")
+    if refused is not None:
+        _error("loss", refused)
+        return 1
+    if verdict is not None and not verdict.ok and "integrity" in show:
+        _error("loss", f"{expr} fails the integrity test: {verdict.reason}")
         return 1
     return 0
 
@@ -269,7 +303,11 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("loss", help="parse a loss; print its canonical form, LaTeX, PyTorch "
                        "source and integrity verdict",
                        description="Parse a loss expression over y (target), p (softmax) and "
-                       "the constants, or a registry name (ce, focal, poly1, ...).")
+                       "the constants, or a registry name (ce, focal, poly1, ...); a loss as "
+                       "the authors' earlier code printed it parses too. The integrity line "
+                       "gives the test's verdict, 'trains as' what training uses (as written, "
+                       "or with --orient as the test orients it) and the PyTorch source is "
+                       "that loss's.")
     q.add_argument("expression", help='expression text, e.g. "-(y * ln(p))", or a registry name')
     q.add_argument("--show", action="append", choices=SHOW,
                    help="print only this part (repeatable; default: all)")
@@ -277,6 +315,9 @@ def parser() -> argparse.ArgumentParser:
                    help="function name in the PyTorch source (default: evolved_loss)")
     q.add_argument("--faithful-quirks", action="store_true",
                    help="judge integrity with the earlier code's orientation quirks")
+    q.add_argument("--orient", action="store_true",
+                   help="print the loss as a baseline with orient: true trains it: negated "
+                   "where the integrity test flips it (default: as written, orient: false)")
     q.set_defaults(func=_loss)
 
     t = sub.add_parser("tables", help="rebuild a stage's table (Markdown, CSV, LaTeX, HTML), "

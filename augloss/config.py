@@ -19,7 +19,11 @@ SCHEDULES = ("cosine", "step", "constant")
 PIPELINES = ("auto", "tensor", "loader")
 MIXUP_MODES = ("targets", "losses")
 FITNESS_METRICS = ("final", "max")
-NORMALIZE = ("unit", "imagenet", "tf", "mean_std")
+NORMALIZE = ("unit", "imagenet", "tf", "cifar", "mean_std")
+RANDAUGMENT_IMPLS = ("tf", "torchvision")
+PAD_MODES = ("constant", "reflect")
+CUTOUT_FILLS = ("zero", "mean")
+CROPS = ("random_resized", "square")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 DIVERGED_POLICIES = ("keep", "discard")
 STRATEGIES = ("evolution", "random")
@@ -28,6 +32,10 @@ STRATEGIES = ("evolution", "random")
 EVALUATION_SEEDS = ("per_evaluation", "search_seed")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# CIFAR per-channel statistics of the WRN code (szagoruyko/wide-residual-networks, pytorch/main.py)
+# and of DeVries & Taylor's Cutout code: [125.3, 123.0, 113.9] / 255, [63.0, 62.1, 66.7] / 255.
+CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 # Bump when a change to training or scoring code changes a candidate's fitness: evaluation-cache
 # entries of another version are never reused (augloss.search.evaluator).
 FITNESS_VERSION = 3  # 3: mixup's lam drawn on the host (no device sync per step)
@@ -103,27 +111,41 @@ class TrainConfig:
 class AugmentConfig:
     """Parameters of the techniques and the input pipeline (none is from the paper).
 
-    ``pad`` and ``cutout_size`` are pixels of a 32-px image and scale with ``image_size``.
+    ``pad`` and ``cutout_size`` are pixels of a 32-px image and scale with ``image_size``;
+    ``pad_mode`` pads the random crop with zeros (``constant``) or by reflection (the WRN
+    code). ``cutout_fill``: ``zero`` (black, before normalisation) or ``mean`` (the
+    normalisation's mean colour, i.e. zero after it, as DeVries & Taylor's code).
     ``normalize``: ``unit`` (x / 255), ``imagenet`` (ImageNet mean/std), ``tf`` ((x - 127.5) /
-    128, the earlier code's surrogate) or ``mean_std`` (``mean`` / ``std`` given, in [0, 1]
-    units; what a pretrained model's own config resolves to). ``interpolation`` and
-    ``crop_pct`` shape the resizes (fine-tuning evaluates a centre crop of side ``image_size``
-    from the image resized to ``image_size / crop_pct``).
+    128, the earlier code's surrogate), ``cifar`` (the WRN and Cutout code's CIFAR mean/std) or
+    ``mean_std`` (``mean`` / ``std`` given, in [0, 1] units; what a pretrained model's own
+    config resolves to). ``interpolation`` and ``crop_pct`` shape the resizes (fine-tuning
+    evaluates a centre crop of side ``image_size`` from the image resized to ``image_size /
+    crop_pct``); ``crop`` is fine-tuning's training crop: ``random_resized`` (torchvision's
+    scale 0.08-1) or ``square`` (the earlier code: a random square of the shorter side, resized).
+    ``randaugment_impl``: ``tf`` (the earlier code's TF Model Garden RandAugment,
+    :mod:`augloss.tf_randaugment`; ``randaugment_m`` on its 0-10 level scale, translate and
+    cutout constants in pixels, not scaled) or ``torchvision`` (``v2.RandAugment``, 31 bins).
     """
 
     image_size: int = 32
     finetune: bool = False  # random-resized crop instead of pad-crop
     pad: int = 4
+    pad_mode: str = "constant"
     cutout_size: int = 16
+    cutout_fill: str = "zero"
     mixup_alpha: float = 1.0
     mixup_mode: str = "targets"
+    randaugment_impl: str = "torchvision"
     randaugment_n: int = 2
     randaugment_m: int = 9
+    randaugment_translate: float = 100.0
+    randaugment_cutout: float = 40.0
     normalize: str = "unit"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     interpolation: str = "bilinear"
     crop_pct: float = 0.875
+    crop: str = "random_resized"
 
     def __post_init__(self):
         for key in ("mean", "std"):
@@ -131,8 +153,16 @@ class AugmentConfig:
                 object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
         if self.mixup_mode not in MIXUP_MODES:
             raise ValueError(f"mixup_mode must be one of {MIXUP_MODES}, got {self.mixup_mode!r}")
-        if self.normalize not in NORMALIZE:
-            raise ValueError(f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
+        for key, allowed in (("normalize", NORMALIZE), ("randaugment_impl", RANDAUGMENT_IMPLS),
+                             ("pad_mode", PAD_MODES), ("cutout_fill", CUTOUT_FILLS),
+                             ("crop", CROPS)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.cutout_fill == "mean" and self.mean_std() is None:
+            raise ValueError("cutout_fill: mean fills with the normalisation's mean colour; "
+                             "normalize: unit has none (use zero, or another normalize)")
+        if self.randaugment_translate < 0 or self.randaugment_cutout < 0:
+            raise ValueError("randaugment_translate and randaugment_cutout must be >= 0")
         if (self.normalize == "mean_std") != (self.mean is not None and self.std is not None):
             raise ValueError("normalize: mean_std needs mean and std (and only it uses them)")
         if self.normalize == "mean_std" and (len(self.mean) != 3 or len(self.std) != 3
@@ -157,9 +187,18 @@ class AugmentConfig:
             return IMAGENET_MEAN, IMAGENET_STD
         if self.normalize == "tf":  # (x - 127.5) / 128 = (x / 255 - 0.5) / (128 / 255)
             return (0.5,) * 3, (128 / 255,) * 3
+        if self.normalize == "cifar":
+            return CIFAR_MEAN, CIFAR_STD
         if self.normalize == "mean_std":
             return self.mean, self.std
         return None
+
+    def cutout_value(self) -> tuple[int, ...]:
+        """The uint8 colour Cutout fills its hole with: black, or the normalisation's mean
+        rounded to uint8 (within half a grey level of zero after normalisation)."""
+        if self.cutout_fill == "zero":
+            return (0, 0, 0)
+        return tuple(int(round(m * 255)) for m in self.mean_std()[0])
 
     def scaled(self, pixels: int) -> int:
         """``pixels`` of a 32-px image at this config's ``image_size``."""
@@ -301,8 +340,8 @@ class FitnessConfig:
     def phase_augment(self, phase: str) -> AugmentConfig:
         """The input pipeline of ``phase``: the main run's size and scaling, or the screens'."""
         base = AugmentConfig(**self.augment)
-        if phase != "main":
-            return replace(base, normalize="unit")
+        if phase != "main":  # the screens train unaugmented at x / 255
+            return replace(base, normalize="unit", cutout_fill="zero")
         return replace(base, image_size=self.image_size, normalize=self.normalize)
 
     def phase_hash(self, phase: str, data_digest: str) -> str:
@@ -320,7 +359,10 @@ class LossSpec:
     """The loss of one training job, resolved from its wildcard (:func:`augloss.workflow.resolve_loss`).
 
     ``expression`` is expression text or a registry name (:func:`augloss.losses.get` takes both);
-    ``origin`` says where it came from (``baseline`` or ``search:<aug>``).
+    ``origin`` says where it came from (``baseline`` or ``search:<aug>``). ``orient``: train
+    the integrity test's orientation of an expression (negated when the test flips it; a loss
+    that fails the test is an error), decided in the job (:func:`augloss.losses.orientation`);
+    false trains it as written. Registry names are oriented already.
     """
 
     name: str
@@ -329,14 +371,22 @@ class LossSpec:
     class_weights: tuple[float, ...] | None = None
     origin: str = "baseline"
     key: str | None = None  # the canonical key, for evolved losses
+    orient: bool = False
 
     def identity(self) -> dict:
-        """What makes two jobs' losses the same (part of a run's hash; no origin)."""
-        return {"name": self.name, "expression": self.expression,
-                "label_smoothing": self.label_smoothing,
-                "class_weights": None if self.class_weights is None else list(self.class_weights)}
+        """What makes two jobs' losses the same (part of a run's hash; no origin). ``orient``
+        counts only when true, so the hashes of runs from before it existed stay."""
+        out = {"name": self.name, "expression": self.expression,
+               "label_smoothing": self.label_smoothing,
+               "class_weights": None if self.class_weights is None else list(self.class_weights)}
+        if self.orient:
+            out["orient"] = True
+        return out
 
     def __post_init__(self):
+        if not isinstance(self.orient, bool):
+            raise ValueError(f"loss {self.name}: orient must be true or false, "
+                             f"got {self.orient!r}")
         if self.class_weights is not None:
             object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 
 from augloss import checks, names
-from augloss.config import FitnessConfig, SearchConfig, TrainConfig
+from augloss.config import AugmentConfig, FitnessConfig, SearchConfig, TrainConfig
 from augloss.losses.registry import resolve
 from augloss.schema import SCHEMA_FILE, ConfigError, deep_merge, load_config, recipe_default
 
@@ -75,12 +75,14 @@ def searched_stage() -> str:
 def baseline_loss(entry: dict) -> dict:
     """A config baseline as the loss a job trains: ``name``, ``expression`` (text or a registry
     name: ``expression``, else ``loss``, else the baseline's own name), ``label_smoothing`` and
-    ``class_weights`` (schema defaults filled by :meth:`Experiment.from_config`)."""
+    ``class_weights`` (schema defaults filled by :meth:`Experiment.from_config`), and
+    ``orient: True`` only where set (so the params, and jobs, of other baselines stay)."""
     text = entry.get("expression")
     return {"name": entry["name"],
             "expression": text if text is not None else entry.get("loss", entry["name"]),
             "label_smoothing": float(entry["label_smoothing"]),
-            "class_weights": entry["class_weights"]}
+            "class_weights": entry["class_weights"],
+            **({"orient": True} if entry.get("orient") else {})}
 
 
 def canonical(obj):
@@ -238,7 +240,7 @@ class Experiment:
         device, which no override may change (the manifest the job checks is the search's own);
         ``device: auto`` is the job's own (:func:`augloss.workflow.fitness`)."""
         s = self.config["search"]
-        settings = {**s["fitness"], "model": s["model"], "augment": self.config["augment"],
+        settings = {**s["fitness"], "model": s["model"], "augment": self.search_augment(),
                     "image_size": s["image_size"], "normalize": s["normalize"]}
         if aug is not None:
             over = s["overrides"].get(aug, {}).get("fitness", {})
@@ -294,11 +296,25 @@ class Experiment:
         return {**self.table_params(), "resamples": c["bootstrap"],
                 "seed": c["bootstrap_seed"], "stage": searched_stage()}
 
-    def augment(self, stage_name: str) -> dict:
-        """The augmentation parameters of a stage (fine-tuning overrides some)."""
-        if stage(stage_name).pretrained:
-            return {**self.config["augment"], **self.config[stage(stage_name).name]["augment"]}
-        return self.config["augment"]
+    def augment(self, stage_name: str, dataset: str | None = None) -> dict:
+        """The augmentation parameters of a stage's runs on ``dataset`` (a name): ``augment``,
+        then the stage's ``augment``, then its ``augment_by_dataset`` entry of ``dataset``.
+        ``pretrain`` (the demo's pretraining job) takes its section's stage-wide values."""
+        section = self.config[stage(stage_name).name]
+        out = {**self.config["augment"], **section["augment"]}
+        if dataset is not None:
+            out.update(section["augment_by_dataset"].get(dataset, {}))
+        return out
+
+    def search_augment(self) -> dict:
+        """The augmentation parameters of the searches' main fitness run: ``augment`` with
+        ``search.augment`` over it."""
+        return {**self.config["augment"], **self.config["search"]["augment"]}
+
+    def train_split(self, stage_name: str) -> str:
+        """The split a stage's runs train on (``<stage>.train_split``); the pretraining job
+        trains on ``train``."""
+        return "train" if stage_name == "pretrain" else self.config[stage_name]["train_split"]
 
     def seeds_in_one_job(self, stage_name: str) -> bool:
         """Whether one job of a stage trains every seed of a cell (``<stage>.seeds_in_one_job``)."""
@@ -320,11 +336,13 @@ class Experiment:
     def train_job(self, stage_name: str, dataset: str, aug: str, loss: str, seed: int) -> dict:
         """One run of a training stage; ``dataset`` is the wildcard (a slug)."""
         c = self.config[stage_name]
-        return canonical({"stage": stage_name, "dataset": self.datasets(stage_name)[dataset],
+        name = self.datasets(stage_name)[dataset]
+        return canonical({"stage": stage_name, "dataset": name,
                           "augmentation": aug, "loss": loss,
                           "baseline": self.baselines(stage_name).get(loss), "model": c["model"],
                           "train": c["train"], "seed": int(seed),
-                          "augment": self.augment(stage_name),
+                          "train_split": self.train_split(stage_name),
+                          "augment": self.augment(stage_name, name),
                           "preprocessing": self.preprocessing(stage_name),
                           "data_root": self.data_root,
                           "out_dir": self.run_dir(stage_name, dataset, aug, loss, seed)})
@@ -409,6 +427,12 @@ class Experiment:
             self._check_stage(s)
         for s in self.stages:
             self._check_receives(s)
+            self._check_split(s)
+        try:
+            AugmentConfig(**{**self.search_augment(), "image_size": self.config["search"][
+                "image_size"], "normalize": self.config["search"]["normalize"]})
+        except (ValueError, TypeError) as exc:
+            raise ConfigError("search.augment", str(exc)) from None
         if self.pretrain is not None:
             _check_dataset(f"{PRETRAIN_SECTION}.pretrain.dataset", self.pretrain["dataset"])
 
@@ -424,6 +448,28 @@ class Experiment:
             raise ConfigError(f"{stage_name}.{stage(stage_name).count_key}",
                               f"{wanted} is more than the {available} evolved losses of the "
                               f"{upstream} stage")
+
+    def _check_split(self, stage_name: str) -> None:
+        """A stage whose evolved losses a later stage selects by validation accuracy keeps its
+        validation images out of training."""
+        if self.train_split(stage_name) != "trainval" or not stage(stage_name).selects:
+            return
+        nxt = self.receiver(stage_name)
+        if self._count(nxt) == 0:  # nothing is selected from these runs
+            return
+        metric = self.config[nxt]["selection_metric"]
+        count = f"{nxt}.{stage(nxt).count_key}"
+        if "val" in metric:
+            raise ConfigError(f"{stage_name}.train_split",
+                              f"trainval trains on the validation images that {nxt}."
+                              f"selection_metric ({metric}) ranks {stage_name}'s losses by; "
+                              f"keep train (the validation set held out), or set {count}: 0 "
+                              f"so that nothing is selected from these runs (docs/fidelity.md, "
+                              f"'Training split')")
+        raise ConfigError(f"{stage_name}.train_split",
+                          f"trainval with {nxt}.selection_metric: {metric} selects the losses "
+                          f"{nxt} trains on the test set; keep train and a validation metric, "
+                          f"or set {count}: 0")
 
     def _check_search(self, aug: str) -> None:
         s = self.config["search"]
@@ -472,6 +518,23 @@ class Experiment:
                 resolve(b["expression"], b["label_smoothing"], b["class_weights"])
             except ValueError as exc:
                 raise ConfigError(f"{stage_name}.baselines[{i}]", str(exc)) from None
+        unknown = sorted(set(c["augment_by_dataset"]) - set(c["datasets"]))
+        if unknown:
+            raise ConfigError(f"{stage_name}.augment_by_dataset",
+                              f"{', '.join(map(repr, unknown))} is not among "
+                              f"{stage_name}.datasets ({', '.join(c['datasets'])})")
+        for name in c["datasets"]:
+            key = f"{stage_name}.augment_by_dataset.{name}" \
+                if name in c["augment_by_dataset"] else f"{stage_name}.augment"
+            settings = self.augment(stage_name, name)
+            if stage(stage_name).pretrained and self.preprocessing(stage_name) is not None:
+                # the weights' own mean/std replace normalize in the job (checked there)
+                settings = {**settings, "normalize": "mean_std", "mean": (0.5,) * 3,
+                            "std": (0.5,) * 3}
+            try:
+                AugmentConfig(**settings)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(key, str(exc)) from None
         model = c["model"]["name"]
         if stage(stage_name).pretrained and self.preprocessing(stage_name) is not None and \
                 names.timm_name(c["model"]) is None:

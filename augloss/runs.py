@@ -36,7 +36,8 @@ class Job:
     seed: int
     augment: dict = field(default_factory=dict)
     data_root: str = "data"
-    eval_split: str = "val"
+    # The split validated on every epoch; None when the run trains on it (``trainval``).
+    eval_split: str | None = "val"
     train_split: str = "train"
     # Fine-tuning a timm model: None keeps ``augment``'s pipeline; a dict (possibly empty) takes
     # size, mean/std, interpolation and crop from the weights' pretrained config, the dict's
@@ -46,6 +47,11 @@ class Job:
     def __post_init__(self):
         if isinstance(self.loss, dict):
             object.__setattr__(self, "loss", LossSpec.from_dict(self.loss))
+        if self.train_split not in ("train", "trainval"):
+            raise ValueError(f"train_split must be train or trainval, got {self.train_split!r}")
+        if self.train_split == "trainval" and self.eval_split == "val":
+            # every training image is trained on: there is no validation set left to score
+            object.__setattr__(self, "eval_split", None)
 
     def to_dict(self) -> dict:
         """The job as JSON values; the loss by its identity (its origin does not count)."""
@@ -181,14 +187,21 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
         _deterministic(cfg_compile=bool(job.train.get("compile", False)))
     # Never download here: prepare_dataset did, once (jobs may run on offline compute nodes).
     train_set = data.load(job.dataset, job.data_root, job.train_split, download=False)
-    val_set = data.load(job.dataset, job.data_root, job.eval_split, download=False)
+    val_set = data.load(job.dataset, job.data_root, job.eval_split, download=False) \
+        if job.eval_split is not None else None
     cfg = TrainConfig.from_dict(job.train)
     test_set = (data.load(job.dataset, job.data_root, "test", download=False)
                 if cfg.evaluate_test else None)
     from augloss import losses
 
     loss_name = job.loss.name
-    loss_fn = losses.get(job.loss.expression, label_smoothing=job.loss.label_smoothing,
+    # What trains: the expression as written, or (orient) as the integrity test orients it.
+    oriented = losses.orientation(job.loss.expression, orient=job.loss.orient)
+    if oriented.warning() is not None:
+        import logging
+
+        logging.getLogger("augloss.runs").warning("loss %s: %s", loss_name, oriented.warning())
+    loss_fn = losses.get(oriented.spec, label_smoothing=job.loss.label_smoothing,
                          class_weights=job.loss.class_weights)
     options = {k: v for k, v in job.model.items() if k != "name"}
     if init_weights:
@@ -205,6 +218,8 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
         "stage": job.stage, "dataset": job.dataset, "augmentation": job.augmentation,
         "loss": loss_name, "expression": str(loss_fn.expr), "loss_key": loss_fn.expr.key,
         "label_smoothing": loss_fn.label_smoothing, "model": job.model["name"],
+        # "expression" is what trained; this, how it came from the loss as written.
+        "loss_orientation": oriented.record(),
         "seed": job.seed, "epochs": cfg.epochs, "epochs_run": result.epochs_run,
         "recipe": cfg.to_dict(),  # the whole recipe, every key resolved (amp: CUDA only)
         "status": result.status, "diverged": result.status == "diverged",
@@ -212,13 +227,16 @@ def run(job: Job, out_dir: str | Path, device: str = "auto",
         "best_val_acc": max(vals) if vals else None, "test_acc": result.test_acc,
         # Images behind each accuracy: its resolution (ties are decided on counts) and its
         # binomial standard error, both stated under every table.
-        "val_n": len(val_set), "test_n": len(test_set) if test_set is not None else None,
+        "val_n": len(val_set) if val_set is not None else None,
+        "test_n": len(test_set) if test_set is not None else None,
+        "train_split": job.train_split, "train_n": len(train_set),
         "curves": {k: [h[k] for h in result.history] for k in
                    ("train_loss", "train_acc", "val_acc", "lr")},
         # The job's configuration without its seed: equal for all seeds of one table cell.
         "config_hash": config_hash({k: v for k, v in ident.items() if k != "seed"}),
         "run_hash": config_hash(ident), "code_version": code_version()["augloss"],
-        "data": {"train": train_set.digest()[:16], "val": val_set.digest()[:16],
+        "data": {"train": train_set.digest()[:16],
+                 "val": val_set.digest()[:16] if val_set is not None else None,
                  "test": test_set.digest()[:16] if test_set is not None else None},
         "num_parameters": models.count_parameters(model),
     }

@@ -328,13 +328,14 @@ def _end_epoch(run: _Loop, epoch: int, started: list[int], val_data) -> None:
     accs = evaluate(run.model, val_data,
                     None if run.eval_tensors else run.technique.eval_transform,
                     run.cfg.eval_batch_size, run.device, run.cfg.num_workers, run.amp,
-                    run.eval_tensors) if live else []
+                    run.eval_tensors) if live and val_data is not None else []
     for k in started:
         c = run.copies[k]
         train_acc = c.correct / max(1, c.counted)
         c.history.append({"epoch": epoch + 1, "train_loss": c.loss_sum / max(1, c.counted),
                           "train_acc": train_acc,
-                          "val_acc": accs[k] if c.live else float("nan"), "lr": c.lr})
+                          "val_acc": accs[k] if c.live and accs else float("nan"),
+                          "lr": c.lr})
         for from_epoch, min_acc in run.cfg.abort:
             if c.live and epoch >= from_epoch and train_acc < min_acc:
                 c.status, c.reason = "aborted", (f"training accuracy {train_acc:.4f} < "

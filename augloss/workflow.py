@@ -62,14 +62,16 @@ def resolve_loss(name: str, baseline: dict | None, best_json: str | None) -> Los
     """The loss a training job uses, from its wildcard value (forms: :mod:`augloss.names`).
 
     ``ce`` and baseline names come from config (``baseline``: the job's loss description,
-    :func:`augloss.experiment.baseline_loss`); ``evolved-<aug>-<k>`` from the search's
-    ``best.json``, in every stage (a selection only decides which evolved losses train).
+    :func:`augloss.experiment.baseline_loss`, whose ``orient`` is true or absent);
+    ``evolved-<aug>-<k>`` from the search's ``best.json``, in every stage (a selection only
+    decides which evolved losses train), oriented there already. The integrity test, which
+    ``orient`` asks for, runs in the job (it needs torch): :func:`augloss.losses.orientation`.
     """
     if name == names.CE:
         return LossSpec(names.CE, "ce")
     if baseline is not None:
         return LossSpec(name, baseline["expression"], baseline["label_smoothing"],
-                        baseline["class_weights"])
+                        baseline["class_weights"], orient=bool(baseline.get("orient", False)))
     parsed = names.parse_loss(name)
     if parsed.kind == "evolved":
         if not best_json:

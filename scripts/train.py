@@ -30,6 +30,7 @@ with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resource
                        augmentation=job["augmentation"], loss=spec,
                        model=model, train=job["train"], seed=job["seed"],
                        augment=job["augment"], data_root=job["data_root"],
+                       train_split=job.get("train_split", "train"),
                        preprocessing=job["preprocessing"])
         init = snakemake.input.get("weights")
         if reuse:

@@ -50,6 +50,66 @@ def test_loss_reports_a_failed_integrity_test(capsys):
     assert err.startswith("augloss loss: error: ") and "minimum at q index" in err
 
 
+def _printed_source(out: str) -> str:
+    return out.split("pytorch:\n", 1)[1].rstrip()
+
+
+def test_loss_prints_the_source_of_what_trains_as_written_with_a_warning(capsys):
+    from augloss.losses import parse
+
+    assert cli.main(["loss", "y * ln(p)"]) == 0
+    out = capsys.readouterr().out
+    assert "integrity:  passes (points the wrong way: the test negates it)" in out
+    assert "trains as:  y * ln(p)  (as written, orient: false)" in out
+    warning = next(line for line in out.splitlines() if line.startswith("warning:"))
+    assert "points the wrong way" in warning and "orient: true" in warning
+    assert "-(y * ln(p))" in warning
+    assert _printed_source(out) == parse("y * ln(p)").to_torch_source().rstrip()
+
+
+def test_loss_with_orient_prints_the_source_of_the_negated_loss(capsys):
+    from augloss.losses import Call, orientation, parse
+
+    assert cli.main(["loss", "--orient", "y * ln(p)"]) == 0
+    out = capsys.readouterr().out
+    negated = Call("neg", (parse("y * ln(p)"),))
+    assert "trains as:  -(y * ln(p))  (negated to point the right way, orient: true)" in out
+    assert "warning:" not in out
+    assert _printed_source(out) == negated.to_torch_source().rstrip()
+    assert orientation("y * ln(p)", orient=True).trained == negated  # what a job trains
+    # --show torch alone judges the loss too when --orient decides what trains
+    assert cli.main(["loss", "--orient", "y * ln(p)", "--show", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert "integrity:" not in out and _printed_source(out) == negated.to_torch_source().rstrip()
+
+
+def test_loss_orient_is_harmless_on_right_way_and_registry_losses(capsys):
+    from augloss.losses import parse
+
+    for argv in (["loss", "-(y * ln(p))"], ["loss", "--orient", "-(y * ln(p))"]):
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        assert "trains as:  -(y * ln(p))  (as written" in out and "warning:" not in out
+        assert _printed_source(out) == parse("-(y * ln(p))").to_torch_source().rstrip()
+    assert cli.main(["loss", "--orient", "focal", "--show", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert "registry name 'focal': oriented already" in out
+
+
+def test_loss_orient_refuses_a_loss_that_fails_the_integrity_test(capsys):
+    assert cli.main(["loss", "--orient", "square(p + p + -1)"]) == 1
+    out, err = capsys.readouterr()
+    assert "trains as:  nothing (refused)" in out and "pytorch:" not in out
+    assert one_line_error(err, "loss") and "--orient (orient: true)" in err
+
+
+def test_loss_reads_the_earlier_codes_printed_notation(capsys):
+    assert cli.main(["loss", "(y)*(ln(|yhat|))", "--show", "canonical"]) == 0
+    assert "expression: y * ln(p)" in capsys.readouterr().out
+    assert cli.main(["loss", "ln(|yhat)"]) == 2
+    assert "at position 8" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("expr, fragment", [
     ("-(y * ln(p)", "position"),
     ("sin(y)", "does not use p"),

@@ -119,12 +119,22 @@ def test_loader_names_a_wrong_value_in_one_line():
 
 
 def test_override_mappings_are_not_filled():
-    """finetune.augment overrides augment: an absent key there inherits, never a default."""
+    """A stage's augment (and augment_by_dataset) overrides augment: an absent key there
+    inherits, never a default."""
     cfg = load(REPO / "config.yaml")
-    cfg["augment"]["cutout_size"] = 8
+    cfg["augment"]["cutout_size"] = 12
+    cfg["augment"]["pad_mode"] = "reflect"
     filled = load_config(cfg, SCHEMA_FILE)
-    assert filled["finetune"]["augment"] == {"finetune": True}
-    assert Experiment(filled).augment("finetune")["cutout_size"] == 8
+    assert filled["finetune"]["augment"] == cfg["finetune"]["augment"]
+    assert filled["search"]["augment"] == cfg["search"]["augment"]
+    assert filled["transfer"]["augment_by_dataset"] == cfg["transfer"]["augment_by_dataset"]
+    exp = Experiment(filled)
+    assert exp.augment("finetune")["cutout_size"] == 12
+    assert exp.search_augment()["pad_mode"] == "reflect"
+    assert exp.augment("transfer", "cifar10")["cutout_size"] == 12
+    # the dataset's own entry wins over the stage's and the shared value
+    assert exp.augment("transfer", "cifar100")["cutout_size"] == 8
+    assert exp.augment("transfer", "cifar100")["pad_mode"] == "reflect"  # transfer.augment
 
 
 def prune(cfg: dict, path=()) -> dict:

@@ -101,7 +101,11 @@ def test_train_jobs_carry_everything_a_run_depends_on(config):
     assert job["train"] == x.config["finetune"]["train"] and job["baseline"] is None
     assert job["preprocessing"] == config["finetune"]["preprocessing"]  # from the weights
     t = x.train_job("transfer", next(iter(x.datasets("transfer"))), "base", "ce", 0)
-    assert t["augment"] == x.config["augment"] and t["preprocessing"] is None
+    assert t["augment"] == {**x.config["augment"], **x.config["transfer"]["augment"],
+                            **x.config["transfer"]["augment_by_dataset"].get(t["dataset"], {})}
+    assert t["preprocessing"] is None
+    assert (t["train_split"], job["train_split"]) == \
+        (x.config["transfer"]["train_split"], x.config["finetune"]["train_split"])
 
 
 def test_a_job_trains_one_run_or_every_seed_of_its_cell(config):
@@ -234,7 +238,8 @@ LAYERS = [
     {"names", "config", "io", "losses", "provenance", "gpu", "stats", "optim", "progress",
      "compat", "techniques", "schema", "runtime", "registry", "manifest", "rankstats",
      "checks"},
-    {"data", "synthetic", "augment", "batch_augment", "models", "population", "batches"},
+    {"data", "synthetic", "augment", "batch_augment", "tf_randaugment", "models", "population",
+     "batches"},
     {"train", "runs"},
     {"search"},
     {"tables", "workflow", "experiment"},

@@ -29,8 +29,11 @@ def schema_has(path: str) -> bool:
     schema = _schema()
     nodes = [schema]
     for part in path.split("."):
-        nodes = [n["properties"][part] for node in nodes for n in _resolve(schema, node)
-                 if part in n.get("properties", {})]
+        nodes = [n["properties"][part] if part in n.get("properties", {}) else
+                 n["additionalProperties"]  # a mapping of free keys (augment_by_dataset)
+                 for node in nodes for n in _resolve(schema, node)
+                 if part in n.get("properties", {}) or
+                 isinstance(n.get("additionalProperties"), dict)]
         if not nodes:
             return False
     return True
@@ -79,3 +82,50 @@ def test_paper_config_is_faithful_where_the_document_says_so():
     assert (t["schedule"], t["milestones"], t["gamma"]) == ("step", [60, 120, 160], 0.2)
     assert c["finetune"]["model"]["tag"] == "in1k" and c["finetune"]["preprocessing"] == {}
 
+
+
+def stated_defaults() -> list[tuple[str, str]]:
+    """(switch, value) of every row whose config.yaml column begins with a value in backticks
+    and whose Switch column names exactly one key."""
+    rows = []
+    for line in DOC.read_text().splitlines():
+        if not line.startswith("|") or line.startswith("|---"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if "Switch" in cells:
+            continue
+        keys = re.findall(r"`([a-z_0-9]+(?:\.[a-z_0-9]+)*)`", cells[-2])
+        value = re.match(r"(?:α = )?`([^`]+)`", cells[1])
+        if len(keys) == 1 and value:
+            rows.append((keys[0], value.group(1)))
+    return rows
+
+
+def _resolved_paper_config() -> dict:
+    from augloss.experiment import Experiment
+
+    return Experiment.from_config(yaml.safe_load((ROOT / "config.yaml").read_text())).config
+
+
+def _lookup(config: dict, key: str):
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def test_the_document_states_defaults_of_many_switches():
+    assert len(stated_defaults()) >= 20
+
+
+@pytest.mark.parametrize("key, value", stated_defaults())
+def test_every_default_the_document_states_is_config_yamls(key, value):
+    """The value in backticks is config.yaml's, every schema default filled in."""
+    assert _lookup(_resolved_paper_config(), key) == yaml.safe_load(value), \
+        f"docs/fidelity.md says {key} is {value!r} in config.yaml"
+
+
+def test_the_default_check_catches_a_wrong_statement():
+    config = _resolved_paper_config()
+    assert _lookup(config, "augment.randaugment_m") != yaml.safe_load("9")
+    assert _lookup(config, "transfer.augment_by_dataset.cifar100.cutout_size") == 8

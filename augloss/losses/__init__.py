@@ -1,7 +1,8 @@
 """The loss language: operators, expressions, the graph genome, the integrity test, the registry.
 
 One door per concept: :func:`get` builds a loss module, :func:`parse` reads expression text,
-:class:`Genome` is the search's representation, :func:`integrity` its sanity test.
+:class:`Genome` is the search's representation, :func:`integrity` its sanity test and
+:func:`orientation` how a loss trains (as written, or as the test orients it).
 
 The language itself (:mod:`.ops`, :mod:`.expr`, :mod:`.registry`) imports no torch; the names
 that need it (modules, genome, integrity) are loaded on first access, so the workflow can check
@@ -11,6 +12,8 @@ loss specs at parse time without the ~2 s torch import.
 import importlib
 
 from augloss.losses.expr import (
+    EARLIER_LEAVES,
+    EARLIER_NAMES,
     MAX_DEPTH,
     MAX_LENGTH,
     Call,
@@ -27,7 +30,8 @@ _LAZY = {
     "ExpressionLoss": "module", "get": "module",
     "Genome": "genome", "InvalidGenome": "genome", "MutationFailed": "genome",
     "IntegrityResult": "integrity", "curve": "integrity", "integrity": "integrity",
-    "judge": "integrity", "probe": "integrity",
+    "judge": "integrity", "probe": "integrity", "Orientation": "integrity",
+    "orientation": "integrity",
 }
 
 
@@ -42,9 +46,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "BINARY", "EPS", "EXACT_LOG", "MAX_DEPTH", "MAX_LENGTH", "NEEDS_CLASS_WEIGHTS", "OPS",
-    "REGISTRY", "UNARY",
+    "BINARY", "EARLIER_LEAVES", "EARLIER_NAMES", "EPS", "EXACT_LOG", "MAX_DEPTH", "MAX_LENGTH",
+    "NEEDS_CLASS_WEIGHTS", "OPS", "REGISTRY", "UNARY",
     "Call", "Const", "Expr", "ExpressionLoss", "Genome", "IntegrityResult", "InvalidGenome",
-    "Leaf", "LossSyntaxError", "MutationFailed", "Op",
-    "curve", "get", "integrity", "judge", "parse", "probe", "resolve",
+    "Leaf", "LossSyntaxError", "MutationFailed", "Op", "Orientation",
+    "curve", "get", "integrity", "judge", "orientation", "parse", "probe", "resolve",
 ]

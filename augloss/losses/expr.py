@@ -5,13 +5,60 @@ Grammar (whitespace is ignored)::
     expr    := term (('+' | '-') term)*
     term    := unary (('*' | '/') unary)*
     unary   := '-' NUMBER | '-' unary | primary
-    primary := NUMBER | 'y' | 'p' | NAME '(' expr (',' expr)* ')' | '(' expr ')'
+    primary := atom ['^' '2']
+    atom    := NUMBER | 'y' | 'p' | NAME '(' expr (',' expr)* ')' | '(' expr ')' | '|' expr '|'
 
 ``y`` is the target distribution (one-hot or soft), ``p`` the softmax probabilities; both have shape
 ``[batch, classes]`` and every operator is element-wise. ``a / b`` is the guarded division
 ``a / (b + eps)`` of the search space; ``-x`` is the ``neg`` operator, while ``-2`` is the literal
 minus two. Function names are those of :mod:`augloss.losses.ops`. The parser is a hand-written
 recursive descent over a whitelist of tokens: no text is ever evaluated as Python.
+
+**The earlier code's notation.** A loss as the authors' earlier code printed it (its
+``Node.call`` messages, github.com/OUStudent/NeuralLossFunctionEvolution,
+``loss_function_evolution.py``; the first code ``Phase1/nas_loss_regularized.py`` prints the
+same, but op 6 as ``1/(1+|x|)``) parses too, to our operators. It prints leaves as ``y``,
+``yhat`` (our ``p``), ``1`` and ``-1``, every binary operand in parentheses, and never the
+integrity test's flip (a flipped loss printed by it is the un-negated term: train it with
+``orient: true``). ``-(x)``, ``exp``, ``erf``, ``erfc``, ``sin``, ``sinh``, ``tanh``, ``sqrt`` and the binary
+``(a)+(b)``, ``(a)-(b)``, ``(a)*(b)``, ``max(a, b)``, ``min(a, b)``, ``(a) / (b)`` are our
+syntax already; the rest reads (``x``, ``a``, ``b`` being the operands as printed):
+
+=============================  ===============  ==============================================
+printed                        read as          note
+=============================  ===============  ==============================================
+``yhat``                       ``p``
+``ln(|x|)``                    ``ln(x)``
+``log(|x|)``                   ``log10(x)``     ``log`` is read in this form only
+``|x|``                        ``abs(x)``       bars, anywhere
+``1/(1+exp(-x)``               ``sigmoid(x)``   one ')' short as printed: read so only in a
+                                                text with more '(' than ')'
+``deriv_soft(x)``              ``dsoft(x)``
+``1/(1+|x|)``                  ``dsoft(x)``     the first code's op 6
+``ln(|1+exp(x)|)``             ``softplus(x)``
+``arcsinh(x)``                 ``asinh(x)``
+``arctan(x)``                  ``atan(x)``
+``1/(x)``                      ``1 / x``        our div: inv's 1/(x + eps), another key
+``bessel_io(x)``               ``i0(x)``
+``bessel_ioe(x)``              ``i0e(x)``
+``bessel_i1(x)``               ``i1(x)``
+``bessel_i1e(x)``              ``i1e(x)``
+``max(x, 0)``                  ``max(x, 0)``    our binary max: relu's values, another key
+``min(x, 0)``                  ``min(x, 0)``    our binary min: nrelu's values, another key
+``(x)^2``                      ``square(x)``    ``^2`` after any atom
+``x/(1+|x|)``                  ``softsign(x)``  ``x`` repeated verbatim
+``deriv_tanh(x)``              ``dtanh(x)``
+``deriv_sig(x)``               ``dsigmoid(x)``
+``(a) / (sqrt(1+(b)^2))``      ``aq(a, b)``
+=============================  ===============  ==============================================
+
+Every text that parses without this notation (no ``|``, ``^``, earlier-code name or unclosed
+sigmoid) parses exactly as before, so ``1/(x)``, ``max(x, 0)`` and ``min(x, 0)`` keep their
+reading (and key); ``str`` always prints our names, so ``parse(str(e)) == e``. Where ``x`` in
+``x/(1+|x|)`` has operators of its own (``(y)+(yhat)/(1+|(y)+(yhat)|)``, as printed) it is the
+softsign of all of ``x`` only as the earlier code prints it: between delimiters, with operands
+in parentheses; ``p + y/(1+|p + y|)`` keeps its usual reading. The first code's ``dsoft(1)``,
+``1/(1+|1|)``, reads as ``softsign(1)``, the same value.
 """
 
 from __future__ import annotations
@@ -241,13 +288,23 @@ _TOKEN = re.compile(
     r"(?P<ws>\s+)"
     r"|(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<sym>[-+*/(),])"
+    r"|(?P<sym>[-+*/(),^|])"
 )
+
+#: The earlier code's printed operator names that differ from ours (its ``Node.call`` messages),
+#: read as our operator. ``log`` (its log10) is read only in its printed form ``log(|x|)``.
+EARLIER_NAMES: dict[str, str] = {
+    "arcsinh": "asinh", "arctan": "atan",
+    "bessel_io": "i0", "bessel_ioe": "i0e", "bessel_i1": "i1", "bessel_i1e": "i1e",
+    "deriv_soft": "dsoft", "deriv_tanh": "dtanh", "deriv_sig": "dsigmoid",
+}
+#: The earlier code's printed leaf names that differ from ours.
+EARLIER_LEAVES: dict[str, str] = {"yhat": "p"}
 
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # num, name, sym, end
+    kind: str  # num, name, sym, open (an opening '|'), close (a closing '|'), bad, end, stop
     text: str
     pos: int
 
@@ -264,12 +321,17 @@ def _tokenize(text: str) -> list[_Token]:
                 hint = " (attribute access is not allowed)"
             elif ch in "[]":
                 hint = " (subscripts are not allowed)"
-            elif ch == "^":
-                hint = " (there is no power operator: use square(x) or sqrt(x))"
             # Reported when the parser reaches it, so errors come in reading order.
             tokens.append(_Token("bad", f"unexpected character {ch!r}{hint}", pos))
             return tokens
         kind = m.lastgroup
+        if kind == "sym" and m.group() == "|":
+            # An absolute-value bar opens where an operand is expected and closes after one:
+            # the parser reads in the same order, so this is decided once, here.
+            prev = tokens[-1] if tokens else None
+            after_operand = prev is not None and (
+                prev.kind in ("num", "name", "close") or (prev.kind == "sym" and prev.text == ")"))
+            kind = "close" if after_operand else "open"
         if kind != "ws":
             tokens.append(_Token(kind, m.group(), pos))
         pos = m.end()
@@ -277,12 +339,127 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
+class _Notation:
+    """Where the earlier code's printed notation occurs in a token list (see :func:`parse`).
+
+    ``match`` pairs each bracket ('(' or an opening '|') with its closer, both ways;
+    ``sigmoid`` holds the first index of each printed sigmoid ``1/(1+exp(-x)`` (read only when
+    the text is the earlier code's: more '(' than ')', since that form never closes its first
+    parenthesis); ``softsign`` maps the first index of ``x`` in a printed ``x/(1+|x|)`` to
+    ``[(index of '/', index after the last ')')]``.
+    """
+
+    def __init__(self, tokens: list[_Token]):
+        self.tokens = tokens
+        n = len(tokens)
+        opens = sum(1 for t in tokens if t.kind == "sym" and t.text == "(")
+        closes = sum(1 for t in tokens if t.kind == "sym" and t.text == ")")
+        prefixes = [j for j in range(n) if self.seq(j, ("num", 1), "/", "(", ("num", 1), "+",
+                                                    ("name", "exp"), "(", "-")]
+        self.sigmoid = set(prefixes) if prefixes and opens > closes else set()
+        phantom = {j + 2 for j in self.sigmoid}  # the '(' the earlier code never closes
+        sigmoid_ends = {j + 7 for j in self.sigmoid}
+        self.match: dict[int, int] = {}
+        stack: list[int] = []
+        for j, t in enumerate(tokens):
+            if (t.kind == "sym" and t.text == "(" and j not in phantom) or t.kind == "open":
+                stack.append(j)
+            elif t.kind == "close" or (t.kind == "sym" and t.text == ")"):
+                want = "open" if t.kind == "close" else "sym"
+                if stack and tokens[stack[-1]].kind == want:
+                    k = stack.pop()
+                    self.match[k], self.match[j] = j, k
+        keys = [(t.kind, t.text) for t in tokens]
+        self.softsign: dict[int, list[tuple[int, int]]] = {}
+        for s in range(n):
+            if not self.seq(s, "/", "(", ("num", 1), "+", ("open", "|")):
+                continue
+            cb = self.match.get(s + 4)
+            if cb is None or not self.seq(cb + 1, ")") or self.match.get(s + 1) != cb + 1:
+                continue
+            k = cb - (s + 5)
+            start = s - k
+            if k < 1 or start < 0 or keys[start:s] != keys[s + 5:cb] or self.seq(cb + 2, "^"):
+                continue
+            before = tokens[start - 1] if start else None
+            if self.primary(start, s):
+                # x is one operand, so `x/(...)` reads as x over (...) in any case, unless x is
+                # itself divided into: `q / x/(1+|x|)` is (q / x) / (1 + |x|).
+                ok = before is None or not (before.kind == "sym" and before.text in "/^")
+            else:
+                # x has operators of its own: read so only as the earlier code prints it, x
+                # between delimiters and its operators in its forms (`(y)+(yhat)`, not `y + p`:
+                # `(p + y/(1+|p + y|))` keeps its usual reading).
+                ok = (before is None or start - 1 in sigmoid_ends or before.kind == "open"
+                      or (before.kind == "sym" and before.text in "(,")) and (
+                    self.seq(cb + 2, ")") or self.seq(cb + 2, ",") or self.seq(cb + 2, "/", "(",
+                    ("num", 1), "+", ("open", "|")) or tokens[cb + 2].kind in ("end", "close")) \
+                    and self.printed(start, s)
+            if ok:
+                self.softsign.setdefault(start, []).append((s, cb + 2))
+
+    def seq(self, j: int, *want) -> bool:
+        """Whether the tokens from index ``j`` are ``want``: a symbol's text, ``(kind, text)``,
+        or ``("num", value)``."""
+        if j < 0 or j + len(want) > len(self.tokens):
+            return False
+        for t, w in zip(self.tokens[j:j + len(want)], want):
+            if isinstance(w, str):
+                w = ("sym", w)
+            kind, value = w
+            if t.kind != kind:
+                return False
+            if kind == "num":
+                if float(t.text) != value:
+                    return False
+            elif t.text != value:
+                return False
+        return True
+
+    def printed(self, start: int, end: int) -> bool:
+        """Whether the operators outside brackets in tokens ``start:end`` are as the earlier
+        code prints them: ``-`` leading, ``+ - *`` between ``)`` and ``(``, ``/`` before
+        ``(`` and ``^`` after ``)``."""
+        t = self.tokens
+        j = start
+        while j < end:
+            if j in self.sigmoid or (t[j].kind == "open" or (t[j].kind == "sym" and
+                                                             t[j].text == "(")):
+                m = self.match.get(j + 6 if j in self.sigmoid else j)
+                if m is None or m >= end:
+                    return False
+                j = m + 1
+                continue
+            if t[j].kind == "sym" and t[j].text in "+-*" and not (t[j].text == "-" and j == start):
+                if not (j > start and self.seq(j - 1, ")") and self.seq(j + 1, "(")):
+                    return False
+            elif t[j].kind == "sym" and t[j].text == "/" and not self.seq(j + 1, "("):
+                return False
+            elif t[j].kind == "sym" and t[j].text == "^" and not (j > start and
+                                                                   self.seq(j - 1, ")")):
+                return False
+            j += 1
+        return True
+
+    def primary(self, start: int, end: int) -> bool:
+        """Whether tokens ``start:end`` are one operand: a leaf or number, a bracketed group
+        or a call."""
+        t = self.tokens[start]
+        if end - start == 1:
+            return t.kind in ("num", "name")
+        if t.kind == "name" and self.seq(start + 1, "("):
+            start += 1
+        return self.match.get(start) == end - 1
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text = text
         self.tokens = _tokenize(text)
+        self.notation = _Notation(self.tokens)
         self.i = 0
         self.depth = 0
+        self.stops: list[int] = []  # the '/' of the printed softsigns being read, innermost last
 
     # helpers
     @property
@@ -290,6 +467,8 @@ class _Parser:
         tok = self.tokens[self.i]
         if tok.kind == "bad":
             raise LossSyntaxError(tok.text, self.text, tok.pos)
+        if self.stops and self.i == self.stops[-1]:
+            return _Token("stop", tok.text, tok.pos)  # the end of a printed softsign's operand
         return tok
 
     def error(self, message: str, tok: _Token | None = None) -> LossSyntaxError:
@@ -307,6 +486,14 @@ class _Parser:
         tok = self.tok
         self.i += 1
         return tok
+
+    def take_bar(self) -> None:
+        if self.tok.kind != "close":
+            raise self.unexpected("'|'")
+        self.i += 1
+
+    def is_sym(self, text: str) -> bool:
+        return self.tok.kind == "sym" and self.tok.text == text
 
     def node(self, op: str, args: tuple[Expr, ...], tok: _Token) -> Expr:
         if 1 + max(a.depth for a in args) > MAX_DEPTH:
@@ -330,7 +517,7 @@ class _Parser:
     def expr(self) -> Expr:
         self.enter()
         e = self.term()
-        while self.tok.kind == "sym" and self.tok.text in "+-":
+        while self.tok.kind == "sym" and self.tok.text in ("+", "-"):
             op = "add" if self.tok.text == "+" else "sub"
             tok = self.tok
             self.i += 1
@@ -340,28 +527,72 @@ class _Parser:
 
     def term(self) -> Expr:
         e = self.unary()
-        while self.tok.kind == "sym" and self.tok.text in "*/":
+        while self.tok.kind == "sym" and self.tok.text in ("*", "/"):
             op = "mul" if self.tok.text == "*" else "div"
             tok = self.tok
             self.i += 1
-            if op == "mul" and self.tok.kind == "sym" and self.tok.text == "*":
+            if op == "mul" and self.is_sym("*"):
                 raise self.error("there is no power operator: use square(x) or sqrt(x)")
+            end = self.aq_end(self.i - 1) if op == "div" else None
+            if end is not None:  # the earlier code's a / (sqrt(1+(b)^2)): aq(a, b)
+                self.enter()
+                self.i += 6
+                b = self.expr()
+                self.take(")")
+                self.i = end
+                self.depth -= 1
+                e = self.node("aq", (e, b), tok)
+                continue
             e = self.node(op, (e, self.unary()), tok)
         return e
 
+    def aq_end(self, s: int) -> int | None:
+        """The index after ``/ (sqrt(1+(b)^2))`` when it starts at index ``s``, else None."""
+        n = self.notation
+        if not n.seq(s, "/", "(", ("name", "sqrt"), "(", ("num", 1), "+", "("):
+            return None
+        m = n.match.get(s + 6)
+        if m is None or not n.seq(m, ")", "^", ("num", 2), ")", ")") or n.seq(m + 5, "^"):
+            return None
+        if n.match.get(s + 3) != m + 3 or n.match.get(s + 1) != m + 4:
+            return None
+        return m + 5
+
     def unary(self) -> Expr:
-        if self.tok.kind == "sym" and self.tok.text == "-":
+        softsigns = self.notation.softsign.get(self.i)
+        if softsigns:
+            limit = self.stops[-1] if self.stops else len(self.tokens)
+            inside = [p for p in softsigns if p[0] < limit]
+            if inside:
+                return self.softsign(*max(inside))
+        if self.is_sym("-"):
             tok = self.tok
             self.i += 1
             if self.tok.kind == "num":
-                return self.number(negative=True)
+                e = self.number(negative=True)
+                if self.is_sym("^"):
+                    raise self.error("ambiguous power of a negative number: write (-x)^2 or "
+                                     "-(x^2)")
+                return e
             self.enter()
             e = self.node("neg", (self.unary(),), tok)
             self.depth -= 1
             return e
-        if self.tok.kind == "sym" and self.tok.text == "+":
+        if self.is_sym("+"):
             raise self.error("unary '+' is not supported")
         return self.primary()
+
+    def softsign(self, slash: int, end: int) -> Expr:
+        """The earlier code's printed softsign ``x/(1+|x|)``, ``x`` starting here."""
+        self.enter()
+        self.stops.append(slash)
+        x = self.expr()
+        if self.i != slash:
+            raise self.unexpected("an operator or '/'")
+        self.stops.pop()
+        self.depth -= 1
+        self.i = end
+        return self.node("softsign", (x,), self.tokens[slash])
 
     def number(self, negative: bool = False) -> Expr:
         tok = self.tok
@@ -371,52 +602,130 @@ class _Parser:
         self.i += 1
         return Const(-value if negative else value)
 
-    def primary(self) -> Expr:
+    def power(self, e: Expr) -> Expr:
+        """``e``, or its square when ``^2`` (the earlier code's square, ``(x)^2``) follows."""
+        if not self.is_sym("^"):
+            return e
         tok = self.tok
+        self.i += 1
+        if self.tok.kind != "num" or float(self.tok.text) != 2:
+            raise self.error("there is no power operator: only x^2 (the earlier code's "
+                             "square) is read; use square(x) or sqrt(x)", tok)
+        self.i += 1
+        if self.is_sym("^"):
+            raise self.error("ambiguous repeated power: use parentheses, e.g. (x^2)^2")
+        return self.node("square", (e,), tok)
+
+    def primary(self) -> Expr:
+        # Each branch applies the postfix ^2 itself: no extra stack frame per nesting level.
+        tok = self.tok
+        n = self.notation
         if tok.kind == "num":
-            return self.number()
+            if self.i in n.sigmoid:  # the earlier code's 1/(1+exp(-x), one ')' short
+                self.enter()
+                self.i += 8
+                x = self.expr()
+                self.take(")")
+                self.depth -= 1
+                return self.power(self.node("sigmoid", (x,), tok))
+            cb = n.match.get(self.i + 5)
+            before = self.tokens[self.i - 1] if self.i else None
+            if (n.seq(self.i, ("num", 1), "/", "(", ("num", 1), "+", ("open", "|")) and cb
+                    and n.seq(cb, ("close", "|"), ")") and n.match.get(self.i + 2) == cb + 1
+                    and not n.seq(cb + 2, "^") and not (self.stops and self.stops[-1] < cb + 2)
+                    and not (before is not None and before.kind == "sym" and before.text == "/")):
+                # the first code's (Phase1) printed dsoft 1/(1+|x|)
+                self.enter()
+                self.i += 6
+                x = self.expr()
+                self.take_bar()
+                self.take(")")
+                self.depth -= 1
+                return self.node("dsoft", (x,), tok)
+            return self.power(self.number())
         if tok.kind == "sym" and tok.text == "(":
             self.i += 1
             e = self.expr()
             self.take(")")
-            return e
+            return self.power(e)
+        if tok.kind == "open":  # |x|, the earlier code's abs
+            self.enter()
+            self.i += 1
+            e = self.expr()
+            self.take_bar()
+            self.depth -= 1
+            return self.power(self.node("abs", (e,), tok))
         if tok.kind == "name":
-            return self.name()
-        raise self.unexpected("a number, 'y', 'p', a function call or '('")
+            return self.power(self.name())
+        raise self.unexpected("a number, 'y', 'p', a function call, '(' or '|'")
 
     def name(self) -> Expr:
         tok = self.tok
         self.i += 1
         nxt = self.tokens[self.i]  # peek without raising on a bad character
         called = nxt.kind == "sym" and nxt.text == "("
-        if tok.text in LEAVES:
+        leaf = EARLIER_LEAVES.get(tok.text, tok.text)
+        if leaf in LEAVES:
             if called:
                 raise self.error(f"{tok.text!r} is an input, not a function", tok)
-            return Leaf(tok.text)
+            return Leaf(leaf)
         if tok.text.startswith("__"):
             raise self.error(f"dunder name {tok.text!r} is not allowed", tok)
-        op = OPS.get(tok.text)
+        name = "log10" if tok.text == "log" else EARLIER_NAMES.get(tok.text, tok.text)
+        op = OPS.get(name)
         if op is None or op.name in _INFIX:
             raise self.error(
                 f"unknown name {tok.text!r} (inputs: y, p; functions: "
                 f"{', '.join(n for n in OPS if n not in _INFIX)})", tok)
         if not called:
             raise self.error(f"function {tok.text!r} must be called, e.g. {tok.text}(p)", tok)
+        if name in ("ln", "log10"):
+            e = self.logarithm(tok, op.name)
+            if e is not None:
+                return e
+        if tok.text == "log":
+            raise self.error("'log' is read only as the earlier code printed its log10, "
+                             "log(|x|); write log10(x)", tok)
         self.enter()
         self.take("(")
         args = [self.expr()]
-        while self.tok.kind == "sym" and self.tok.text == ",":
+        while self.is_sym(","):
             self.i += 1
             args.append(self.expr())
         if len(args) != op.arity:
-            raise self.error(f"{op.name} takes {op.arity} argument(s), got {len(args)}", tok)
+            label = op.name if tok.text == op.name else f"{tok.text} ({op.name})"
+            raise self.error(f"{label} takes {op.arity} argument(s), got {len(args)}", tok)
         self.take(")")
         self.depth -= 1
         return self.node(op.name, tuple(args), tok)
 
+    def logarithm(self, tok: _Token, op: str) -> Expr | None:
+        """The earlier code's printed ``ln(|x|)``, ``log(|x|)`` (log10) and ``ln(|1+exp(x)|)``
+        (softplus), the '(' at the current token; None when the call has another form."""
+        n = self.notation
+        j = self.i
+        cb = n.match.get(j + 1)
+        if not n.seq(j, "(", ("open", "|")) or cb is None or n.match.get(j) != cb + 1:
+            return None
+        self.enter()
+        self.i += 2
+        x = self.expr()
+        self.take_bar()
+        self.take(")")
+        self.depth -= 1
+        if op == "ln" and n.seq(j + 2, ("num", 1), "+", ("name", "exp"), "(") and \
+                n.match.get(j + 5) == cb - 1 and isinstance(x, Call) and x.op == "add" and \
+                x.args[0] == Const(1) and isinstance(x.args[1], Call) and x.args[1].op == "exp":
+            return self.node("softplus", x.args[1].args, tok)
+        return self.node(op, (x,), tok)
+
 
 def parse(text: str) -> Expr:
-    """Parse loss expression text; raise :class:`LossSyntaxError` naming the position on error."""
+    """Parse loss expression text; raise :class:`LossSyntaxError` naming the position on error.
+
+    Besides our syntax, the text may be a loss as the authors' earlier code printed it (see the
+    module docstring): every text that parses without that notation parses as before.
+    """
     if not isinstance(text, str):
         raise LossSyntaxError(f"expression must be a string, got {type(text).__name__}", "", 0)
     if len(text) > MAX_LENGTH:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from augloss.losses.expr import Expr
+from augloss.losses.expr import Call, Expr
 
 N_POINTS = 1000
 CENTRE = (490, 509)  # inclusive 0-based positions where an extremum is rejected
@@ -122,3 +122,81 @@ def judge(v: np.ndarray, faithful_quirks: bool = False) -> IntegrityResult:
 def integrity(expr: Expr, faithful_quirks: bool = False) -> IntegrityResult:
     """Run the 2-class integrity test on ``expr``'s raw (unflipped) term."""
     return judge(curve(expr), faithful_quirks=faithful_quirks)
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a loss trains (:func:`orientation`): ``written`` as given, ``trained`` what trains.
+
+    ``verdict`` is the integrity test's on ``written``; None for a registry name, which is
+    oriented already and never judged.
+    """
+
+    written: Expr
+    trained: Expr
+    orient: bool
+    registry: str | None = None
+    verdict: IntegrityResult | None = None
+
+    @property
+    def spec(self) -> str | Expr:
+        """What :func:`augloss.losses.get` builds: the registry name (its exact log-softmax),
+        else the trained expression."""
+        return self.registry if self.registry is not None else self.trained
+
+    @property
+    def negated(self) -> bool:
+        return self.trained != self.written
+
+    @property
+    def wrong_way(self) -> bool:
+        """The integrity test would negate ``written`` and it trains as written."""
+        return bool(self.verdict is not None and self.verdict.ok and self.verdict.flip
+                    and not self.negated)
+
+    def warning(self) -> str | None:
+        """Why training it as written may be a mistake, or None."""
+        if self.wrong_way:
+            return (f"{self.written} points the wrong way by the integrity test (it would be "
+                    f"negated to point the right way) and trains as written because orient "
+                    f"is false; orient: true trains {Call('neg', (self.written,))}")
+        if self.verdict is not None and not self.verdict.ok:
+            return (f"{self.written} fails the integrity test ({self.verdict.reason}) and "
+                    f"trains as written")
+        return None
+
+    def record(self) -> dict:
+        """JSON values for a run's metrics (``loss_orientation``)."""
+        v = self.verdict
+        return {"orient": self.orient,
+                "integrity": "not run (registry name)" if v is None else
+                ("passes" if v.ok else "fails"),
+                "integrity_flip": None if v is None or not v.ok else bool(v.flip),
+                "integrity_reason": v.reason if v is not None and not v.ok else None,
+                "negated": self.negated, "written": str(self.written),
+                "trained": str(self.trained)}
+
+
+def orientation(spec: str | Expr, orient: bool = False,
+                faithful_quirks: bool = False) -> Orientation:
+    """How loss ``spec`` (a registry name, expression text or :class:`Expr`) trains.
+
+    A registry name trains as defined (its losses are oriented already). An expression is
+    judged by :func:`integrity`: with ``orient`` it trains negated where the test flips it, and
+    one that fails the test is a ``ValueError`` naming it; without, it trains as written
+    (:meth:`Orientation.warning` says when that points the wrong way).
+    """
+    from augloss.losses.expr import parse
+    from augloss.losses.registry import REGISTRY, resolve
+
+    if isinstance(spec, str) and spec in REGISTRY:
+        expr = parse(REGISTRY[spec])
+        return Orientation(expr, expr, bool(orient), registry=spec)
+    expr = resolve(spec)[0]
+    verdict = integrity(expr, faithful_quirks=faithful_quirks)
+    if orient and not verdict.ok:
+        raise ValueError(f"loss {expr} fails the integrity test ({verdict.reason}): orient: "
+                         f"true trains only a loss the test orients; without orient it "
+                         f"trains as written")
+    trained = Call("neg", (expr,)) if orient and verdict.flip else expr
+    return Orientation(expr, trained, bool(orient), verdict=verdict)

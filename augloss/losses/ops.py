@@ -3,7 +3,8 @@
 The 27 unary and 7 binary operators, their ids, semantics and guards are those of the authors' earlier
 code (arXiv 2403.08793, github.com/OUStudent/NeuralLossFunctionEvolution @ 340895b); only the readable
 names are ours. ``EPS`` is the Keras epsilon used there. Every operator is element-wise; constants
-broadcast. The genome refers to operators by id, the text syntax by name.
+broadcast. The genome refers to operators by id, the text syntax by name (the parser also reads
+the names and notation that code prints a loss in: :mod:`augloss.losses.expr`).
 
 Unary operators (id, name, semantics; ``eps = 1e-7``):
 

@@ -63,6 +63,8 @@ def study_losses(best_files: dict[str, str | Path], top_n: int,
             skipped.append({"name": b["name"], "reason": NO_CLASS_WEIGHTS})
             continue
         expr, _ = losses.resolve(b["expression"], b["label_smoothing"])
+        if b.get("orient"):  # scored as the transfer stage trains it (orient: true)
+            expr = losses.orientation(expr, orient=True).trained
         add(expr, b["name"], "baseline", b["label_smoothing"])
     for a in sorted(best_files, key=lambda x: (names.technique_order(x), x)):
         for e in read_json(best_files[a])["losses"][:top_n]:

@@ -88,7 +88,7 @@ def _col(g: pd.DataFrame, col: str) -> pd.Series:
 #: audit.csv's columns for the cells (the first 14 as before packages and data were audited).
 AUDIT_FIELDS = ["stage", "dataset", "augmentation", "loss", "display", "n_runs", "seeds",
                 "config_hash", "code_version", "git_commit", "device", "preprocessing",
-                "run_dirs", "flags", "packages", "data_digest", "gpus_requested"]
+                "run_dirs", "flags", "packages", "data_digest", "gpus_requested", "train_split"]
 
 def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = None,
           aliases: dict[str, list[str]] | None = None) -> pd.DataFrame:
@@ -115,8 +115,9 @@ def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = No
         for col, what in (("code_version", "mixed code versions"),
                           ("git_commit", "mixed git commits"),
                           ("config_hash", "mixed configurations"),
-                          ("preprocessing", "mixed preprocessing")):
-            if len(set(g[col].astype(str))) > 1:
+                          ("preprocessing", "mixed preprocessing"),
+                          ("train_split", "mixed training splits")):
+            if len(set(_col(g, col).astype(str))) > 1:
                 flags.append(what)
         packages = [str(p) for p in _col(g, "packages").fillna("")]
         digests = [str(d) for d in _col(g, "data_digest").fillna("")]
@@ -143,7 +144,9 @@ def audit(df: pd.DataFrame, expected_seeds: dict[str, Sequence[int]] | None = No
                      "packages": " | ".join(sorted(set(packages) - {""})),
                      "data_digest": " | ".join(sorted(set(digests) - {""})),
                      "gpus_requested": " ".join(sorted({str(n) for n in map(_gpus, requested)
-                                                        if n is not None}))})
+                                                        if n is not None})),
+                     "train_split": " ".join(sorted(set(_col(g, "train_split")
+                                                        .fillna("train").astype(str))))})
     return pd.DataFrame(rows, columns=AUDIT_FIELDS)
 
 
@@ -293,6 +296,7 @@ def write_audit(a: pd.DataFrame, md_path: str | Path, csv_path: str | Path,
                      + (f"; GPUs requested: {requested}" if requested else ""))
         lines.append(f"- packages: {getattr(r, 'packages', '') or 'not recorded'}")
         lines.append(f"- data: {getattr(r, 'data_digest', '') or 'not recorded'}")
+        lines.append(f"- trained on: {getattr(r, 'train_split', '') or 'train'}")
         if r.preprocessing:
             lines.append(f"- preprocessing: {r.preprocessing}")
         lines.append(f"- runs: {', '.join(f'`{d}`' for d in r.run_dirs.split())}")

@@ -58,6 +58,8 @@ def collect(paths: Iterable[str | Path], allow_mixed: bool = False) -> pd.DataFr
             "test_acc": m.get("test_acc"), "final_val_acc": m.get("final_val_acc"),
             "best_val_acc": m.get("best_val_acc"), "diverged": bool(m.get("diverged")),
             "val_n": m.get("val_n"), "test_n": m.get("test_n"),
+            # runs before the key was recorded all trained on the train split
+            "train_split": m.get("train_split", "train"), "train_n": m.get("train_n"),
             "run_dir": str(f.parent), "git_commit": prov.get("git_commit", ""),
             "git_dirty": prov.get("git_dirty"), "device": prov.get("device", ""),
             "gpu_name": prov.get("gpu_name", ""),

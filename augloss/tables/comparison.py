@@ -68,6 +68,9 @@ class Comparison:
     #: per loss (not CE): the pooled Δ over the stage's cells (:func:`augloss.stats.pooled`)
     #: with Holm across the losses (``p_holm``), the primary endpoint.
     pooled: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: per dataset: the training split(s) its runs used and their image counts
+    #: (:func:`training_note`).
+    training: dict[str, str] = field(default_factory=dict)
 
     def display(self, loss: str) -> str:
         """The loss's table name, with every other search that selected it."""
@@ -180,7 +183,32 @@ def comparison(df: pd.DataFrame, stage: str, metric: str = "test_acc",
     cells["best"] = cells["exact_mean"] == best
     pooled = _pooled(paired, [l for l in losses if l != baseline], alpha)
     return Comparison(stage, metric, cells, losses, columns,
-                      {k: list(v) for k, v in aliases.items() if k in losses}, alpha, pooled)
+                      {k: list(v) for k, v in aliases.items() if k in losses}, alpha, pooled,
+                      _training(runs))
+
+
+def _training(runs: pd.DataFrame) -> dict[str, str]:
+    """``{dataset: "train (45000 images)"}``: each dataset's training split(s) and size(s)."""
+    out = {}
+    split = runs["train_split"] if "train_split" in runs else pd.Series("train", runs.index)
+    size = runs["train_n"] if "train_n" in runs else pd.Series(None, runs.index, dtype=object)
+    for dataset, g in runs.assign(_split=split, _n=size).groupby("dataset", sort=True):
+        parts = []
+        for s, h in g.groupby("_split", sort=True):
+            sizes = sorted({int(n) for n in h["_n"].dropna()})
+            parts.append(s + (f" ({', '.join(map(str, sizes))} images)" if sizes else ""))
+        out[dataset] = " and ".join(parts)
+    return out
+
+
+def training_note(t: Comparison) -> str:
+    """Which split every dataset's runs trained on; more than one is flagged."""
+    if not t.training:
+        return "Training split: not recorded."
+    mixed = [d for d, s in t.training.items() if " and " in s]
+    return ("Trained on: " + "; ".join(f"{d}: {s}" for d, s in t.training.items()) + "."
+            + (f" MIXED training splits in {', '.join(mixed)}: these cells compare runs "
+               f"trained on different images." if mixed else ""))
 
 
 POOLED_COLUMNS = ["loss", "delta", "low", "high", "p", "p_holm", "tau2", "sigma2", "i2",
@@ -293,7 +321,7 @@ def notes(t: Comparison) -> list[str]:
             "Welch's; cells with n < 2 or no variance are untestable (no p). The CSV's "
             "ci_low / ci_high are each cell's unadjusted 95 % interval; the marks use "
             "p_holm. The pooled answer per loss (the primary endpoint) is in the claims "
-            "table.", resolution_note(t), power_note(t)]
+            "table.", resolution_note(t), training_note(t), power_note(t)]
 
 
 def _grid(t: Comparison) -> tuple[list[str], list[list[str]]]:
