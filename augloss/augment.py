@@ -11,7 +11,7 @@ step          what it does here (defaults; every parameter is a config value)
 ============  ===============================================================================
 (framing)     before any step: an image of another size than ``image_size`` is cropped to a
               random square of its shorter side and resized (the earlier code's 80-px surrogate
-              input); nothing when fine-tuning. A spec without steps (``none``: the search's
+              input); fine-tuning: its ``crop`` to ``image_size``. A spec without steps (``none``: the search's
               pre-screen and pre-filter, as in the earlier code) trains on the evaluation
               pipeline.
 randaugment   ``randaugment_impl: tf``: the earlier code's TF Model Garden RandAugment
@@ -19,8 +19,9 @@ randaugment   ``randaugment_impl: tf``: the earlier code's TF Model Garden RandA
               ``torchvision``: ``v2.RandAugment(N, M)`` (31 magnitude bins).
 crop_flip     pad-4 random crop (zero or reflection padding, ``pad_mode``) + horizontal flip
               (the padding scales with ``image_size`` / 32). Fine-tuning (``finetune=True``):
-              ``crop: random_resized`` (torchvision, scale 0.08-1) or ``square`` (a random
-              square of the shorter side, resized: the earlier code) to ``image_size`` + flip.
+              the flip only; the framing crops first, ``crop: random_resized`` (torchvision,
+              scale 0.08-1) or ``square`` (a random square of the shorter side, resized) to
+              ``image_size``, so every step acts on the network-sized image.
 cutout        one square hole of side ``cutout_size`` (16 px on 32 px images; scaled with the
               image otherwise) whose centre is uniform over the image (DeVries & Taylor 2017),
               clipped at the borders, filled with black (``cutout_fill: zero``) or the
@@ -166,12 +167,8 @@ def _randaugment(cfg: AugmentConfig) -> list:
 def _crop_flip(cfg: AugmentConfig) -> list:
     from torchvision.transforms import v2
 
-    if cfg.finetune:
-        crop = [v2.RandomResizedCrop(cfg.image_size, interpolation=interpolation(cfg),
-                                     antialias=True)] if cfg.crop == "random_resized" else \
-            [SquareCrop(), v2.Resize((cfg.image_size, cfg.image_size),
-                                     interpolation=interpolation(cfg), antialias=True)]
-        return crop + [v2.RandomHorizontalFlip()]
+    if cfg.finetune:  # the crop frames the input before every step (_framing): flip only
+        return [v2.RandomHorizontalFlip()]
     return [v2.RandomCrop(cfg.image_size, padding=cfg.scaled(cfg.pad),
                           padding_mode=cfg.pad_mode),
             v2.RandomHorizontalFlip()]
@@ -211,10 +208,16 @@ def _framing(cfg: AugmentConfig) -> tuple[list, list]:
     from torchvision.transforms import v2
 
     size, mode = cfg.image_size, interpolation(cfg)
-    if cfg.finetune:  # the random-resized crop (crop_flip) frames the training input
-        # timm's evaluation: resize the short side to floor(size / crop_pct), centre crop.
-        return [], [v2.Resize(int(size / cfg.crop_pct), interpolation=mode, antialias=True),
-                    v2.CenterCrop(size)]
+    if cfg.finetune:
+        # Training: fine-tuning's crop to ``image_size`` first, so every step (RandAugment's
+        # pixel constants, Cutout) acts on the network-sized image, as the earlier code
+        # resized before augmenting. Evaluation (timm's): resize the short side to
+        # floor(size / crop_pct), centre crop.
+        crop = [v2.RandomResizedCrop(size, interpolation=mode, antialias=True)] \
+            if cfg.crop == "random_resized" else \
+            [SquareCrop(), v2.Resize((size, size), interpolation=mode, antialias=True)]
+        return crop, [v2.Resize(int(size / cfg.crop_pct), interpolation=mode, antialias=True),
+                      v2.CenterCrop(size)]
     # square crop + resize: no-ops on square images of side ``size``
     return ([SquareCrop(), v2.Resize((size, size), interpolation=mode, antialias=True)],
             [SquareCrop(random=False), v2.Resize((size, size), interpolation=mode, antialias=True)])

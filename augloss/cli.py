@@ -51,6 +51,11 @@ def _loss(args: argparse.Namespace) -> int:
     # PyTorch source with --orient (what trains then depends on the test's verdict).
     from augloss.losses import Call, LossSyntaxError, resolve
 
+    if args.orient and args.faithful_quirks:
+        print("augloss loss: error: --orient shows how a baseline with orient: true trains, "
+              "which jobs decide with the corrected integrity test; --faithful-quirks applies "
+              "to the search's genomes only", file=sys.stderr)
+        return 2
     try:
         expr, name = resolve(args.expression)
     except (LossSyntaxError, ValueError) as err:

@@ -128,7 +128,7 @@ class AugmentConfig:
     """
 
     image_size: int = 32
-    finetune: bool = False  # random-resized crop instead of pad-crop
+    finetune: bool = False  # fine-tuning's crop (``crop``) instead of pad-crop
     pad: int = 4
     pad_mode: str = "constant"
     cutout_size: int = 16
@@ -338,11 +338,15 @@ class FitnessConfig:
         return TrainConfig.from_dict(d)
 
     def phase_augment(self, phase: str) -> AugmentConfig:
-        """The input pipeline of ``phase``: the main run's size and scaling, or the screens'."""
-        base = AugmentConfig(**self.augment)
-        if phase != "main":  # the screens train unaugmented at x / 255
-            return replace(base, normalize="unit", cutout_fill="zero")
-        return replace(base, image_size=self.image_size, normalize=self.normalize)
+        """The input pipeline of ``phase``: the main run's augmentation at the search's size and
+        scaling; the screens' is only their size and x / 255 (they train unaugmented, so no
+        augmentation parameter enters their pipeline or their cache key)."""
+        if phase != "main":
+            keep = ("image_size", "interpolation")
+            return AugmentConfig(**{k: v for k, v in self.augment.items() if k in keep},
+                                 normalize="unit")
+        return AugmentConfig(**{**self.augment, "image_size": self.image_size,
+                                "normalize": self.normalize})
 
     def phase_hash(self, phase: str, data_digest: str) -> str:
         """What an evaluation of ``phase`` depends on, besides the loss, technique and seed."""
@@ -375,7 +379,7 @@ class LossSpec:
 
     def identity(self) -> dict:
         """What makes two jobs' losses the same (part of a run's hash; no origin). ``orient``
-        counts only when true, so the hashes of runs from before it existed stay."""
+        counts only when true: a loss without it has the identity it had before the key."""
         out = {"name": self.name, "expression": self.expression,
                "label_smoothing": self.label_smoothing,
                "class_weights": None if self.class_weights is None else list(self.class_weights)}

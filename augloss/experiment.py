@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from augloss import checks, names
 from augloss.config import AugmentConfig, FitnessConfig, SearchConfig, TrainConfig
-from augloss.losses.registry import resolve
+from augloss.losses.registry import REGISTRY, resolve
 from augloss.schema import SCHEMA_FILE, ConfigError, deep_merge, load_config, recipe_default
 
 #: The search's recipes (``search.fitness.<phase>``), each with its own per-key defaults.
@@ -420,6 +420,7 @@ class Experiment:
     def check(self) -> None:
         """Every rule the schema cannot state; raises :class:`ConfigError` naming the key."""
         checks.check_config(self.config)  # models, overrides, class weights, slugs, job count
+        self._check_search_augment()
         for aug in self.augmentations:
             self._check_search(aug)
         _check_dataset("search.dataset", self.search_dataset)
@@ -428,11 +429,13 @@ class Experiment:
         for s in self.stages:
             self._check_receives(s)
             self._check_split(s)
-        try:
-            AugmentConfig(**{**self.search_augment(), "image_size": self.config["search"][
-                "image_size"], "normalize": self.config["search"]["normalize"]})
-        except (ValueError, TypeError) as exc:
-            raise ConfigError("search.augment", str(exc)) from None
+        metric = self.config["tables"]["metric"]
+        for s in self.stages:
+            if "val" in metric and self.train_split(s) == "trainval":
+                raise ConfigError("tables.metric",
+                                  f"{metric}, but {s}.train_split is trainval: those runs "
+                                  f"train on the validation images and record no validation "
+                                  f"accuracy (use test_acc, or train_split: train)")
         if self.pretrain is not None:
             _check_dataset(f"{PRETRAIN_SECTION}.pretrain.dataset", self.pretrain["dataset"])
 
@@ -448,6 +451,29 @@ class Experiment:
             raise ConfigError(f"{stage_name}.{stage(stage_name).count_key}",
                               f"{wanted} is more than the {available} evolved losses of the "
                               f"{upstream} stage")
+
+    #: Keys of ``search.augment`` the search sets elsewhere or never uses: its main run's size
+    #: and scaling are ``search.image_size`` and ``search.normalize``; it never fine-tunes.
+    SEARCH_OWN = {"image_size": "search.image_size", "normalize": "search.normalize",
+                  "mean": "search.normalize", "std": "search.normalize",
+                  "finetune": None, "crop": None, "crop_pct": None}
+
+    def _check_search_augment(self) -> None:
+        """``search.augment`` holds augmentation parameters only, and they combine with the
+        search's own size and scaling into a valid pipeline."""
+        for key in self.config["search"]["augment"]:
+            if key in self.SEARCH_OWN:
+                where = self.SEARCH_OWN[key]
+                raise ConfigError(f"search.augment.{key}",
+                                  f"not a search setting here: set {where}" if where else
+                                  "fine-tuning only; the search trains with pad-crop")
+        s = self.config["search"]
+        try:
+            AugmentConfig(**{**self.search_augment(), "image_size": s["image_size"],
+                             "normalize": s["normalize"]})
+        except (ValueError, TypeError) as exc:
+            raise ConfigError("search.augment", f"{exc} (with search.normalize: "
+                              f"{s['normalize']})") from None
 
     def _check_split(self, stage_name: str) -> None:
         """A stage whose evolved losses a later stage selects by validation accuracy keeps its
@@ -467,9 +493,9 @@ class Experiment:
                               f"so that nothing is selected from these runs (docs/fidelity.md, "
                               f"'Training split')")
         raise ConfigError(f"{stage_name}.train_split",
-                          f"trainval with {nxt}.selection_metric: {metric} selects the losses "
-                          f"{nxt} trains on the test set; keep train and a validation metric, "
-                          f"or set {count}: 0")
+                              f"trainval with {nxt}.selection_metric: {metric} selects on the "
+                          f"test set the losses {nxt} trains; keep train and a validation "
+                          f"metric, or set {count}: 0")
 
     def _check_search(self, aug: str) -> None:
         s = self.config["search"]
@@ -514,6 +540,10 @@ class Experiment:
         if len(set(baseline_names)) != len(baseline_names):
             raise ConfigError(f"{stage_name}.baselines", "baseline names must be unique")
         for i, b in enumerate(self.baselines(stage_name).values()):
+            if b.get("orient") and b["expression"] in REGISTRY:
+                raise ConfigError(f"{stage_name}.baselines[{i}].orient",
+                                  f"{b['expression']!r} is a registry loss, oriented already; "
+                                  f"orient applies to expression text")
             try:
                 resolve(b["expression"], b["label_smoothing"], b["class_weights"])
             except ValueError as exc:

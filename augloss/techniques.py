@@ -19,9 +19,12 @@ from types import MappingProxyType
 
 #: The step kinds, in no particular order, with what each does (parameters: ``AugmentConfig``).
 STEPS = MappingProxyType({
-    "randaugment": "torchvision RandAugment (N ops at magnitude M) per image",
-    "crop_flip": "pad-and-random-crop (fine-tuning: random-resized crop) + horizontal flip",
-    "cutout": "one square hole of zeros per image, centre uniform, clipped at the borders",
+    "randaugment": "RandAugment per image: the earlier code's TF one (randaugment_impl: tf, N "
+                   "of 16 ops + identity at level M) or torchvision's",
+    "crop_flip": "pad-and-random-crop + horizontal flip (fine-tuning: the flip; its crop "
+                 "frames the image first)",
+    "cutout": "one square hole per image (black or the normalisation's mean colour), centre "
+              "uniform, clipped at the borders",
     "mixup": "mix the batch with a permutation of itself, lam ~ Beta(alpha, alpha)",
 })
 

@@ -11,7 +11,8 @@ Writes ``results/bench/report.json`` and ``results/bench/report.md``. Every figu
     already in a tensor, no augmentation, no checks. Per technique in ``eval_vs_floor_<aug>``.
 (b) ``joint<K>_vs_sequential<K>``: K candidates evaluated in one stacked run
     (:meth:`Evaluator.evaluate_many`) over K one-by-one evaluations, K in 1, 4, 8, 16.
-(c) ``pipeline_<aug>_<path>_img_s``: augmentation throughput, per-sample torchvision path in a
+(c) ``pipeline_<aug>[_tf]_<path>_img_s``: augmentation throughput (``_tf``: the earlier code's
+    RandAugment, ``randaugment_impl: tf``), per-sample torchvision path in a
     DataLoader (``cpu``) vs the batched tensor path (``tensor``), images/s.
 (d) ``dryrun_paper_s``: ``snakemake -n`` on the paper config; ``noop_rerun_demo_s``: a rerun of
     the finished demo with nothing to do.
@@ -156,8 +157,14 @@ def pipelines(args, device) -> dict:
     subset = batch_augment.at_size(train.subset(range(min(n, len(train))), "train"),
                                    AugmentConfig())
     out = {}
-    for technique in TECHNIQUES:
-        tech = augment.build(technique)
+    # RandAugment both ways: torchvision's, and the earlier code's (config.yaml's transfer
+    # values at 32 px: N 2, M 5, translate 40, Cutout 16)
+    tf = AugmentConfig(randaugment_impl="tf", randaugment_m=5, randaugment_translate=40,
+                       randaugment_cutout=16)
+    variants = [(t, "", AugmentConfig()) for t in TECHNIQUES] + \
+        [(t, "_tf", tf) for t in TECHNIQUES if "randaugment" in augment.build(t).spec.steps]
+    for technique, suffix, cfg in variants:
+        tech = augment.build(technique, cfg)
         cpu, tensor = [], []
         for r in range(args.repeats):
             t0 = time.perf_counter()
@@ -179,8 +186,8 @@ def pipelines(args, device) -> dict:
                         batch_augment.mixup(x, torch.zeros(len(x), dtype=torch.long,
                                                            device=device), 1.0, g, host)
             tensor.append(len(images) / t.seconds)
-        out[f"pipeline_{technique}_cpu_img_s"] = mmm(cpu)
-        out[f"pipeline_{technique}_tensor_img_s"] = mmm(tensor)
+        out[f"pipeline_{technique}{suffix}_cpu_img_s"] = mmm(cpu)
+        out[f"pipeline_{technique}{suffix}_tensor_img_s"] = mmm(tensor)
     return out
 
 

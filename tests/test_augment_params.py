@@ -34,7 +34,9 @@ def test_the_batched_crop_pads_like_torchvision_in_both_modes(mode):
     batch = ba.BatchAugment(aug.build("base", cfg))
     x = _ramp(400)
     out = batch.crop(x, _gen())
-    padded = torch.nn.functional.pad(x[:1].float(), (4, 4, 4, 4), mode=mode)[0].to(torch.uint8)
+    from torchvision.transforms.v2 import functional as TF
+
+    padded = TF.pad(x[0], [4], padding_mode=mode)  # torchvision's own padding as the reference
     # each output is an exact 32 x 32 window of the padded image (zeros or reflections)
     windows = {padded[:, i:i + 32, j:j + 32].numpy().tobytes()
                for i in range(9) for j in range(9)}
@@ -77,7 +79,9 @@ def test_the_cifar_normalisation_is_the_wrn_codes_mean_and_std():
     mine = ba.normalise(img[None], cfg)[0]
     theirs = aug.build("none", cfg).eval_transform(img)
     assert torch.allclose(mine, theirs, atol=1e-6)
-    assert torch.allclose((x / 255 - torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)), torch.zeros(1))
+    # the WRN code's constants, written out here rather than taken from the module
+    assert torch.allclose(torch.tensor(CIFAR_MEAN) * 255, x.flatten())
+    assert torch.allclose(torch.tensor(CIFAR_STD) * 255, torch.tensor([63.0, 62.1, 66.7]))
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -104,6 +108,26 @@ def test_the_square_crop_of_fine_tuning_crops_the_shorter_side_and_resizes():
     assert all(o.shape == (3, 24, 24) for o in outs)
     default = aug.build("base", AugmentConfig(image_size=24, finetune=True)).train_transform
     assert type(default.transforms[0]).__name__ == "RandomResizedCrop"
+
+
+@pytest.mark.parametrize("crop", ["square", "random_resized"])
+def test_fine_tuning_crops_to_the_network_size_before_randaugment_and_cutout(crop):
+    """The earlier code resized, then augmented: RandAugment's pixel constants and Cutout act
+    on the network-sized image, never on the raw photo."""
+    from augloss.tf_randaugment import TFRandAugmentTransform
+
+    cfg = AugmentConfig(image_size=24, finetune=True, crop=crop, randaugment_impl="tf",
+                        randaugment_m=5, normalize="tf")
+    names = [type(t).__name__ for t in aug.build("all", cfg).train_transform.transforms]
+    first_step = names.index("TFRandAugmentTransform")
+    framing = ["SquareCrop", "Resize"] if crop == "square" else ["RandomResizedCrop"]
+    assert names[:first_step] == framing
+    assert names[first_step:] == ["TFRandAugmentTransform", "RandomHorizontalFlip", "Cutout",
+                                  "ToDtype", "Normalize"]
+    photo = torch.randint(0, 256, (3, 90, 140), dtype=torch.uint8)
+    torch.manual_seed(0)
+    assert aug.build("all", cfg).train_transform(photo).shape == (3, 24, 24)
+    assert TFRandAugmentTransform  # the class the names refer to
 
 
 def test_randaugment_implementation_is_chosen_by_the_config():
@@ -207,3 +231,47 @@ def test_a_trainval_run_trains_on_every_training_image_and_claims_no_validation(
     a = audit.audit(df)
     assert "mixed training splits" in a.iloc[0]["flags"]
     assert a.iloc[0]["train_split"] == "train trainval"
+
+
+@pytest.mark.parametrize("key, where", [("image_size", "search.image_size"),
+                                        ("normalize", "search.normalize"),
+                                        ("finetune", "fine-tuning only")])
+def test_search_augment_refuses_what_the_search_sets_elsewhere(paper, key, where):
+    paper["search"]["augment"] = {key: {"image_size": 64, "normalize": "unit",
+                                        "finetune": True}[key]}
+    with pytest.raises(ConfigError, match=rf"search\.augment\.{key}: .*{where}"):
+        Experiment.from_config(paper).check()
+
+
+def test_the_mean_cutout_fill_of_the_search_uses_its_own_normalisation(paper):
+    """search.normalize: tf has a mean colour (grey 128): the shared augment's default
+    normalize (unit) must not decide; the screens stay unaugmented at x / 255."""
+    paper["augment"]["cutout_fill"] = "mean"
+    x = Experiment.from_config(paper)
+    x.check()
+    from augloss.config import FitnessConfig
+
+    fit = FitnessConfig.from_dict({**x.search_job("cutout")["fitness"], "data_root": "."})
+    assert fit.phase_augment("main").cutout_value() == (128, 128, 128)
+    screen = fit.phase_augment("prescreen")
+    assert (screen.normalize, screen.cutout_fill, screen.image_size) == ("unit", "zero", 32)
+    # no augmentation parameter enters a screen's pipeline, so none reruns the screens
+    paper["augment"]["randaugment_m"] = 7
+    other = FitnessConfig.from_dict({**Experiment.from_config(paper).search_job("cutout")[
+        "fitness"], "data_root": "."})
+    assert other.phase_hash("prescreen", "d") == fit.phase_hash("prescreen", "d")
+    assert other.phase_hash("main", "d") != fit.phase_hash("main", "d")
+
+
+def test_a_validation_table_metric_with_a_trainval_stage_is_refused(paper):
+    paper["tables"]["metric"] = "final_val_acc"
+    with pytest.raises(ConfigError, match=r"tables\.metric: final_val_acc, but "
+                                          r"finetune\.train_split is trainval"):
+        Experiment.from_config(paper).check()
+
+
+def test_orient_on_a_registry_loss_is_refused(paper):
+    paper["transfer"]["baselines"].append({"name": "focal2", "loss": "focal", "orient": True})
+    with pytest.raises(ConfigError, match=r"transfer\.baselines\[3\]\.orient: 'focal' is a "
+                                          r"registry loss"):
+        Experiment.from_config(paper).check()

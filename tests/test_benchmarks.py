@@ -15,7 +15,8 @@ def test_suite_writes_the_report(tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     figures = report["figures"]
     for key in ("eval_vs_floor", "joint8_vs_sequential8", "joint16_vs_sequential16",
-                "dryrun_paper_s", "pipeline_all_tensor_img_s", "pipeline_all_cpu_img_s"):
+                "dryrun_paper_s", "pipeline_all_tensor_img_s", "pipeline_all_cpu_img_s",
+                "pipeline_randaugment_tf_tensor_img_s", "pipeline_all_tf_cpu_img_s"):
         assert set(figures[key]) == {"min", "median", "max", "n"}, key
         assert 0 < figures[key]["min"] <= figures[key]["median"] <= figures[key]["max"]
     assert "demo_wall_s" not in figures  # --skip-demo

@@ -402,3 +402,10 @@ def test_readme_report_commands_for_the_config_and_the_demo():
     assert [c[c.index("--report") + 1].endswith(".html") for c in cmds] == [True, True]
     assert "--configfile" not in cmds[0]
     assert cmds[1][cmds[1].index("--configfile") + 1] == "demo/config.yaml"
+
+
+def test_loss_refuses_orient_with_the_faithful_quirks(capsys):
+    """Jobs orient a baseline with the corrected test, so the CLI never shows another one."""
+    assert cli.main(["loss", "--orient", "--faithful-quirks", "y * ln(p)"]) == 2
+    err = capsys.readouterr().err
+    assert "corrected integrity test" in err and "\n" == err[-1] and err.count("\n") == 1

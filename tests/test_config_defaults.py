@@ -123,7 +123,8 @@ def test_override_mappings_are_not_filled():
     inherits, never a default."""
     cfg = load(REPO / "config.yaml")
     cfg["augment"]["cutout_size"] = 12
-    cfg["augment"]["pad_mode"] = "reflect"
+    cfg["augment"]["pad_mode"] = "constant"
+    cfg["search"]["augment"] = {"pad_mode": "reflect"}
     filled = load_config(cfg, SCHEMA_FILE)
     assert filled["finetune"]["augment"] == cfg["finetune"]["augment"]
     assert filled["search"]["augment"] == cfg["search"]["augment"]
@@ -134,7 +135,9 @@ def test_override_mappings_are_not_filled():
     assert exp.augment("transfer", "cifar10")["cutout_size"] == 12
     # the dataset's own entry wins over the stage's and the shared value
     assert exp.augment("transfer", "cifar100")["cutout_size"] == 8
+    assert cfg["transfer"]["augment"]["pad_mode"] == "reflect"
     assert exp.augment("transfer", "cifar100")["pad_mode"] == "reflect"  # transfer.augment
+    assert exp.augment("finetune", "flowers102")["pad_mode"] == "constant"  # the shared value
 
 
 def prune(cfg: dict, path=()) -> dict:

@@ -120,12 +120,66 @@ def test_the_document_states_defaults_of_many_switches():
 
 @pytest.mark.parametrize("key, value", stated_defaults())
 def test_every_default_the_document_states_is_config_yamls(key, value):
-    """The value in backticks is config.yaml's, every schema default filled in."""
-    assert _lookup(_resolved_paper_config(), key) == yaml.safe_load(value), \
+    """The value in backticks is config.yaml's, every schema default filled in (and, for a
+    shared augment key, the search's effective value)."""
+    assert not _mismatches([(key, value)]), \
         f"docs/fidelity.md says {key} is {value!r} in config.yaml"
 
 
-def test_the_default_check_catches_a_wrong_statement():
+def _mismatches(rows: list[tuple[str, str]]) -> list[str]:
     config = _resolved_paper_config()
-    assert _lookup(config, "augment.randaugment_m") != yaml.safe_load("9")
-    assert _lookup(config, "transfer.augment_by_dataset.cifar100.cutout_size") == 8
+    from augloss.experiment import Experiment
+
+    search = Experiment(config).search_augment()
+    bad = []
+    for key, value in rows:
+        expected = yaml.safe_load(value)
+        if _lookup(config, key) != expected:
+            bad.append(key)
+        # a shared augment value is the search's too, unless search.augment overrides it
+        elif key.startswith("augment.") and search[key.split(".", 1)[1]] != expected:
+            bad.append(f"{key} (search)")
+    return bad
+
+
+def test_the_default_check_catches_a_wrong_statement():
+    rows = stated_defaults()
+    assert not _mismatches(rows)
+    doctored = [(k, "9") if k == "augment.randaugment_m" else (k, v) for k, v in rows]
+    assert _mismatches(doctored) == ["augment.randaugment_m"]
+    assert _mismatches([("transfer.augment_by_dataset.cifar100.cutout_size", "16")])
+
+
+KINDS = {"faithful", "fix", "reference", "unknown", "ours", "option", "gap"}
+
+
+def kinds() -> list[tuple[str, str]]:
+    """(what, kind) of every row of a table with a Kind column."""
+    out, header = [], None
+    for line in DOC.read_text().splitlines():
+        if not line.startswith("|") or line.startswith("|---"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if "Switch" in cells:
+            header = cells
+            continue
+        if header and "Kind" in header:
+            out.append((cells[0], cells[header.index("Kind")]))
+    return out
+
+
+def test_every_row_is_of_a_defined_kind():
+    rows = kinds()
+    assert len(rows) > 60
+    assert [r for r in rows if r[1] not in KINDS] == []
+    legend = DOC.read_text().split("\n## ")[0]  # the introduction
+    assert all(f"**{k}**" in legend for k in KINDS)
+
+
+def test_the_fixes_on_by_default_are_listed_alike_everywhere():
+    fixes = [what for what, kind in kinds() if kind == "fix"]
+    assert len(fixes) == 6, fixes
+    text = DOC.read_text()
+    assert "all six *fix* rows" in text
+    assert "six \"fix\" rows" in (ROOT / "config.yaml").read_text()
+    assert "the six rows of kind *fix*" in (ROOT / "README.md").read_text().replace("\n", " ")

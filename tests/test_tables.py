@@ -409,3 +409,22 @@ def test_evolution_plot_draws_cross_entropy_as_a_band_of_its_fresh_seeds(tmp_pat
     assert bands == {"cross-entropy, 3 fresh seeds (mean ± sd)": pytest.approx((40.0, 44.0))}
     assert lines == [(None, pytest.approx(42.0)),  # base: the band's mean
                      ("cross-entropy (search seed)", pytest.approx(47.0))]  # cutout: no noise
+
+
+def test_learning_curves_of_runs_without_validation_plot_training_accuracy(tmp_path):
+    """train_split: trainval runs record no validation accuracy (null per epoch): the plot shows
+    their training accuracy and says so, instead of failing on nulls."""
+    runs = write_runs(tmp_path / "runs")
+    files = sorted(runs.rglob("metrics.json"))
+    for f in files:
+        m = json.loads(f.read_text())
+        m["curves"] = {"val_acc": [None, None], "train_acc": [0.3, 0.7 + 0.01 * m["seed"]]}
+        f.write_text(json.dumps(m))
+    df = plots.learning_curves(files, "transfer")
+    assert df["val_acc"].isna().all() and df["train_acc"].notna().all()
+    png = plots.plot_learning_curves(files, "transfer", tmp_path / "t.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert plots.curve_column(df)[0] == "train_acc"
+    assert "no validation set" in plots.curve_column(df)[1]
+    with_val = plots.learning_curves(files[:1], "transfer").assign(val_acc=0.5)
+    assert plots.curve_column(with_val) == ("val_acc", "validation accuracy")

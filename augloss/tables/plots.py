@@ -38,27 +38,45 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def learning_curves(metrics_files: Iterable[str | Path], stage: str) -> pd.DataFrame:
-    """Validation accuracy per epoch of every run of ``stage``: one row per (run, epoch)."""
+    """Validation and training accuracy per epoch of every run of ``stage``: one row per (run,
+    epoch); a run without validation (``train_split: trainval``) has NaN validation accuracy."""
     rows = []
     for f in sorted(map(str, metrics_files)):
         m = json.loads(Path(f).read_text())
         if m.get("stage") != stage:
             continue
-        for epoch, acc in enumerate(m.get("curves", {}).get("val_acc", []), start=1):
+        curves = m.get("curves", {})
+        train = curves.get("train_acc", [])
+        for epoch, acc in enumerate(curves.get("val_acc", []), start=1):
             rows.append({"dataset": m["dataset"], "augmentation": m["augmentation"],
-                         "loss": m["loss"], "seed": m["seed"], "epoch": epoch, "val_acc": acc})
-    return pd.DataFrame(rows, columns=["dataset", "augmentation", "loss", "seed", "epoch",
-                                       "val_acc"])
+                         "loss": m["loss"], "seed": m["seed"], "epoch": epoch, "val_acc": acc,
+                         "train_acc": train[epoch - 1] if epoch <= len(train) else None})
+    out = pd.DataFrame(rows, columns=["dataset", "augmentation", "loss", "seed", "epoch",
+                                      "val_acc", "train_acc"])
+    for col in ("val_acc", "train_acc"):  # JSON null (no validation set) -> NaN
+        out[col] = pd.to_numeric(out[col], errors="coerce")
+    return out
+
+
+def curve_column(curves: pd.DataFrame) -> tuple[str, str]:
+    """The column a learning-curve plot draws and its label: validation accuracy, or training
+    accuracy where no run of the stage has a validation set (``train_split: trainval``)."""
+    if curves["val_acc"].notna().any():
+        return "val_acc", "validation accuracy"
+    return "train_acc", "training accuracy (no validation set: train_split trainval)"
 
 
 def plot_learning_curves(metrics_files: Iterable[str | Path], stage: str, path: str | Path,
                          aliases: dict[str, list[str]] | None = None) -> Path:
     """One panel per (dataset, augmentation): each loss's validation accuracy per epoch, mean
-    over seeds (the band spans the seeds' min to max); cross-entropy drawn black."""
+    over seeds (the band spans the seeds' min to max); cross-entropy drawn black. A stage
+    whose runs have no validation set (``train_split: trainval``) plots training accuracy,
+    and says so."""
     plt = _figure()
     curves = learning_curves(metrics_files, stage)
     if curves.empty:
-        raise TableError(f"no {stage} run has a validation curve")
+        raise TableError(f"no {stage} run has a learning curve")
+    column, what = curve_column(curves)
     datasets = sorted(curves["dataset"].unique())
     augs = sorted(curves["augmentation"].unique(), key=names.technique_order)
     losses = sorted(curves["loss"].unique(), key=lambda n: (n != BASELINE, n))
@@ -70,7 +88,7 @@ def plot_learning_curves(metrics_files: Iterable[str | Path], stage: str, path: 
             ax = axes[i][j]
             cell = curves[(curves["dataset"] == d) & (curves["augmentation"] == a)]
             for k, loss in enumerate(losses):
-                g = cell[cell["loss"] == loss].groupby("epoch")["val_acc"]
+                g = cell[cell["loss"] == loss].groupby("epoch")[column]
                 if not len(g):
                     continue
                 mean, lo, hi = (100 * g.mean(), 100 * g.min(), 100 * g.max())
@@ -84,10 +102,10 @@ def plot_learning_curves(metrics_files: Iterable[str | Path], stage: str, path: 
             if i == len(datasets) - 1:
                 ax.set_xlabel("epoch")
             if j == 0:
-                ax.set_ylabel("validation accuracy (%)")
+                ax.set_ylabel(what.split(" (")[0] + " (%)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.suptitle(f"{stage}: learning curves (mean over seeds; band: min-max)", fontsize=10)
+    fig.suptitle(f"{stage}: {what} (mean over seeds; band: min-max)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
