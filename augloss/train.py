@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -131,17 +131,41 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_data, val_data, test_data,
 
 
 def fit_population(model: nn.Module, loss_fns: list[nn.Module], train_data, val_data,
-                   technique: aug.Technique, cfg: TrainConfig, seed: int,
-                   device: str | torch.device = "cpu",
+                   technique: aug.Technique | Sequence[aug.Technique], cfg: TrainConfig,
+                   seed: int | Sequence[int], device: str | torch.device = "cpu",
                    epoch_log_level: int = logging.INFO) -> list[FitResult]:
     """Train the K copies of a grouped ``model`` (:mod:`augloss.population`), copy ``k`` with
-    ``loss_fns[k]``, on the same batches; one backward pass per step for all of them.
+    ``loss_fns[k]``; one backward pass per step for all of them.
+
+    One ``seed`` and one ``technique``: the copies train on the same batches. One seed or one
+    technique **per copy** (a sequence): the copies are independent -- copy ``k`` draws its
+    own batches, augmentation, mixup and dropout from its own seed, exactly as its own
+    :func:`fit` would (its random states are kept apart, :class:`augloss.population.CopyRNG`),
+    and reads them through its own stem. The techniques must then share one
+    :class:`augloss.config.AugmentConfig` (one input size and normalisation for the shared
+    validation pass).
 
     Each copy gets the result :func:`fit` gives it alone (same batches, dropout masks and
     optimizer arithmetic), including its own divergence, abort and failure.
     """
     if getattr(model, "copies", None) != len(loss_fns):
         raise ValueError("fit_population needs a grouped model with one copy per loss")
+    k = len(loss_fns)
+    seeds = [int(s) for s in seed] if not isinstance(seed, int) else None
+    techs = list(technique) if not isinstance(technique, aug.Technique) else None
+    if seeds is not None or techs is not None:
+        seeds = seeds if seeds is not None else [int(seed)] * k
+        techs = techs if techs is not None else [technique] * k
+        if len(seeds) != k or len(techs) != k:
+            raise ValueError(f"fit_population: {len(seeds)} seeds and {len(techs)} techniques "
+                             f"for {k} copies")
+        configs = {t.config for t in techs}
+        if len(configs) > 1:
+            raise ValueError("independent copies must share one augmentation config (one "
+                             "input size and normalisation for the validation pass)")
+        return _fit(model, list(loss_fns), train_data, val_data, None, techs[0], cfg, seeds[0],
+                    device, None, None, None, epoch_log_level,
+                    independent=(seeds, techs))
     return _fit(model, list(loss_fns), train_data, val_data, None, technique, cfg, seed,
                 device, None, None, None, epoch_log_level)
 
@@ -204,12 +228,19 @@ class _Loop:
     eval_tensors: AugmentConfig | None
     copies: list[_Copy]
     images_seen: int = 0
+    # independent copies (fit_population with a seed or technique per copy): each copy's
+    # seed, technique, random sources and random state; None: the copies share one batch
+    seeds: list[int] | None = None
+    techniques: list[aug.Technique] | None = None
+    copy_draws: list[Draws | None] | None = None
+    rng: Any = None  # augloss.population.CopyRNG
 
     def any_live(self) -> bool:
         return any(c.live for c in self.copies)
 
 
-def _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device) -> _Loop:
+def _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device,
+           independent=None) -> _Loop:
     device = torch.device(device)
     cuda = device.type == "cuda"
     torch.manual_seed(epoch_seed(seed, -1))
@@ -219,55 +250,130 @@ def _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device) 
     optimizer = _optimizer(cfg, model)
     per_epoch = cfg.steps_per_epoch or max(1, len(train_data) // cfg.batch_size)
     tensors = use_tensors(cfg, technique, train_data)
-    draws = Draws(torch.Generator(device=device)) if tensors else None
-    batches = tensor_batches(train_data, technique, cfg, seed, device, draws) if tensors \
-        else loader_batches(train_data, technique, cfg, seed)
-    return _Loop(model, torch.compile(model) if cfg.compile else model, optimizer,
-                 list(loss_fns), technique, cfg, seed, device, cfg.amp and cuda, per_epoch,
-                 cfg.total_steps or per_epoch * cfg.epochs, batches, draws,
-                 technique.config if tensors and getattr(val_data, "in_memory", False) else None,
-                 [_Copy() for _ in loss_fns])
+    run = _Loop(model, torch.compile(model) if cfg.compile else model, optimizer,
+                list(loss_fns), technique, cfg, seed, device, cfg.amp and cuda, per_epoch,
+                cfg.total_steps or per_epoch * cfg.epochs, None, None,
+                technique.config if tensors and getattr(val_data, "in_memory", False) else None,
+                [_Copy() for _ in loss_fns])
+    if independent is None:
+        run.draws = Draws(torch.Generator(device=device)) if tensors else None
+        run.batches = tensor_batches(train_data, technique, cfg, seed, device, run.draws) \
+            if tensors else loader_batches(train_data, technique, cfg, seed)
+        return run
+    from augloss.population import CopyRNG
+
+    run.seeds, run.techniques = independent
+    if any(use_tensors(cfg, t, train_data) != tensors for t in run.techniques):
+        raise ValueError("independent copies must all use the tensor pipeline, or none")
+    run.rng = model.copy_rng = CopyRNG(len(loss_fns), device)
+    run.copy_draws, each = [], []
+    for k, (s, t) in enumerate(zip(run.seeds, run.techniques)):
+        run.rng.seed(k, epoch_seed(s, -1))
+        d = Draws(torch.Generator(device=device)) if tensors else None
+        run.copy_draws.append(d)
+        each.append(tensor_batches(train_data, t, cfg, s, device, d) if tensors
+                    else loader_batches(train_data, t, cfg, s))
+    run.batches = _independent_batches(run, each)
+    return run
 
 
-def _train_step(run: _Loop, x: torch.Tensor, y: torch.Tensor, epoch: int, steps: int,
-                lr: float) -> bool:
-    """One optimizer step of every live copy; False when no copy is left to step."""
+def _independent_batches(run: _Loop, each: list[Callable]) -> Callable[[int, int], Iterator]:
+    """Batches of independent copies: per step, a list of every copy's own ``(x, y)`` (None
+    for a copy that has stopped), each drawn under that copy's random state."""
+    def batches(epoch: int, steps: int) -> Iterator:
+        its: list[Iterator | None] = []
+        for k, b in enumerate(each):
+            with run.rng.active(k):
+                its.append(iter(b(epoch, steps)) if run.copies[k].live else None)
+        while True:
+            xs, ys = [], []
+            for k, it in enumerate(its):
+                if it is None or not run.copies[k].live:
+                    xs.append(None)
+                    ys.append(None)
+                    continue
+                with run.rng.active(k):
+                    batch = next(it, None)
+                if batch is None:  # the pass is over (every copy's pass has the same length)
+                    return
+                xs.append(batch[0])
+                ys.append(batch[1])
+            if all(x is None for x in xs):
+                return
+            yield xs, ys
+
+    return batches
+
+
+def _train_step(run: _Loop, x, y, epoch: int, steps: int, lr: float) -> bool:
+    """One optimizer step of every live copy; False when no copy is left to step.
+
+    ``x``/``y``: one batch the copies share, or (independent copies) a list of every copy's
+    own batch, None for a stopped copy."""
     from augloss import batch_augment
 
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
-    if run.device.type == "cuda" and run.cfg.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    mixed = None
-    if run.technique.mixup:
-        alpha = run.technique.config.mixup_alpha
-        mixed = aug.mixup(x, y, alpha) if run.draws is None else \
-            batch_augment.mixup(x, y, alpha, run.draws.gen, run.draws.host)
+    shared = run.seeds is None
+    xs, ys = ([x], [y]) if shared else (list(x), list(y))
+    mixed: list = [None] * len(xs)
+    for i, (xi, yi) in enumerate(zip(xs, ys)):
+        if xi is None:
+            continue
+        xi, yi = xi.to(run.device, non_blocking=True), yi.to(run.device, non_blocking=True)
+        if run.device.type == "cuda" and run.cfg.channels_last:
+            xi = xi.contiguous(memory_format=torch.channels_last)
+        xs[i], ys[i] = xi, yi
+        technique = run.technique if shared else run.techniques[i]
+        if technique.mixup:
+            alpha = technique.config.mixup_alpha
+            draws = run.draws if shared else run.copy_draws[i]
+            if draws is None:  # the per-sample path draws from torch's global generator
+                if shared:
+                    mixed[i] = aug.mixup(xi, yi, alpha)
+                else:
+                    with run.rng.active(i):
+                        mixed[i] = aug.mixup(xi, yi, alpha)
+            else:
+                mixed[i] = batch_augment.mixup(xi, yi, alpha, draws.gen, draws.host)
+    inputs = [m.images if m is not None else xi for m, xi in zip(mixed, xs)]
+    if shared:
+        batch = inputs[0]
+    else:
+        live = next(t for t in inputs if t is not None)
+        batch = torch.cat([t if t is not None else torch.zeros_like(live) for t in inputs], 1)
+        for i in range(len(ys)):
+            if ys[i] is None:
+                ys[i] = torch.zeros(len(live), dtype=torch.long, device=live.device)
+    if hasattr(run.model, "live"):  # a stopped copy computes nothing (StackedSurrogates)
+        run.model.live = [c.live for c in run.copies]
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
-        logits = run.step_model(mixed.images if mixed else x)
+        logits = run.step_model(batch)
     if logits.ndim == 2:
         logits = logits[:, None]  # a plain model is a population of one
-    hard = y if mixed is None else (mixed.target_a if mixed.lam >= 0.5 else mixed.target_b)
     total = None
+    n = len(batch)
     for k, c in enumerate(run.copies):
         if not c.live:
             continue
         c.lr = lr
-        out = logits[:, k]
-        loss = aug.mixed_loss(run.loss_fns[k], out, mixed, run.technique.config.mixup_mode) \
-            if mixed is not None else run.loss_fns[k](out, y)
+        i = 0 if shared else k
+        out, yk, mk = logits[:, k], ys[i], mixed[i]
+        technique = run.technique if shared else run.techniques[k]
+        hard = yk if mk is None else (mk.target_a if mk.lam >= 0.5 else mk.target_b)
+        loss = aug.mixed_loss(run.loss_fns[k], out, mk, technique.config.mixup_mode) \
+            if mk is not None else run.loss_fns[k](out, yk)
         # No host synchronisation: the sums and the first non-finite step stay on the device,
         # read every FINITE_CHECK_EVERY steps and at the epoch's end (_check_finite).
         loss_d = loss.detach()
         finite = (c.bad_step < 0) & torch.isfinite(loss_d)  # steps before any divergence
         c.sums += torch.stack([
-            torch.where(finite, loss_d.double() * len(y), 0.0),
+            torch.where(finite, loss_d.double() * n, 0.0),
             torch.where(finite, (out.detach().argmax(-1) == hard).sum().double(), 0.0),
-            finite.double() * len(y)])
+            finite.double() * n])
         c.bad_step = torch.where((c.bad_step < 0) & ~torch.isfinite(loss_d),
                                  torch.full_like(c.bad_step, steps), c.bad_step)
-        c.seen += len(y)
+        c.seen += n
         total = loss if total is None else total + loss  # copies share no parameters
     if total is None:
         return False
@@ -276,12 +382,13 @@ def _train_step(run: _Loop, x: torch.Tensor, y: torch.Tensor, epoch: int, steps:
     if run.cfg.grad_clip:
         _clip_grad_norms(run.model, len(run.copies), run.cfg.grad_clip)
     run.optimizer.step()
-    run.images_seen += len(y)
+    run.images_seen += n
     return True
 
 
-def _train_epoch(run: _Loop, epoch: int, lr: float) -> float:
-    """``per_epoch`` steps (fewer if every copy stops); returns the last learning rate."""
+def train_epoch(run: _Loop, epoch: int, lr: float) -> float:
+    """One epoch: ``per_epoch`` steps (fewer if every copy stops); returns the last learning
+    rate. Public so that the benchmark suite can time the training epochs in place."""
     steps = 0
     while steps < run.per_epoch and run.any_live():
         got_batch = False
@@ -325,6 +432,8 @@ def _end_epoch(run: _Loop, epoch: int, started: list[int], val_data) -> None:
         if c.live and not all(torch.isfinite(p).all() for p in _copy_params(run.model, k)):
             c.status, c.reason = "diverged", f"non-finite weights after epoch {epoch}"
     live = [k for k in started if run.copies[k].live]
+    if hasattr(run.model, "live"):
+        run.model.live = [k in live for k in range(len(run.copies))]
     accs = evaluate(run.model, val_data,
                     None if run.eval_tensors else run.technique.eval_transform,
                     run.cfg.eval_batch_size, run.device, run.cfg.num_workers, run.amp,
@@ -363,6 +472,8 @@ def _finish(run: _Loop, test_data, start_epoch: int, seconds: float) -> list[Fit
     """Final statuses (``fail_below``), test accuracy, one result per copy."""
     results = []
     cfg = run.cfg
+    if hasattr(run.model, "live"):
+        run.model.live = None  # every copy's test accuracy is its own weights'
     for k, c in enumerate(run.copies):
         status, reason = c.status, c.reason
         if status in ("completed", "aborted") and cfg.fail_below is not None and c.history \
@@ -396,13 +507,15 @@ def _resume(run: _Loop, ckpt_path: Path | None, chash: str) -> int:
 
 
 def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed, device,
-         checkpoint, callback, identity, epoch_log_level=logging.INFO) -> list[FitResult]:
+         checkpoint, callback, identity, epoch_log_level=logging.INFO,
+         independent=None) -> list[FitResult]:
     if use_tensors(cfg, technique, train_data):  # resized once, not per batch
         from augloss.batch_augment import at_size
 
         train_data, val_data, test_data = (at_size(d, technique.config)
                                            for d in (train_data, val_data, test_data))
-    run = _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device)
+    run = _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device,
+                 independent)
     chash = config_hash({"train": cfg.to_dict(), "seed": seed, "identity": identity,
                          "optimizer_state": optim.STATE_FORMAT,
                          "augment": technique.config.to_dict(), "technique": technique.name})
@@ -413,12 +526,15 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
     progress = Progress(cfg.epochs, start_epoch, t_start)
     while epoch < cfg.epochs and run.any_live():
         torch.manual_seed(epoch_seed(seed, epoch))  # dropout and per-sample augmentation
+        if run.rng is not None:  # independent copies: each its own run's state
+            for k, s in enumerate(run.seeds):
+                run.rng.seed(k, epoch_seed(s, epoch))
         model.train()
         started = [k for k, c in enumerate(run.copies) if c.live]
         for c in run.copies:
             c.start_epoch(run.device, lr)
         t_epoch = time.perf_counter()
-        lr = _train_epoch(run, epoch, lr)
+        lr = train_epoch(run, epoch, lr)
         _end_epoch(run, epoch, started, val_data)
         epoch += 1
         _log_epoch(run, epoch, lr, time.perf_counter() - t_epoch, progress, epoch_log_level)
@@ -436,7 +552,12 @@ def _fit(model, loss_fns, train_data, val_data, test_data, technique, cfg, seed,
 
 def _clip_grad_norms(model: nn.Module, K: int, max_norm: float) -> None:
     """``clip_grad_norm_`` applied to each copy's gradient on its own (block ``k`` of every
-    grouped tensor); with one copy, ``clip_grad_norm_`` itself."""
+    grouped tensor, or each copy's own parameters); with one copy, ``clip_grad_norm_`` itself."""
+    if K > 1 and not isinstance(getattr(model, "head_weight", None), torch.Tensor):
+        for k in range(K):  # copies with parameters of their own (StackedSurrogates)
+            nn.utils.clip_grad_norm_([p for p in model.copy_parameters(k)
+                                      if p.grad is not None], max_norm)
+        return
     params = [p for p in model.parameters() if p.grad is not None]
     if K == 1:
         nn.utils.clip_grad_norm_(params, max_norm)

@@ -179,3 +179,79 @@ def test_a_failing_joint_run_falls_back_to_one_by_one(tmp_path, monkeypatch):
     records = _evaluator(tmp_path).evaluate_many(exprs, "base", "main")
     assert [r["status"] for r in records] == ["accepted", "accepted"]
     assert all(r["fitness"] > 0 for r in records)
+
+
+# --- exact stacking on the CPU: StackedSurrogates, independent copies, CopyRNG ----------------
+
+def _result(res):
+    """Everything a FitResult says about the run, for bitwise comparison."""
+    return (res.status, res.reason, res.epochs_run, json.dumps(res.history, sort_keys=True),
+            json.dumps(res.val_accs))
+
+
+def test_stack_on_the_cpu_is_exact_and_on_cuda_grouped():
+    from augloss.population import StackedSurrogates, stack
+
+    assert isinstance(stack([_model(), _model(1)], "cpu"), StackedSurrogates)
+    assert isinstance(stack([_model(), _model(1)], "cuda"), GroupedSurrogate)
+
+
+@pytest.mark.parametrize("technique", ["base", "mixup", "randaugment"])
+def test_shared_batches_on_stacked_copies_equal_alone_bit_for_bit(technique):
+    from augloss.population import stack
+
+    cfg = TrainConfig(epochs=2, steps_per_epoch=4, batch_size=32, eval_batch_size=300,
+                      optimizer="adam", lr=0.01, warmup_steps=2, evaluate_test=False)
+    tech = aug.build(technique)
+    fns = [losses.get(t) for t in LOSSES]
+    joint = fit_population(stack([_model() for _ in fns], "cpu"), fns, TRAIN, VAL, tech, cfg,
+                           seed=3)
+    alone = [fit(_model(), fn, TRAIN, VAL, None, tech, cfg, seed=3) for fn in fns]
+    assert [_result(j) for j in joint] == [_result(a) for a in alone]
+    assert joint[-1].status == "diverged"
+
+
+def test_independent_copies_each_get_their_own_run_bit_for_bit():
+    """Per-copy seeds and techniques (a pool batch, or lockstep searches): each copy draws its
+    own batches, augmentation, mixup and dropout, and ends exactly as its own fit; a copy that
+    diverges or aborts stops alone while the others go on."""
+    from augloss.population import stack
+
+    cfg = TrainConfig(epochs=3, steps_per_epoch=3, batch_size=32, eval_batch_size=128,
+                      optimizer="adam", lr=0.01, warmup_steps=2, abort=((2, 0.1),),
+                      evaluate_test=False)
+    texts = ["ce", "(y - p) * (y - p)", "exp(exp(exp(exp(p * 40))))", "p * 0"]
+    techniques = ["base", "mixup", "randaugment", "cutout"]
+    seeds = [3, 11, 5, 7]
+    fns = [losses.get(t) for t in texts]
+    techs = [aug.build(t) for t in techniques]
+    joint = fit_population(stack([_model(s) for s in seeds], "cpu"), fns, TRAIN, VAL, techs,
+                           cfg, seeds)
+    alone = [fit(_model(s), fn, TRAIN, VAL, None, t, cfg, s)
+             for s, fn, t in zip(seeds, fns, techs)]
+    assert [_result(j) for j in joint] == [_result(a) for a in alone]
+    statuses = [a.status for a in alone]
+    assert statuses[2] == "diverged" and statuses[0] == "completed" and "aborted" in statuses
+
+
+def test_copy_rng_keeps_each_copys_stream_apart():
+    from augloss.population import CopyRNG
+
+    rng = CopyRNG(2)
+    rng.seed(0, 1)
+    rng.seed(1, 2)
+    torch.manual_seed(99)
+    outside = torch.rand(1)
+    with rng.active(0):
+        a1 = torch.rand(3)
+    with rng.active(1):
+        b1 = torch.rand(3)
+    with rng.active(0):
+        a2 = torch.rand(3)
+    torch.manual_seed(1)
+    ref_a = torch.rand(6)
+    torch.manual_seed(2)
+    ref_b = torch.rand(3)
+    assert torch.equal(torch.cat([a1, a2]), ref_a) and torch.equal(b1, ref_b)
+    torch.manual_seed(99)
+    assert torch.equal(torch.rand(1), outside)  # the default stream untouched by the copies'

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -40,12 +41,12 @@ class Evaluator(Protocol):
     trainings: int  # evaluations that trained
 
     def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str, *,
-                      seed: int | None = None,
+                      seed: int | Sequence[int] | None = None,
                       label_smoothing: float | Sequence[float] = 0.0) -> list[dict]:
         """One record per expression, in order; ``phase`` is one of :data:`PHASES`; ``seed``
-        (default: the evaluator's own) seeds the training run; ``label_smoothing`` applies to
-        every expression, or one value per expression (a baseline such as ``ce_ls`` scored on the
-        surrogate)."""
+        (default: the evaluator's own) seeds the training run, or gives one seed per
+        expression; ``label_smoothing`` applies to every expression, or one value per
+        expression (a baseline such as ``ce_ls`` scored on the surrogate)."""
 
 
 def lost(reason: str, status: str = st.FAILED) -> dict:
@@ -93,12 +94,22 @@ class SurrogateEvaluator:
                                      .encode()).hexdigest()[:16]
         self.hits = 0
         self.trainings = 0
+        #: per phase: evaluations requested, cache hits, trainings, training calls (K stacked
+        #: copies are one call), epochs and steps trained, seconds inside training calls (the
+        #: search's cost.json; timings, so kept out of every reproducible output)
+        self.costs = {p: new_cost() for p in PHASES}
 
     def reseeded(self, seed: int) -> "SurrogateEvaluator":
         """This evaluator under another seed (same data, config and cache)."""
         twin = copy.copy(self)
         twin.seed = int(seed)
         return twin
+
+    def share_data(self, other: "SurrogateEvaluator") -> None:
+        """Use ``other``'s loaded datasets when they are the same data (one copy in memory
+        for the searches of a lockstep job)."""
+        if other.digest == self.digest:
+            self.train_set, self.val_set = other.train_set, other.val_set
 
     def cache_key(self, expr: Expr, augmentation: str, phase: str, seed: int | None = None,
                   label_smoothing: float = 0.0) -> str:
@@ -131,56 +142,48 @@ class SurrogateEvaluator:
         return self.evaluate_many([expr], augmentation, phase, **kwargs)[0]
 
     def evaluate_many(self, exprs: list[Expr], augmentation: str, phase: str, *,
-                      seed: int | None = None,
+                      seed: int | Sequence[int] | None = None,
                       label_smoothing: float | Sequence[float] = 0.0) -> list[dict]:
         """Score several expressions; those not cached are trained together in one run.
 
-        Each gets the record a one-by-one evaluation gives it (within float tolerance): the
-        copies of the stacked surrogate see the same batches and never interact. ``seed``
-        (default: the evaluator's own) seeds initialisation, batch order and augmentation
-        draws; ``label_smoothing`` applies to every expression's loss, or gives one value per
-        expression (a baseline such as ``ce_ls`` stacked with the others).
+        Each gets the record a one-by-one evaluation gives it: the copies of the stacked
+        surrogate never interact (bit for bit on the CPU, within float rounding on CUDA,
+        :func:`augloss.population.stack`). ``seed`` (default: the evaluator's own) seeds
+        initialisation, batch order and augmentation draws: one seed for all (the copies then
+        share their batches), or one per expression (each copy draws its own, as alone: a
+        pool's screens under their own evaluation seeds). ``label_smoothing`` applies to every
+        expression's loss, or gives one value per expression (a baseline such as ``ce_ls``
+        stacked with the others).
         """
+        plan = self.plan(exprs, augmentation, phase, seed=seed, label_smoothing=label_smoothing)
+        train_jobs(plan.jobs)
+        return plan.records()
+
+    def plan(self, exprs: list[Expr], augmentation: str, phase: str, *,
+             seed: int | Sequence[int] | None = None,
+             label_smoothing: float | Sequence[float] = 0.0) -> "Plan":
+        """What :meth:`evaluate_many` would train: the cached records and the :class:`Job` s
+        left to train (:func:`train_jobs` trains jobs of several plans, of several searches,
+        together); :meth:`Plan.records` then gives the records in order."""
         if phase not in PHASES:
             raise ValueError(f"unknown fitness phase {phase!r}; phases are {', '.join(PHASES)}")
-        seed = self.seed if seed is None else int(seed)
-        if isinstance(label_smoothing, (int, float)):
-            smoothing = [float(label_smoothing)] * len(exprs)
-        else:
-            smoothing = [float(x) for x in label_smoothing]
-            if len(smoothing) != len(exprs):
-                raise ValueError(f"{len(smoothing)} label smoothing values for "
-                                 f"{len(exprs)} expressions")
-        records: list[dict | None] = []
-        todo: dict[tuple[str, float], tuple[Expr, float]] = {}
-
-        def key(expr, ls):
-            return self.cache_key(expr, augmentation, phase, seed, ls)
-
-        for expr, ls in zip(exprs, smoothing):
-            record = self._read_cache(self._cache_path(key(expr, ls)), expr)
-            if record is not None or (expr.key, ls) in todo:  # a repeat in a batch trains once
+        seeds = _per_expression(seed if seed is not None else self.seed, len(exprs), "seed", int)
+        smoothing = _per_expression(label_smoothing, len(exprs), "label smoothing", float)
+        cost = self.costs[phase]
+        cost["requested"] += len(exprs)
+        plan = Plan(self, [], {})
+        for expr, s, ls in zip(exprs, seeds, smoothing):
+            key = self.cache_key(expr, augmentation, phase, s, ls)
+            record = self._read_cache(self._cache_path(key), expr)
+            if record is not None or key in plan.jobs_by_key:  # a repeat trains once
                 self.hits += 1
+                cost["cache_hits"] += 1
             else:
-                todo[(expr.key, ls)] = (expr, ls)
-            records.append(record)
-        pending = list(todo.values())
-        trained = self._train_many([e for e, _ in pending],
-                                   augmentation if phase == "main" else "none", phase, seed,
-                                   [ls for _, ls in pending])
-        fresh = {}
-        for (expr, ls), record in zip(pending, trained):
-            self.trainings += 1
-            record.update({"loss_key": expr.key, "expression": str(expr), "stage": phase,
-                           "augmentation": augmentation, "seed": seed})
-            if ls:
-                record["label_smoothing"] = ls
-            path = self._cache_path(key(expr, ls))
-            if path is not None:
-                write_json(path, record)
-            fresh[(expr.key, ls)] = record
-        return [r if r is not None else fresh[(e.key, ls)]
-                for r, e, ls in zip(records, exprs, smoothing)]
+                plan.jobs_by_key[key] = Job(self, expr, augmentation,
+                                            augmentation if phase == "main" else "none",
+                                            phase, s, ls, key)
+            plan.slots.append((key, record))
+        return plan
 
     def _model(self, seed: int):
         import torch
@@ -191,58 +194,200 @@ class SurrogateEvaluator:
         return models.create(self.cfg.model["name"], self.train_set.num_classes,
                              **{k: v for k, v in self.cfg.model.items() if k != "name"})
 
-    def _train_many(self, exprs: list[Expr], technique: str, phase: str, seed: int,
-                    smoothing: Sequence[float]) -> list[dict]:
-        """Train ``exprs`` (label smoothing ``smoothing[i]`` each) as one stacked surrogate
-        (one by one for other models or one loss)."""
-        from augloss.population import GroupedSurrogate
+    def _stack_key(self, phase: str) -> tuple:
+        """Jobs with equal keys can train as copies of one stacked surrogate: one recipe,
+        model, input pipeline, data and device."""
+        return (self.cfg.phase_hash(phase, self.digest), str(self.cfg.device))
 
-        if len(exprs) <= 1 or self.cfg.model["name"] != "surrogate":
-            return [self._train(e, technique, phase, seed, ls)
-                    for e, ls in zip(exprs, smoothing)]
-        out: list[dict | None] = [None] * len(exprs)
-        fns, slots = [], []
-        for i, expr in enumerate(exprs):
-            try:
-                fns.append(losses.get(expr, label_smoothing=smoothing[i]))
-                slots.append(i)
-            except ValueError as exc:
-                out[i] = lost(str(exc))
-        if len(slots) <= 1:
-            for i in slots:
-                out[i] = self._train(exprs[i], technique, phase, seed, smoothing[i])
-            return out
-        model = GroupedSurrogate([self._model(seed) for _ in slots])
-        technique_obj = aug.build(technique, self.cfg.phase_augment(phase))
-        try:
-            results = fit_population(model, fns, self.train_set, self.val_set, technique_obj,
-                                     self.cfg.recipe(phase), seed, device=self.cfg.device,
-                                     epoch_log_level=logging.DEBUG)
-        except (RuntimeError, ValueError, FloatingPointError) as exc:
-            log.warning("joint evaluation failed (%s); evaluating one by one", exc)
-            for i in slots:
-                out[i] = self._train(exprs[i], technique, phase, seed, smoothing[i])
-            return out
-        for i, res in zip(slots, results):
-            out[i] = self._record(res, phase)
-        return out
+    def _finish(self, job: "Job", record: dict) -> dict:
+        """Label a freshly trained ``record`` and write it to the cache."""
+        self.trainings += 1
+        cost = self.costs[job.phase]
+        cost["trainings"] += 1
+        cost["epochs"] += int(record.get("epochs_run") or 0)
+        cost["steps"] += int(record.get("epochs_run") or 0) * self._steps_per_epoch(job.phase)
+        record.update({"loss_key": job.expr.key, "expression": str(job.expr),
+                       "stage": job.phase, "augmentation": job.augmentation,
+                       "seed": job.seed})
+        if job.label_smoothing:
+            record["label_smoothing"] = job.label_smoothing
+        path = self._cache_path(job.key)
+        if path is not None:
+            write_json(path, record)
+        return record
 
-    def _train(self, expr: Expr, technique: str, phase: str, seed: int,
-               label_smoothing: float = 0.0) -> dict:
+    def _answered(self, job: "Job") -> None:
+        """Count ``job`` as a cache hit (another evaluator's identical job trained it) and
+        cache its record here too."""
+        self.hits += 1
+        self.costs[job.phase]["cache_hits"] += 1
+        path = self._cache_path(job.key)
+        if path is not None and not path.exists():
+            write_json(path, job.record)
+
+    def _steps_per_epoch(self, phase: str) -> int:
         cfg = self.cfg.recipe(phase)
+        return int(cfg.steps_per_epoch or max(1, len(self.train_set) // cfg.batch_size))
+
+    def _train(self, job: "Job") -> dict:
+        """Train one job alone (:func:`augloss.train.fit`)."""
+        cfg = self.cfg.recipe(job.phase)
         try:
-            loss_fn = losses.get(expr, label_smoothing=label_smoothing)
+            loss_fn = losses.get(job.expr, label_smoothing=job.label_smoothing)
         except ValueError as exc:
             return lost(str(exc))
-        model = self._model(seed)
-        technique_obj = aug.build(technique, self.cfg.phase_augment(phase))
+        model = self._model(job.seed)
+        technique_obj = aug.build(job.technique, self.cfg.phase_augment(job.phase))
         try:
             res = fit(model, loss_fn, self.train_set, self.val_set, None, technique_obj, cfg,
-                      seed, device=self.cfg.device, epoch_log_level=logging.DEBUG)
+                      job.seed, device=self.cfg.device, epoch_log_level=logging.DEBUG)
         except (RuntimeError, ValueError, FloatingPointError) as exc:  # never kill the search
             return lost(f"{type(exc).__name__}: {exc}"[:300], st.DIVERGED)
-        return self._record(res, phase)
+        return self._record(res, job.phase)
 
     def _record(self, res, phase: str) -> dict:
         return record_of(res, self.cfg.metric, self.cfg.diverged,
                          self.cfg.recipe(phase).fail_below)
+
+
+# --- jobs: what is left to train, from one or several evaluators ----------------------------------
+
+def new_cost() -> dict:
+    """One phase's cost counters (:attr:`SurrogateEvaluator.costs`)."""
+    return {"requested": 0, "cache_hits": 0, "trainings": 0, "calls": 0, "epochs": 0,
+            "steps": 0, "seconds": 0.0}
+
+
+def _per_expression(value, n: int, what: str, kind) -> list:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [kind(value)] * n
+    values = [kind(v) for v in value]
+    if len(values) != n:
+        raise ValueError(f"{len(values)} {what} values for {n} expressions")
+    return values
+
+
+@dataclass
+class Job:
+    """One candidate to train: its evaluator (data, recipes, cache), loss, the search's
+    augmentation, the technique it trains under (``none`` for the screens), the phase, seed,
+    label smoothing and cache key."""
+
+    evaluator: SurrogateEvaluator
+    expr: Expr
+    augmentation: str
+    technique: str
+    phase: str
+    seed: int
+    label_smoothing: float
+    key: str
+    record: dict | None = None
+
+
+@dataclass
+class Plan:
+    """One request's cached records and jobs (:meth:`SurrogateEvaluator.plan`)."""
+
+    evaluator: SurrogateEvaluator
+    slots: list[tuple[str, dict | None]]  # (cache key, cached record or None), in order
+    jobs_by_key: dict[str, Job]
+
+    @property
+    def jobs(self) -> list[Job]:
+        return list(self.jobs_by_key.values())
+
+    def records(self) -> list[dict]:
+        """The records in the request's order, once its jobs are trained."""
+        out = []
+        for key, record in self.slots:
+            if record is None:
+                record = self.jobs_by_key[key].record
+                if record is None:
+                    raise RuntimeError("Plan.records() before its jobs were trained")
+            out.append(record)
+        return out
+
+
+def train_jobs(jobs: list[Job], max_copies: int | None = None) -> None:
+    """Train ``jobs`` (of one or several evaluators), setting each ``job.record``.
+
+    Jobs whose evaluators agree on the phase's recipe, model, input pipeline, data and device
+    train as copies of one stacked surrogate, at most ``max_copies`` at a time: on one
+    shared batch when they share a seed and technique, else each copy on its own
+    (:func:`augloss.train.fit_population`). Any other job, or a stacked run that fails
+    (e.g. out of memory), trains alone. Each job's evaluator counts the training and its
+    share of the call's seconds, and caches the record. Jobs with the same cache key (two
+    searches asking for the very same training) train once; the others count a cache hit.
+    """
+    unique: dict[str, Job] = {}
+    repeats: list[tuple[Job, Job]] = []
+    for job in jobs:
+        if job.key in unique:
+            repeats.append((job, unique[job.key]))
+        else:
+            unique[job.key] = job
+    groups: dict[tuple, list[Job]] = {}
+    for job in unique.values():
+        groups.setdefault((job.phase, *job.evaluator._stack_key(job.phase)), []).append(job)
+    for group in groups.values():
+        size = max_copies or len(group)
+        for i in range(0, len(group), size):
+            _train_group(group[i:i + size])
+    for job, trained in repeats:
+        job.record = dict(trained.record)
+        job.evaluator._answered(job)
+
+
+def _train_group(group: list[Job]) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    first = group[0].evaluator
+    if len(group) > 1 and first.cfg.model["name"] == "surrogate":
+        records = _train_stacked(group)
+    else:
+        records = [None] * len(group)
+    for i, job in enumerate(group):  # what the stack could not train, alone
+        if records[i] is None:
+            records[i] = job.evaluator._train(job)
+    seconds = time.perf_counter() - t0
+    for job, record in zip(group, records):
+        job.record = job.evaluator._finish(job, record)
+        job.evaluator.costs[job.phase]["seconds"] += seconds / len(group)
+    for ev in {id(j.evaluator): j.evaluator for j in group}.values():
+        ev.costs[group[0].phase]["calls"] += 1
+
+
+def _train_stacked(group: list[Job]) -> list[dict | None]:
+    """The records of ``group`` trained as one stacked surrogate; None where a job must
+    train alone (its loss cannot be built: a record saying so; a failed stack: all None)."""
+    from augloss.population import stack
+
+    out: list[dict | None] = [None] * len(group)
+    fns, slots = [], []
+    for i, job in enumerate(group):
+        try:
+            fns.append(losses.get(job.expr, label_smoothing=job.label_smoothing))
+            slots.append(i)
+        except ValueError as exc:
+            out[i] = lost(str(exc))
+    if len(slots) <= 1:
+        return out
+    ev = group[0].evaluator
+    phase = group[0].phase
+    jobs = [group[i] for i in slots]
+    config = ev.cfg.phase_augment(phase)
+    shared = len({(j.seed, j.technique) for j in jobs}) == 1
+    techniques = [aug.build(j.technique, config) for j in jobs]
+    model = stack([j.evaluator._model(j.seed) for j in jobs], ev.cfg.device)
+    try:
+        results = fit_population(model, fns, ev.train_set, ev.val_set,
+                                 techniques[0] if shared else techniques, ev.cfg.recipe(phase),
+                                 jobs[0].seed if shared else [j.seed for j in jobs],
+                                 device=ev.cfg.device, epoch_log_level=logging.DEBUG)
+    except (RuntimeError, ValueError, FloatingPointError) as exc:
+        log.warning("joint evaluation failed (%s); evaluating one by one", exc)
+        return [r if r is not None and i not in slots else None for i, r in enumerate(out)]
+    for i, res in zip(slots, results):
+        out[i] = group[i].evaluator._record(res, phase)
+    return out
