@@ -5,6 +5,7 @@
     augloss tables RUNS... --stage transfer --out results/x/tables/transfer
     augloss audit RUNS... --out results/x/audit/audit --strict --config config.yaml
     augloss plan --delta 0.2 --seed-sd 0.15 --cells 10 --losses 8   # seeds a Δ needs
+    augloss cost results/x/search/base --bench results/bench/report.json   # GPU-hours of 5 searches
 
 ``python -m augloss`` is the same command (``--version`` prints the version). Every subcommand
 has ``--help``. Exit status 2: a usage error (argparse's choices and types) or a malformed
@@ -297,13 +298,84 @@ def plan_text(p, current: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _load_experiment(config: str):
+    """The :class:`augloss.experiment.Experiment` of config file ``config``; a
+    :class:`DataError` names the file when it is not valid YAML or not a valid config."""
+    import yaml
+
+    from augloss.experiment import Experiment
+
+    try:
+        data = yaml.safe_load(Path(config).read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DataError(f"{config}: not valid YAML: "
+                        f"{getattr(err, 'problem', None) or err}{where}") from None
+    try:
+        return Experiment.from_config(data)
+    except ValueError as err:
+        raise DataError(f"{config}: {err}") from None
+
+
+def _read_report(path: str) -> dict:
+    """A benchmark report (``python -m benchmarks``'s report.json); a :class:`DataError`
+    names the file when it is not JSON or not a report."""
+    import json
+
+    try:
+        report = json.loads(Path(path).read_text())
+    except ValueError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("figures"), dict):
+        raise DataError(f"{path}: not a benchmark report (no 'figures' object; write one "
+                        f"with python -m benchmarks)")
+    return report
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from augloss.search import cost
+
+    measured = [cost.measure(d) for d in args.searches]  # CostError names the file
+    print("\n\n".join(cost.describe(m) for m in measured))
+    if args.bench is None:
+        return 0
+    report = _read_report(args.bench)
+    config = args.config or "config.yaml"
+    exp = _load_experiment(config)
+    from augloss.config import FitnessConfig, SearchConfig
+
+    configs = {}
+    for aug in exp.augmentations:
+        job = exp.search_job(aug)
+        configs[aug] = (SearchConfig.from_dict(job["algorithm"]),
+                        FitnessConfig.from_dict({**job["fitness"], "data_root": "."}))
+    if args.val_n is not None:
+        val_n, val_from = args.val_n, "--val-n"
+    else:
+        known = [m for m in measured if m["val_n"] is not None]
+        if not known:
+            raise DataError("the number of validation images is unknown (no summary.json of "
+                            f"{' '.join(args.searches)} records val_n): pass --val-n")
+        val_n, val_from = known[0]["val_n"], f"{known[0]['sources']['summary']}'s val_n"
+    try:
+        projection = cost.project_searches(measured, configs, report, val_n)
+    except cost.MissingFigure as err:
+        raise DataError(f"{args.bench}: {err}") from None
+    print(f"\nprojected cost of {config}'s {len(configs)} searches (modelled, not measured; "
+          f"step costs from {args.bench}, val_n {val_n} from {val_from}):")
+    print(cost.describe_projection(projection))
+    print(cost.describe_assumptions(projection))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="augloss", description="Evolved loss functions for image augmentation: check a "
         "loss, regenerate tables and audit finished runs (the workflow itself runs under "
         "Snakemake).")
     p.add_argument("--version", action="version", version=f"augloss {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{loss,tables,audit,plan}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{loss,tables,audit,plan,cost}")
 
     q = sub.add_parser("loss", help="parse a loss; print its canonical form, LaTeX, PyTorch "
                        "source and integrity verdict",
@@ -384,6 +456,26 @@ def parser() -> argparse.ArgumentParser:
                    help="give up above this many seeds per cell (default 1000)")
     n.add_argument("--out", help="also write the answer to this Markdown file")
     n.set_defaults(func=_plan)
+
+    c = sub.add_parser("cost", help="what searches cost: measured per search, and projected "
+                       "for the config's searches with a benchmark report's step costs",
+                       description="Print each search's measured cost model (evaluations, "
+                       "pass rates, epochs run, cache hits and, from its cost.json, seconds "
+                       "per trained candidate and per epoch). With --bench, project the "
+                       "config's searches from those rates and the report's seconds per "
+                       "training step and per validation image: a model, not a measurement.")
+    c.add_argument("searches", nargs="+", metavar="SEARCH_DIR",
+                   help="search directories (history.jsonl, summary.json, cost.json), e.g. "
+                   "results/x/search/base")
+    c.add_argument("--bench", metavar="REPORT",
+                   help="a benchmark report (python -m benchmarks: results/bench/report.json) "
+                   "whose cost_step_s_* and cost_val_s_per_image_* figures give the seconds")
+    c.add_argument("--config", metavar="FILE",
+                   help="the experiment whose searches are projected (default: config.yaml)")
+    c.add_argument("--val-n", type=_count, metavar="N",
+                   help="validation images per epoch (default: the measured search's val_n "
+                   "from its summary.json)")
+    c.set_defaults(func=_cost)
     return p
 
 

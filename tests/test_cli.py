@@ -409,3 +409,101 @@ def test_loss_refuses_orient_with_the_faithful_quirks(capsys):
     assert cli.main(["loss", "--orient", "--faithful-quirks", "y * ln(p)"]) == 2
     err = capsys.readouterr().err
     assert "corrected integrity test" in err and "\n" == err[-1] and err.count("\n") == 1
+
+
+# --- cost ---------------------------------------------------------------------------------------
+
+def _cost_search(root, aug="base"):
+    """A finished search of ``aug``: 4 screens, 2 re-scored members, 3 children."""
+    d = root / aug
+    d.mkdir(parents=True)
+    entries = [
+        *[{"phase": "pool", "stage": "prescreen", "status": "accepted", "epochs_run": 10}] * 3,
+        {"phase": "pool", "stage": "prescreen", "status": "aborted", "epochs_run": 7},
+        {"phase": "rescore", "stage": "prefilter", "status": "failed-prefilter", "epochs_run": 8},
+        {"phase": "rescore", "stage": "main", "status": "accepted", "epochs_run": 10},
+        {"phase": "evolve", "iteration": 0, "stage": "prefilter", "status": "failed-prefilter",
+         "epochs_run": 8},
+        {"phase": "evolve", "iteration": 0, "stage": "main", "status": "accepted",
+         "epochs_run": 10},
+        {"phase": "evolve", "iteration": 1, "stage": "main", "status": "aborted",
+         "epochs_run": 8},
+        {"phase": "evolve", "iteration": 2, "stage": "main", "status": "accepted",
+         "epochs_run": 10}]
+    (d / "history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    (d / "summary.json").write_text(json.dumps({
+        "augmentation": aug, "val_n": 5000,
+        "recipes": {"prescreen": {"epochs": 10, "abort": [[6, 0.35]]},
+                    "prefilter": {"epochs": 8}, "main": {"epochs": 10, "abort": [[7, 0.22]]}}}))
+    (d / "cost.json").write_text(json.dumps({
+        "version": 1, "device": "cpu", "threads": 2, "phases": {
+            "main": {"requested": 4, "cache_hits": 1, "trainings": 3, "calls": 3, "epochs": 28,
+                     "steps": 2800, "seconds": 14.0}}}))
+    return d
+
+
+def _bench(tmp_path, drop=None):
+    from augloss.names import TECHNIQUES
+
+    names = ["cost_step_s_prescreen", "cost_step_s_prefilter",
+             *[f"cost_step_s_main_{a}" for a in TECHNIQUES],
+             *[f"cost_val_s_per_image_{s}" for s in ("prescreen", "prefilter", "main")]]
+    figures = {n: {"min": 0.001, "median": 0.002, "max": 0.003, "n": 3}
+               for n in names if n != drop}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"machine": {"device": "cuda (NVIDIA H200)", "threads": 16},
+                                "settings": {}, "figures": figures}))
+    return path
+
+
+def test_cost_prints_the_measured_model_and_projects_the_configs_searches(tmp_path, capsys):
+    d = _cost_search(tmp_path)
+    assert cli.main(["cost", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "prescreen: 4 evaluations, passed (not failed, aborted or diverged) 75.0 %" in out and "cpu, 2 threads" in out
+    assert "projection" not in out
+    assert cli.main(["cost", str(d), "--bench", str(_bench(tmp_path)),
+                     "--config", str(REPO / "config.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "all 5 searches:" in out and "hours" in out and "val_n 5000" in out
+    assert "projection for mixup (rates from" in out and "cuda (NVIDIA H200)" in out
+    assert "assumes:" in out and "modelled, not measured" in out
+
+
+def test_cost_subcommand_has_help():
+    proc = run("cost", "--help")
+    assert proc.returncode == 0 and "usage: augloss cost" in proc.stdout
+
+
+def test_cost_errors_name_the_file(tmp_path, capsys):
+    d = _cost_search(tmp_path)
+    bench = _bench(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    (tmp_path / "bad.yaml").write_text("search: [0, 1\n")
+    cases = [
+        (["cost", str(tmp_path / "nope")], str(tmp_path / "nope" / "history.jsonl")),
+        (["cost", str(d), "--bench", str(tmp_path / "missing.json")], "missing.json"),
+        (["cost", str(d), "--bench", str(bad)], f"{bad}: not valid JSON"),
+        (["cost", str(d), "--bench", str(tmp_path / "bad.yaml")], "bad.yaml: not valid JSON"),
+        (["cost", str(d), "--bench", str(bench), "--config", str(tmp_path / "none.yaml")],
+         "none.yaml"),
+        (["cost", str(d), "--bench", str(bench), "--config", str(tmp_path / "bad.yaml")],
+         "bad.yaml: not valid YAML"),
+    ]
+    for argv, fragment in cases:
+        assert cli.main(argv) == 1, argv
+        assert fragment in one_line_error(capsys.readouterr().err, "cost"), argv
+    (d / "summary.json").unlink()  # no val_n, no recipes
+    assert cli.main(["cost", str(d), "--bench", str(bench),
+                     "--config", str(REPO / "config.yaml")]) == 1
+    assert "pass --val-n" in one_line_error(capsys.readouterr().err, "cost")
+
+
+def test_cost_names_the_report_and_the_figure_it_lacks(tmp_path, capsys):
+    d = _cost_search(tmp_path)
+    bench = _bench(tmp_path, drop="cost_val_s_per_image_prefilter")
+    assert cli.main(["cost", str(d), "--bench", str(bench),
+                     "--config", str(REPO / "config.yaml")]) == 1
+    line = one_line_error(capsys.readouterr().err, "cost")
+    assert f"{bench}: the benchmark report has no cost_val_s_per_image_prefilter" in line

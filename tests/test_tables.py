@@ -428,3 +428,68 @@ def test_learning_curves_of_runs_without_validation_plot_training_accuracy(tmp_p
     assert "no validation set" in plots.curve_column(df)[1]
     with_val = plots.learning_curves(files[:1], "transfer").assign(val_acc=0.5)
     assert plots.curve_column(with_val) == ("val_acc", "validation accuracy")
+
+
+def _cost_search_dir(root, a, with_cost=True):
+    """A search directory with a 3-screen pool, 1 re-scored member and 2 children, and (with
+    ``with_cost``) the cost.json timings of a CUDA machine."""
+    d = _search_dir(root, a, 0.6, [])
+    entries = [
+        {"phase": "pool", "stage": "prescreen", "status": "accepted", "epochs_run": 10},
+        {"phase": "pool", "stage": "prescreen", "status": "aborted", "epochs_run": 3},
+        {"phase": "pool", "stage": "prescreen", "status": "accepted", "epochs_run": 10},
+        {"phase": "rescore", "stage": "main", "status": "accepted", "epochs_run": 10},
+        {"phase": "evolve", "iteration": 0, "stage": "prefilter", "status": "failed-prefilter",
+         "epochs_run": 4},
+        {"phase": "evolve", "iteration": 0, "stage": "main", "status": "accepted",
+         "epochs_run": 10},
+        {"phase": "evolve", "iteration": 1, "stage": "main", "status": "diverged",
+         "epochs_run": 2}]
+    (d / "history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    summary = json.loads((d / "summary.json").read_text())
+    summary["recipes"] = {"prescreen": {"epochs": 10}, "prefilter": {"epochs": 4},
+                          "main": {"epochs": 10}}
+    (d / "summary.json").write_text(json.dumps(summary))
+    if with_cost:
+        (d / "cost.json").write_text(json.dumps({
+            "version": 1, "device": "cuda (NVIDIA H200)", "threads": 16, "phases": {
+                "prescreen": {"requested": 3, "cache_hits": 0, "trainings": 3, "calls": 3,
+                              "epochs": 23, "steps": 230, "seconds": 4.6},
+                "prefilter": {"requested": 4, "cache_hits": 1, "trainings": 3, "calls": 3,
+                              "epochs": 12, "steps": 120, "seconds": 1.2},
+                "main": {"requested": 3, "cache_hits": 0, "trainings": 3, "calls": 3,
+                         "epochs": 22, "steps": 220, "seconds": 8.8}}}))
+    return d
+
+
+def test_search_cost_table_says_it_holds_timings_and_where_they_were_measured(tmp_path):
+    dirs = {"cutout": _cost_search_dir(tmp_path, "cutout", with_cost=False),
+            "base": _cost_search_dir(tmp_path, "base")}
+    t = search.cost_table(dirs)
+    assert t["augmentation"].tolist() == ["base", "cutout"]
+    base = t.iloc[0]
+    assert base["prescreen_evaluations"] == 3 and base["prescreen_pass_rate"] == pytest.approx(2 / 3)
+    assert base["prescreen_epochs_mean"] == pytest.approx(23 / 3)
+    assert base["prefilter_evaluations"] == 4 and base["prefilter_pass_rate"] == pytest.approx(0.75)
+    assert base["prefilter_hit_rate"] == pytest.approx(0.25)
+    assert base["main_s_per_training"] == pytest.approx(8.8 / 3)
+    assert base["main_s_per_epoch"] == pytest.approx(0.4)
+    assert base["children"] == 2 and base["attempts_per_child"] == 1.5
+    assert base["children_discarded"] == 1 and base["device"] == "cuda (NVIDIA H200)"
+    assert pd.isna(t.iloc[1]["main_seconds"])  # no cost.json: no timings, nothing invented
+    md, csv = search.write_cost_table(t, tmp_path / "out" / "search_cost")
+    assert (md.name, csv.name) == ("search_cost.md", "search_cost.csv")
+    text = md.read_text()
+    assert "timings" in text and "not byte-reproducible" in text and "search.csv" in text
+    assert "base: cuda (NVIDIA H200), 16 threads" in text
+    assert "cutout: no cost.json (timings unknown)" in text
+    assert csv.read_text().startswith("augmentation,device,threads,timings,")
+    # the search table beside it keeps no timing
+    assert not {"main_seconds", "seconds", "device"} & set(search.search_table(dirs).columns)
+
+
+def test_search_cost_table_names_an_unreadable_history(tmp_path):
+    d = _cost_search_dir(tmp_path, "base")
+    (d / "history.jsonl").unlink()
+    with pytest.raises(TableError, match=r"history\.jsonl: no such file"):
+        search.cost_table({"base": d})

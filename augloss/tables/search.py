@@ -228,3 +228,143 @@ SEARCH_RANDOM_NOTE = (
     "(another search seed finds other winners). Whether evolution beats random sampling, the "
     "algorithm-level claim, needs repeated searches (several search seeds), which this table "
     "does not have.")
+
+
+# --- the search cost table (timings: not byte-reproducible) -------------------------------------
+
+#: The measures of each stage in the cost table (columns ``<stage>_<measure>``).
+COST_MEASURES = ("evaluations", "passed", "pass_rate", "epochs_mean", "epochs_fraction",
+                 "requested", "cache_hits", "hit_rate", "trainings", "seconds",
+                 "s_per_training", "s_per_epoch")
+
+
+def cost_table(search_dirs: dict[str, str | Path]) -> pd.DataFrame:
+    """Per augmentation, what its search measured (:func:`augloss.search.cost.measure`): per
+    stage (pre-screen, pre-filter, main run) the evaluations, how many passed and the pass
+    rate (pre-screen: not failed, aborted or diverged; pre-filter: went on to a main run;
+    main: kept, its fitness counts), the mean epochs run per evaluation and as a fraction of
+    the recipe's; from cost.json the evaluations requested, cache hits and hit rate,
+    trainings, seconds, seconds per trained candidate and per epoch; for the evolve phase the
+    children, attempts (evaluations) per child, children discarded and mutation failures, the
+    per-attempt pre-filter pass and main-run kept rates; the machine (cost.json's device and
+    threads). The counts come from history.jsonl and repeat; the seconds and cache counts are
+    timings (accumulated across resumes), so unlike :func:`search_table` this table is not
+    byte-reproducible. Timing columns are empty for a search without cost.json."""
+    from augloss.search.cost import STAGES, CostError, measure
+
+    rows = []
+    for a in sorted(search_dirs, key=lambda x: (names.technique_order(x), x)):
+        try:
+            m = measure(search_dirs[a])
+        except CostError as exc:
+            raise TableError(str(exc)) from exc
+        t = m["timings"] or {}
+        row = {"augmentation": a, "device": t.get("device"), "threads": t.get("threads"),
+               "timings": m["sources"]["cost"]}
+        for stage in STAGES:
+            s = m["stages"][stage]
+            tt = t.get("stages", {}).get(stage, {})
+            for key in COST_MEASURES:
+                row[f"{stage}_{key}"] = s.get(key) if key in s else tt.get(key)
+        ev, rates = m["evolve"], m["rates"]["evolve"]
+        row.update({"children": ev["children"], "attempts_per_child": ev["attempts_per_child"],
+                    "children_discarded": ev["discarded"],
+                    "mutation_failed": ev["mutation_failed"],
+                    "evolve_prefilter_pass": rates["prefilter_pass"],
+                    "evolve_main_kept": rates["main_kept"],
+                    "cache_hits": (m["cache"] or {}).get("cache_hits"),
+                    "trainings": (m["cache"] or {}).get("trainings"),
+                    "seconds": t.get("seconds"), "epochs_known": m["epochs_known"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_cost_table(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
+    """``prefix.md`` and ``prefix.csv`` of :func:`cost_table` (e.g. ``tables/search_cost``,
+    beside the search table); the Markdown says these are timings and where they were
+    measured."""
+    from tabulate import tabulate
+
+    from augloss.io import atomic_write_text
+    from augloss.search.cost import STAGES
+
+    prefix = Path(prefix)
+    stage_rows = []
+    for r in df.to_dict("records"):
+        for stage in STAGES:
+            if not r[f"{stage}_evaluations"]:
+                continue
+            g = {k: r[f"{stage}_{k}"] for k in COST_MEASURES}
+            stage_rows.append([
+                r["augmentation"], stage, g["evaluations"],
+                f"{g['passed']} ({_cost_pct(g['pass_rate'])})",
+                "—" if missing(g["epochs_mean"]) else
+                f"{g['epochs_mean']:.2f} ({_cost_pct(g['epochs_fraction'])})",
+                "—" if missing(g["requested"]) else
+                f"{int(g['cache_hits'])}/{int(g['requested'])} ({_cost_pct(g['hit_rate'])})",
+                _seconds(g["s_per_training"]), _seconds(g["s_per_epoch"]),
+                _seconds(g["seconds"])])
+    stage_headers = ["augmentation", "stage", "evaluations", "passed",
+                     "epochs per evaluation (of the recipe's)", "cache hits",
+                     "s per trained candidate", "s per epoch", "s in all"]
+    evolve_rows = [[r["augmentation"], r["children"],
+                    "—" if missing(r["attempts_per_child"]) else f"{r['attempts_per_child']:.2f}",
+                    r["children_discarded"], r["mutation_failed"],
+                    _cost_pct(r["evolve_prefilter_pass"]), _cost_pct(r["evolve_main_kept"])]
+                   for r in df.to_dict("records")]
+    evolve_headers = ["augmentation", "children", "attempts per child", "discarded",
+                      "mutation failures", "pre-filter passed (per attempt)",
+                      "main run kept (per attempt)"]
+    where = "; ".join(
+        f"{r['augmentation']}: " + ("no cost.json (timings unknown)" if missing(r["device"])
+                                     else f"{r['device']}, {_int_text(r['threads'])} threads "
+                                          f"({r['timings']})")
+        for r in df.to_dict("records"))
+    unknown = [r["augmentation"] for r in df.to_dict("records") if not r["epochs_known"]]
+    title = "Search cost: evaluations, pass rates, epochs and timings per search"
+    md = (f"### {title}\n\n"
+          + tabulate(stage_rows, stage_headers, tablefmt="github", disable_numparse=True)
+          + "\n\n"
+          + tabulate(evolve_rows, evolve_headers, tablefmt="github", disable_numparse=True)
+          + "\n\n" + COST_NOTE + f" Measured on: {where}."
+          + (f" History without epochs_run (epochs unknown): {', '.join(unknown)}."
+             if unknown else "") + "\n")
+    paths = [prefix.with_name(prefix.name + ".md"), prefix.with_name(prefix.name + ".csv")]
+    atomic_write_text(paths[0], md)
+    counts = [c for c in df.columns if c in _COST_COUNTS or c.endswith(_COST_COUNT_SUFFIXES)]
+    atomic_write_text(paths[1], df.astype({c: "Int64" for c in counts})
+                      .to_csv(index=False, lineterminator="\n"))
+    return paths
+
+
+#: Integer columns of the cost table (written as integers, empty where unknown).
+_COST_COUNTS = ("threads", "children", "children_discarded", "mutation_failed", "cache_hits",
+                "trainings")
+_COST_COUNT_SUFFIXES = ("_evaluations", "_passed", "_requested", "_cache_hits", "_trainings")
+
+
+def _cost_pct(v) -> str:
+    return "—" if missing(v) else f"{100 * v:.1f} %"
+
+
+def _seconds(v) -> str:
+    return "—" if missing(v) else f"{v:.3g}"
+
+
+def _int_text(v) -> str:
+    return "—" if missing(v) else str(int(v))
+
+
+COST_NOTE = (
+    "**These figures include timings: the seconds and cache hits are not byte-reproducible "
+    "(unlike search.csv).** Seconds are wall time inside training calls from each search's "
+    "cost.json, accumulated across resumes (a killed search's unfinished training counts, "
+    "and a resumed one hits its cache more often); s per trained candidate = seconds / "
+    "trainings, s per epoch = seconds / epochs trained (validation included). The "
+    "evaluations, pass rates and epochs come from history.jsonl and repeat: passed: "
+    "pre-screen not failed, aborted or diverged; pre-filter went on to a main run (a passed "
+    "pre-filter leaves no history entry and counts at its recipe's epochs); main run kept "
+    "(its fitness counts: accepted, aborted or terminated at a NaN). Attempts per child: the "
+    "evaluations a child took (a pre-filter, and a main run if it passed) until one was kept "
+    "or max_evaluations was reached (then discarded). `augloss cost` projects full searches "
+    "from these rates and a benchmark report's seconds per step.")
