@@ -231,6 +231,11 @@ class SearchConfig:
     # Children bred per step from as many tournaments and trained together as one stacked
     # surrogate (augloss.population). 1 is the faithful algorithm (one child per step).
     batch_children: int = 1
+    # Initial-pool candidates screened together on the stacked surrogate, each under its own
+    # evaluation seed and batches: every candidate gets the result it gets alone (bit for bit
+    # on the CPU, to float rounding on CUDA), so the history equals the one-at-a-time run's.
+    # How the pool is computed, not what: left out of the search's config hash.
+    pool_batch: int = 1
     # "random": every child is a fresh random valid genome instead of a tournament winner's
     # mutant; the same pool, evaluator and budget (the workflow's search.baseline: random).
     strategy: str = "evolution"
@@ -254,7 +259,8 @@ class SearchConfig:
             raise ValueError(f"search.algorithm.shared_stream must be true or false, "
                              f"got {self.shared_stream!r}")
         positive = ("population", "initial_pool", "tournament", "max_mutation_attempts",
-                    "max_evaluations", "top_k", "log_every", "report_every", "batch_children")
+                    "max_evaluations", "top_k", "log_every", "report_every", "batch_children",
+                    "pool_batch")
         for key in positive:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -123,7 +123,16 @@ class FakeEvaluator:
                 "fitness": fit, "fitness_final": fit, "fitness_max": fit, "epochs_run": 1}
 
     def evaluate_many(self, exprs, augmentation, phase, *, seed=None, label_smoothing=0.0):
-        return [self.evaluate(e, augmentation, phase, seed) for e in exprs]
+        return [self.evaluate(e, augmentation, phase, s)
+                for e, s in zip(exprs, per_expression(seed, len(exprs)))]
+
+
+def per_expression(seed, n):
+    """``evaluate_many``'s ``seed``: one for all ``n`` expressions, or one each."""
+    if seed is None or isinstance(seed, int):
+        return [seed] * n
+    assert len(seed) == n, (seed, n)
+    return list(seed)
 
 
 # --- the surrogate studies: a recording evaluator, best.json files, runs with loss keys ---------
@@ -144,7 +153,7 @@ class SeededFakeEvaluator:
             if isinstance(label_smoothing, (int, float)) else [float(x) for x in label_smoothing]
         self.calls.append((len(exprs), augmentation, phase, seed, tuple(smoothing)))
         out = []
-        for e, ls in zip(exprs, smoothing):
+        for e, ls, seed in zip(exprs, smoothing, per_expression(seed, len(exprs))):
             self.trainings += 1
             u = int(hashlib.sha256(f"{e.key}|{augmentation}|{seed}|{ls}"
                                    .encode()).hexdigest()[:8], 16) / 0xFFFFFFFF

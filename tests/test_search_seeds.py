@@ -13,7 +13,7 @@ from augloss.losses import Genome
 from augloss.search import Search, SearchConfig
 from augloss.search.breed import Breeder
 from augloss.search.seeds import evaluation_seed, fresh_seeds, is_fresh, stream_entropy
-from tests.helpers import FITNESS, REPO, TINY, FakeEvaluator
+from tests.helpers import FITNESS, REPO, TINY, FakeEvaluator, per_expression
 
 OUTPUTS = ("history.jsonl", "population.json", "best.json", "summary.json")
 # Small population, many children: losses age out and are found again.
@@ -30,12 +30,12 @@ class CachingFake(FakeEvaluator):
 
     def evaluate_many(self, exprs, augmentation, phase, *, seed=None, label_smoothing=0.0):
         out = []
-        for e in exprs:
-            key = (e.key, augmentation, phase, seed)
+        for e, s in zip(exprs, per_expression(seed, len(exprs))):
+            key = (e.key, augmentation, phase, s)
             if key in self.cache:
                 self.hits += 1
             else:
-                self.cache[key] = self.evaluate(e, augmentation, phase, seed)
+                self.cache[key] = self.evaluate(e, augmentation, phase, s)
             out.append(self.cache[key])
         return out
 

@@ -29,10 +29,23 @@ independent replicates; ``shared_stream`` gives every augmentation the one strea
 search seed (and so one initial pool). After the search, :meth:`Search.noise` scores
 cross-entropy and the winner on ``noise_seeds`` *fresh* seeds, which no evaluation uses.
 
-The state is checkpointed atomically after every evaluation (:mod:`.state`); a killed search
-resumes where it stopped and ends with the same population and history as an uninterrupted one.
-Outputs in ``out_dir``: ``history.jsonl`` (one line per candidate considered),
-``population.json``, ``best.json`` (top-k), ``summary.json``, ``cache_stats.json``.
+**Batching that leaves the algorithm alone.** ``pool_batch: K`` screens the initial pool K
+candidates at a time on the stacked surrogate, each under its own evaluation seed and its own
+batches (:func:`augloss.train.fit_population`): every candidate gets the record it gets alone
+(bit for bit on the CPU, to float rounding on CUDA) and the history is the one-at-a-time run's.
+The search is written as a generator of training :class:`Request` s (:meth:`Search.steps`):
+:meth:`Search.run` answers them one by one, :func:`augloss.search.lockstep.run_lockstep`
+answers those of several searches (one per augmentation) in one stacked training call each
+round, so each search's history is the one it has alone.
+
+The state is checkpointed atomically after every evaluation (every pool batch; :mod:`.state`);
+a killed search resumes where it stopped and ends with the same population and history as an
+uninterrupted one. Outputs in ``out_dir``: ``history.jsonl`` (one line per candidate
+considered; a trained one records its ``epochs_run``), ``population.json``, ``best.json``
+(top-k), ``summary.json``, ``cache_stats.json`` and ``cost.json`` (per fitness phase:
+evaluations requested, cache hits, trainings, training calls, epochs, steps and seconds, summed
+over resumes; timings, so the one output that is not byte-reproducible;
+:mod:`augloss.search.cost` reads it).
 
 A loss found again is trained again, and ``best.json`` ranks each loss by its best main run:
 its ``fitness`` is a maximum over its ``main_runs`` noisy runs (optimistic, and the more so the
@@ -44,17 +57,18 @@ number of validation images each fitness is measured on (null when the evaluator
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generator, Sequence
 
 import numpy as np
 
 from augloss import losses
 from augloss.config import FitnessConfig, SearchConfig
-from augloss.io import config_hash, write_json
-from augloss.losses import Genome, MutationFailed
+from augloss.io import config_hash, read_json, write_json
+from augloss.losses import Expr, Genome, MutationFailed
 from augloss.names import TECHNIQUES
 from augloss.progress import Progress
 from augloss.search import status as st
@@ -69,6 +83,41 @@ log = logging.getLogger("augloss.search")
 #: The fewest fresh seeds of the fitness-noise measurement (``search.noise_seeds``; 1 is off):
 #: with 2 a paired t interval has 1 degree of freedom and is about 13 times the sd wide.
 MIN_NOISE_SEEDS = 3
+#: The cost.json format (:mod:`augloss.search.cost` reads it).
+COST_VERSION = 1
+#: SearchConfig keys that say how the search is computed, not what: left out of its config hash
+#: (a state resumes under another value and the history is the same).
+COMPUTE_ONLY = ("pool_batch",)
+
+
+@dataclass
+class Request:
+    """Training the search asks for: ``exprs`` scored in fitness ``phase`` for
+    ``augmentation``, under one ``seed`` or one per expression (:meth:`Evaluator.evaluate_many`).
+    """
+
+    exprs: list[Expr]
+    augmentation: str
+    phase: str
+    seed: int | list[int]
+
+    def answer(self, evaluator: Evaluator) -> list[dict]:
+        """The records ``evaluator`` gives, one per expression, in order."""
+        return evaluator.evaluate_many(self.exprs, self.augmentation, self.phase, seed=self.seed)
+
+
+#: What :meth:`Search.steps` is: yields requests, is sent their records, returns its summary.
+Steps = Generator[Request, list, dict]
+
+
+def drive(steps: Steps, evaluator: Evaluator):
+    """Run ``steps`` to the end, answering each request with ``evaluator``; its return value."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(request.answer(evaluator))
+    except StopIteration as stop:
+        return stop.value
 
 
 @dataclass
@@ -97,7 +146,8 @@ class Search:
         self.seed = int(seed)
         self.out = Path(out_dir)
         self.evaluator = evaluator or SurrogateEvaluator(fitness, cache_dir, seed)
-        self.config_hash = config_hash({"search": asdict(search), "fitness": asdict(fitness),
+        algorithm = {k: v for k, v in asdict(search).items() if k not in COMPUTE_ONLY}
+        self.config_hash = config_hash({"search": algorithm, "fitness": asdict(fitness),
                                         "augmentation": augmentation, "seed": self.seed})
         self.store = StateStore(self.out, self.config_hash, stream_entropy(
             self.seed, None if search.shared_stream else augmentation))
@@ -113,6 +163,12 @@ class Search:
 
     def run(self, callback: Callable[[dict], None] | None = None) -> dict:
         """Run (or resume) the search; ``callback(state)`` runs after every checkpoint."""
+        return drive(self.steps(callback), self.evaluator)
+
+    def steps(self, callback: Callable[[dict], None] | None = None) -> Steps:
+        """The search (resumed where its state stopped) as a generator: it yields every
+        training :class:`Request` and is sent the records; returns ``summary.json``.
+        :meth:`run` drives it with the search's own evaluator, one request at a time."""
         state = self.store.load()
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng"]
@@ -121,16 +177,22 @@ class Search:
         self._rescore_progress: Progress | None = None
         self._hits_at_start = self.evaluator.hits
         self._trainings_at_start = self.evaluator.trainings
+        self._start_costs(resumed=state["evaluations_drawn"] > 0)
         if state["phase"] == "pool":
-            self._pool()
+            yield from self._pool()
         while state["phase"] == "rescore":
-            self._rescore_next()
+            yield from self._rescore_next()
         while state["phase"] == "evolve" and state["iteration"] < self.cfg.children:
-            self._evolve_step()
+            yield from self._evolve_step()
         if state["phase"] == "evolve":
             state["phase"] = "done"
             self._checkpoint()
-        return self.write_outputs(state)
+        return (yield from self._write_outputs(state))
+
+    def _evaluate(self, exprs: list[Expr], phase: str, seed: int | Sequence[int]) -> Steps:
+        """The records of ``exprs`` in ``phase`` under ``seed``, from whoever drives the search."""
+        seed = int(seed) if isinstance(seed, int) else [int(s) for s in seed]
+        return (yield Request(list(exprs), self.augmentation, phase, seed))
 
     def _next_seed(self) -> tuple[int, int]:
         """The next evaluation's (index, seed); the index is part of the saved state, so a
@@ -144,37 +206,73 @@ class Search:
 
     def _checkpoint(self) -> None:
         self.store.save(self._state, self._rng)
+        self._write_costs()
         if self._callback is not None:
             self._callback(self._state)
 
-    # --- phase 1: the initial pool, drawn up front, scored one by one ---------------------------
-    def _pool(self) -> None:
+    # --- cost.json: the evaluator's per-phase counters, summed over this search's runs ---------
+    def _start_costs(self, resumed: bool) -> None:
+        costs = getattr(self.evaluator, "costs", None)
+        self._costs_at_start = None if costs is None else \
+            {p: dict(c) for p, c in costs.items()}
+        self._costs_before: dict = {}
+        path = self.out / "cost.json"
+        if resumed and costs is not None and path.exists():  # a resumed search adds to it
+            try:
+                old = read_json(path)
+                if old.get("version") == COST_VERSION:
+                    self._costs_before = old.get("phases") or {}
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable %s (%s); costs count from now", path, exc)
+
+    def _write_costs(self) -> None:
+        costs = getattr(self.evaluator, "costs", None)
+        if costs is None or self._costs_at_start is None:
+            return  # an evaluator that counts nothing (a test's fake)
+        phases = {}
+        for phase, now in costs.items():
+            start = self._costs_at_start.get(phase, {})
+            before = self._costs_before.get(phase, {})
+            phases[phase] = {k: before.get(k, 0) + v - start.get(k, 0) for k, v in now.items()}
+        import torch  # the evaluator trained with it: already imported
+
+        write_json(self.out / "cost.json", {
+            "version": COST_VERSION, "device": str(self.fitness.device),
+            "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "phases": phases})
+
+    # --- phase 1: the initial pool, drawn up front, screened pool_batch at a time -------------
+    def _pool(self) -> Steps:
         state = self._state
         if not state["pool"]:
             state["pool"] = self.breeder.pool(self._rng)
             self._checkpoint()
         phase = "prescreen" if self.fitness.prescreen is not None else "main"
-        progress = Progress(len(state["pool"]), len(state["pool_scores"]))
-        while len(state["pool_scores"]) < len(state["pool"]):
-            i = len(state["pool_scores"])
-            expr = Genome.from_dict(state["pool"][i]).to_expr()
-            index, seed = self._next_seed()
-            rec = self.evaluator.evaluate_many([expr], self.augmentation, phase, seed=seed)[0]
-            score = rec["fitness"] if rec["status"] not in st.LOST else 0.0
-            state["pool_scores"].append(score)
-            self.store.append(state, [{
-                "phase": "pool", "iteration": -1, "index": i, "parent": None,
-                "seed": seed, "evaluation_index": index,
-                "expression": str(expr), "key": expr.key, "fitness": score,
-                "fitness_final": rec["fitness_final"], "fitness_max": rec["fitness_max"],
-                "status": rec["status"], "reason": rec["reason"], "stage": phase}])
-            count(state, "evaluations")
+        n = len(state["pool"])
+        progress = Progress(n, len(state["pool_scores"]))
+        while len(state["pool_scores"]) < n:
+            first = len(state["pool_scores"])
+            batch = range(first, min(n, first + self.cfg.pool_batch))
+            exprs = [Genome.from_dict(state["pool"][i]).to_expr() for i in batch]
+            drawn = [self._next_seed() for _ in batch]  # in order: the seeds one by one draws
+            recs = yield from self._evaluate(exprs, phase, [s for _, s in drawn])
+            entries = []
+            for i, expr, (index, seed), rec in zip(batch, exprs, drawn, recs):
+                score = rec["fitness"] if rec["status"] not in st.LOST else 0.0
+                state["pool_scores"].append(score)
+                entries.append({
+                    "phase": "pool", "iteration": -1, "index": i, "parent": None,
+                    "seed": seed, "evaluation_index": index,
+                    "expression": str(expr), "key": expr.key, "fitness": score,
+                    "fitness_final": rec["fitness_final"], "fitness_max": rec["fitness_max"],
+                    "status": rec["status"], "reason": rec["reason"], "stage": phase,
+                    "epochs_run": _epochs_run(rec)})
+            self.store.append(state, entries)
+            count(state, "evaluations", len(entries))
             self._checkpoint()
             done = len(state["pool_scores"])
-            if done % self.cfg.log_every == 0 or done == len(state["pool"]):
+            if done // self.cfg.log_every > first // self.cfg.log_every or done == n:
                 log.info("[%s] pool %d/%d (%s) best %.4f ETA %s", self.augmentation, done,
-                         len(state["pool"]), phase, max(state["pool_scores"]),
-                         progress.eta_text(done))
+                         n, phase, max(state["pool_scores"]), progress.eta_text(done))
         scores = state["pool_scores"]
         order = sorted(range(len(state["pool"])), key=lambda j: (-scores[j], j))
         state["population"] = [Member(Genome.from_dict(state["pool"][j]), scores[j], 0,
@@ -186,7 +284,7 @@ class Search:
         self._checkpoint()
 
     # --- phase 2: re-score the kept members with the main fitness (FF2) -------------------------
-    def _rescore_next(self) -> None:
+    def _rescore_next(self) -> Steps:
         state = self._state
         i = state["rescore_index"]
         if self._rescore_progress is None:  # from this run's first re-scoring on
@@ -196,7 +294,7 @@ class Search:
             self._checkpoint()
             return
         m = Member.from_dict(state["population"][i])
-        rec, entries = self._ff2([m.genome], [None], [0], "rescore", i)[0]
+        rec, entries = (yield from self._ff2([m.genome], [None], [0], "rescore", i))[0]
         m.fitness = rec["fitness"] if rec["status"] not in st.LOST else 0.0
         m.record = rec
         state["population"][i] = m.to_dict()
@@ -221,7 +319,7 @@ class Search:
                                    "best_so_far": state["best_so_far"]})
 
     # --- phase 3: one evolution step of ``batch_children`` children -----------------------------
-    def _evolve_step(self) -> None:
+    def _evolve_step(self) -> Steps:
         state, it = self._state, self._state["iteration"]
         population = [Member.from_dict(d) for d in state["population"]]
         state.setdefault("best_so_far", max((m.fitness for m in population), default=0.0))
@@ -232,9 +330,9 @@ class Search:
             bred = self._breed(slots, population, attempt)
             if not bred:
                 break
-            scored = self._ff2([c for _, c in bred],
-                               [s.parent.expr.key if s.parent else None for s, _ in bred],
-                               [s.iteration for s, _ in bred], "evolve", attempt)
+            scored = yield from self._ff2(
+                [c for _, c in bred], [s.parent.expr.key if s.parent else None for s, _ in bred],
+                [s.iteration for s, _ in bred], "evolve", attempt)
             for (slot, child), (rec, evaluated) in zip(bred, scored):
                 slot.entries.extend(evaluated)
                 count(state, "evaluations", len(evaluated))
@@ -302,10 +400,10 @@ class Search:
 
     # --- fitness -------------------------------------------------------------------------------
     def _ff2(self, genomes: list[Genome], parents: list[str | None], iterations: list[int],
-             phase: str, index: int) -> list[tuple[dict, list[dict]]]:
+             phase: str, index: int) -> Steps:
         """FF2 for several genomes: the pre-filter (if configured), then the main run, each phase
         trained jointly for all of them under one evaluation seed (the copies of a stacked
-        surrogate share batches); per genome its record and history entries."""
+        surrogate share batches); returns per genome its record and history entries."""
         exprs = [g.to_expr() for g in genomes]
         bases = []
         for expr, parent, iteration in zip(exprs, parents, iterations):
@@ -316,8 +414,7 @@ class Search:
         out: list[tuple[dict, list[dict]] | None] = [None] * len(exprs)
         if self.fitness.prefilter is not None and exprs:
             pre_index, pre_seed = self._next_seed()
-            pres = self.evaluator.evaluate_many(exprs, self.augmentation, "prefilter",
-                                                seed=pre_seed)
+            pres = yield from self._evaluate(exprs, "prefilter", pre_seed)
             for i, pre in enumerate(pres):
                 bases[i]["prefilter_seed"] = pre_seed
                 if pre["status"] in st.LOST:
@@ -325,23 +422,27 @@ class Search:
                     out[i] = ({**pre, "fitness": 0.0},
                               [{**bases[i], "status": status, "reason": pre["reason"],
                                 "fitness": 0.0, "stage": "prefilter", "seed": pre_seed,
-                                "evaluation_index": pre_index}])
+                                "evaluation_index": pre_index, "epochs_run": _epochs_run(pre)}])
         alive = [i for i in range(len(exprs)) if out[i] is None]
         if not alive:
             return out
         main_index, main_seed = self._next_seed()
-        recs = self.evaluator.evaluate_many([exprs[i] for i in alive], self.augmentation, "main",
-                                            seed=main_seed)
+        recs = yield from self._evaluate([exprs[i] for i in alive], "main", main_seed)
         for i, rec in zip(alive, recs):
             out[i] = (rec, [{**bases[i], "status": rec["status"], "reason": rec["reason"],
                              "fitness": rec["fitness"] if rec["status"] != st.DIVERGED else 0.0,
                              "fitness_final": rec["fitness_final"],
                              "fitness_max": rec["fitness_max"], "stage": "main",
-                             "seed": main_seed, "evaluation_index": main_index}])
+                             "seed": main_seed, "evaluation_index": main_index,
+                             "epochs_run": _epochs_run(rec)}])
         return out
 
     # --- outputs -------------------------------------------------------------------------------
     def noise(self, history: list[dict]) -> dict | None:
+        """:meth:`_noise` answered by the search's own evaluator."""
+        return drive(self._noise(history), self.evaluator)
+
+    def _noise(self, history: list[dict]) -> Steps:
         """Cross-entropy and the winner scored on ``noise_seeds`` fresh seeds
         (:func:`.seeds.fresh_seeds`: odd, so never a seed any evaluation of any search used to
         select): how far one loss's fitness moves with the seed alone, and the winner's lead
@@ -366,7 +467,7 @@ class Search:
         for n, s in enumerate(seeds):
             log.info("[%s] fitness noise: fresh seed %d (%d/%d), %d loss(es) ETA %s",
                      self.augmentation, s, n + 1, len(seeds), len(exprs), progress.eta_text(n))
-            recs = self.evaluator.evaluate_many(exprs, self.augmentation, "main", seed=s)
+            recs = yield from self._evaluate(exprs, "main", s)
             for col, rec in zip(scores, recs):
                 col.append(rec["fitness"] if rec["status"] not in st.LOST else 0.0)
         return {"seeds": seeds, "ce": scores[0], "winner": scores[-1], "ce_key": exprs[0].key,
@@ -384,13 +485,16 @@ class Search:
 
     def write_outputs(self, state: dict) -> dict:
         """Write the reports of ``state`` (:func:`.summary.reports`) and the cache counts."""
-        ce = self.evaluator.evaluate_many([losses.parse(losses.REGISTRY["ce"])],
-                                          self.augmentation, "main", seed=self.seed)[0]
+        return drive(self._write_outputs(state), self.evaluator)
+
+    def _write_outputs(self, state: dict) -> Steps:
+        ce = (yield from self._evaluate([losses.parse(losses.REGISTRY["ce"])], "main",
+                                        self.seed))[0]
         history = list(self.store.history())
         files = reports(state, history, augmentation=self.augmentation,
                         seed=self.seed, metric=self.fitness.metric, top_k=self.cfg.top_k,
                         config_hash=self.config_hash, ce=ce, equivalent=self.breeder.equivalent,
-                        noise=self.noise(history),
+                        noise=(yield from self._noise(history)),
                         seeding={"evaluation_seeds": self.cfg.evaluation_seeds,
                                  "shared_stream": self.cfg.shared_stream,
                                  "strategy": self.cfg.strategy},
@@ -406,4 +510,11 @@ class Search:
         # Cache use differs between a fresh and a resumed run: kept out of summary.json.
         write_json(self.out / "cache_stats.json", {"trainings": self.evaluator.trainings,
                                                     "cache_hits": self.evaluator.hits})
+        if getattr(self, "_costs_at_start", None) is not None:
+            self._write_costs()
         return files["summary.json"]
+
+
+def _epochs_run(record: dict) -> int:
+    """The epochs a record's training ran (0 when it did not train)."""
+    return int(record.get("epochs_run") or 0)
