@@ -271,6 +271,11 @@ class Experiment:
         return canonical(self._search_job(aug, strategy))
 
     @property
+    def search_lockstep(self) -> bool:
+        """Whether one job runs every augmentation's search in lockstep (``search.lockstep``)."""
+        return bool(self.config["search"]["lockstep"])
+
+    @property
     def random_baseline(self) -> bool:
         """Whether a random search runs beside each evolution (``search.baseline: random``)."""
         return self.config["search"]["baseline"] == "random"

@@ -7,6 +7,7 @@ rule search:
         population=f"{R}/search/{{aug}}/population.json",
         summary=f"{R}/search/{{aug}}/summary.json",
         cache_stats=f"{R}/search/{{aug}}/cache_stats.json",
+        cost=f"{R}/search/{{aug}}/cost.json",
         provenance=f"{R}/search/{{aug}}/provenance.json",
     log:
         f"{R}/logs/search/{{aug}}.log",
@@ -36,6 +37,7 @@ use rule search as search_random with:
         population=f"{R}/search/{{aug}}/random/population.json",
         summary=f"{R}/search/{{aug}}/random/summary.json",
         cache_stats=f"{R}/search/{{aug}}/random/cache_stats.json",
+        cost=f"{R}/search/{{aug}}/random/cost.json",
         provenance=f"{R}/search/{{aug}}/random/provenance.json",
     log:
         f"{R}/logs/search/{{aug}}-random.log",
@@ -45,6 +47,42 @@ use rule search as search_random with:
         job=lambda wc: EXP.search_job(wc.aug, "random"),
         workdir=lambda wc: f"{R}/search/{wc.aug}/random/work",
         cache_dir=f"{R}/cache/search",
+
+
+if EXP.search_lockstep:
+
+    # search.lockstep: one job runs every augmentation's search together, each round one
+    # stacked surrogate call training the next candidate of each (augloss.search.lockstep).
+    # The same files as the per-augmentation rule (which it takes precedence over), each
+    # search with its own work directory, state and resume; the random baselines stay apart.
+    rule search_lockstep:
+        input:
+            manifest=manifest(EXP.search_dataset),
+        output:
+            **{
+                name: expand(path, aug=AUGS)
+                for name, path in rules.search.output.items()
+            },
+        log:
+            f"{R}/logs/search/lockstep.log",
+        benchmark:
+            f"{R}/benchmarks/search/lockstep.tsv"
+        priority: 10
+        retries: EXP.retries("search")
+        conda:
+            "../envs/augloss.yaml"
+        threads: stage_threads("search")
+        resources:
+            **EXP.resources("search"),
+        params:
+            augmentations=AUGS,
+            jobs=[EXP.search_job(a) for a in AUGS],
+            workdirs=[f"{R}/search/{a}/work" for a in AUGS],
+            cache_dir=f"{R}/cache/search",
+        script:
+            "../scripts/search_lockstep.py"
+
+    ruleorder: search_lockstep > search
 
 
 checkpoint evolved_losses:

@@ -2,6 +2,7 @@ rule table_search:
     input:
         summaries=expand(rules.search.output.summary, aug=AUGS),
         best=expand(rules.search.output.best, aug=AUGS),
+        costs=expand(rules.search.output.cost, aug=AUGS),
         random=random_summaries(),
     output:
         md=f"{R}/tables/search.md",
@@ -13,6 +14,8 @@ rule table_search:
         ),
         csv=f"{R}/tables/search.csv",
         tex=f"{R}/tables/search.tex",
+        cost_md=f"{R}/tables/search_cost.md",
+        cost_csv=f"{R}/tables/search_cost.csv",
         evolution=report(
             f"{R}/plots/evolution.png",
             caption="../report/evolution.rst",

@@ -23,7 +23,7 @@ with runtime.job_context(snakemake.log[0], snakemake.threads, snakemake.resource
     s.store.set_aside_foreign()  # the config changed since the last run: start this one afresh
     s.run()
     work = Path(snakemake.params.workdir)
-    for name in ("best", "history", "population", "summary", "cache_stats"):
+    for name in ("best", "history", "population", "summary", "cache_stats", "cost"):
         src = work / Path(snakemake.output[name]).name
         with atomic_path(snakemake.output[name]) as tmp:
             shutil.copyfile(src, tmp)

@@ -13,6 +13,8 @@ with runtime.job_context(snakemake.log[0], 1, 0, uses_torch=False):
     dirs = {a: Path(p).parent for a, p in zip(augs, snakemake.input.summaries)}
     random = {a: Path(p).parent for a, p in zip(augs, snakemake.input.random)}
     search.write_search_table(search.search_table(dirs, random), snakemake.output.md[:-3])
+    # timings (cost.json): a table of its own, so search.csv stays byte-reproducible
+    search.write_cost_table(search.cost_table(dirs), snakemake.output.cost_md[:-3])
     plots.plot_evolution(dirs, snakemake.output.evolution, random)
     winners = {}
     for path in snakemake.input.best:

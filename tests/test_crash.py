@@ -27,7 +27,8 @@ EXP = "crash"
 # statistics (a resumed search hits its cache more often, by design) legitimately differ.
 # .finished/: a run's kept copy of its outputs (its provenance holds times and hosts)
 SKIP_DIRS = {"logs", "benchmarks", "provenance", "cache", "work", "slurm-logs", ".finished"}
-SKIP_FILES = {"cache_stats.json", "provenance.json"}
+SKIP_FILES = {"cache_stats.json", "provenance.json", "cost.json", "search_cost.md",
+              "search_cost.csv"}  # the search cost record and table: timings
 
 
 def config(tmp: Path) -> Path:

@@ -545,3 +545,63 @@ def test_the_readmes_regeneration_and_report_commands_work_for_the_demo(demo, tm
                   if "--configfile demo/config.yaml --report" in line).split("#")[0].split()
     smk(work, *report[3:])
     assert (work / report[-1]).stat().st_size > 0
+
+
+def _summary_files(proc) -> set[str]:
+    """The output files a ``--summary`` lists (its first column)."""
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("output_file"))
+    return {line.split("\t")[0] for line in lines[start + 1:] if line.strip()}
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "demo/config.yaml"])
+def test_lockstep_searches_leave_the_dag_outputs_unchanged(tmp_path, config):
+    """search.lockstep: one search_lockstep job in place of the per-augmentation searches, and
+    every other job and every output file the same."""
+    cfg = load(REPO / config)
+    cfg["search"]["lockstep"] = True
+    (tmp_path / "lock.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["--cores", "8", "--resources", "gpu=4", "--configfile"]
+    plain = smk(tmp_path, "-n", *args, str(REPO / config))
+    lock = smk(tmp_path, "-n", *args, str(tmp_path / "lock.yaml"))
+    expected = expected_jobs(cfg)
+    expected.pop("search")
+    counts = job_counts(lock.stdout)
+    counts.pop("total")
+    assert counts == expected + Counter({"search_lockstep": 1})
+    files = [_summary_files(smk(tmp_path, "--summary", *args, c))
+             for c in (str(REPO / config), str(tmp_path / "lock.yaml"))]
+    assert files[0] == files[1] and len(files[0]) > 20
+    assert job_counts(plain.stdout)["search"] == len(cfg["augmentations"])
+
+
+def test_lockstep_searches_write_what_separate_search_jobs_write(tmp_path):
+    """The demo's searches (cut short) as separate jobs and as one lockstep job: the same
+    histories, populations, winners and summaries, byte for byte, and the cost record."""
+    cfg = load(REPO / "demo" / "config.yaml")
+    cfg["augmentations"] = ["base", "mixup", "randaugment"]
+    cfg["search"].update(noise_seeds=1)
+    cfg["search"]["algorithm"].update(population=3, initial_pool=5, children=2,
+                                      batch_children=1, pool_batch=2, log_every=2,
+                                      report_every=1)
+    cfg["search"]["fitness"]["main"].update(epochs=1, steps_per_epoch=3)
+    out = {}
+    for name, lockstep in (("apart", False), ("lock", True)):
+        cfg["experiment"] = name
+        cfg["search"]["lockstep"] = lockstep
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        targets = [f"results/{name}/search/{a}/{f}" for a in cfg["augmentations"]
+                   for f in ("history.jsonl", "best.json", "cost.json")]
+        proc = smk(tmp_path, *targets, "--cores", "2", "--configfile",
+                   str(tmp_path / f"{name}.yaml"))
+        jobs = re.sub(r"\s+", " ", proc.stderr)
+        assert ("search_lockstep 1" in jobs) == lockstep, jobs[-2000:]
+        out[name] = tmp_path / "results" / name / "search"
+    for a in cfg["augmentations"]:
+        for f in ("history.jsonl", "population.json", "best.json", "summary.json"):
+            assert (out["apart"] / a / f).read_bytes() == (out["lock"] / a / f).read_bytes(), \
+                (a, f)
+        cost = json.loads((out["lock"] / a / "cost.json").read_text())
+        assert cost["version"] == 1 and cost["phases"]["main"]["trainings"] > 0
+        prov = json.loads((out["lock"] / a / "provenance.json").read_text())
+        assert prov["lockstep"] == cfg["augmentations"]
