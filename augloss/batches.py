@@ -109,12 +109,16 @@ class Draws:
 
 
 def tensor_batches(train_data, technique, cfg: TrainConfig, seed: int, device: torch.device,
-                    draws: Draws) -> Callable[[int, int], Iterator]:
-    """Batches from the training set held on the device, augmented as whole batches."""
+                    draws: Draws, on_device: tuple | None = None
+                    ) -> Callable[[int, int], Iterator]:
+    """Batches from the training set held on the device, augmented as whole batches.
+    ``on_device``: the set's ``(images, labels)`` already on ``device`` (one copy shared by
+    the independent copies of a stacked run)."""
     from augloss import batch_augment
 
     pipeline = batch_augment.BatchAugment(technique)
-    images, labels = train_data.images.to(device), train_data.labels.to(device)
+    images, labels = on_device if on_device is not None else \
+        (train_data.images.to(device), train_data.labels.to(device))
     n, bs = len(labels), cfg.batch_size
 
     def batches(epoch: int, steps: int) -> Iterator:

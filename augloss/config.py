@@ -10,7 +10,7 @@ Unknown keys are refused by name (:func:`augloss.io.dataclass_from_dict`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from augloss.io import config_hash, dataclass_from_dict
 

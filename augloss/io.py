@@ -7,6 +7,7 @@ import glob
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -22,10 +23,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Temp files a killed writer left behind (each path has one writer: its job).
+    # Temp files a killed writer left behind. A path can have writers in several processes
+    # at once (two searches caching the same entry), so a temp file of a live writer stays.
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        if _abandoned(stale, path.name):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -39,6 +43,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+#: This host's part of a writer's mark in its temp files' names (``<host>-<pid>``).
+_HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+#: A temp file of a writer on another host (a shared file system) is taken as abandoned when
+#: it has not changed for this long (no write of one file takes an hour).
+_FOREIGN_STALE_S = 3600
+
+
+def _abandoned(tmp: Path, name: str) -> bool:
+    """Whether ``tmp``, a temp file of ``name``, was left by a writer that is gone: one of
+    this host whose process no longer runs, one of another host untouched for an hour, or one
+    with no writer mark (a name of another format)."""
+    mark = tmp.name[len(name) + 2:].split(".", 1)[0]  # .<name>.<host>-<pid>.<random>.tmp
+    host, _, pid = mark.rpartition("-")
+    if not host or not pid.isdigit():
+        return True
+    if host == _HOST:
+        if int(pid) == os.getpid():
+            return False  # this process's own (another thread's write of the same path)
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+    try:
+        return time.time() - tmp.stat().st_mtime > _FOREIGN_STALE_S
+    except FileNotFoundError:
+        return False
 
 
 PAUSE_ENV = "AUGLOSS_TEST_PAUSE_BEFORE_RENAME"

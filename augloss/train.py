@@ -267,11 +267,13 @@ def _setup(model, loss_fns, train_data, val_data, technique, cfg, seed, device,
         raise ValueError("independent copies must all use the tensor pipeline, or none")
     run.rng = model.copy_rng = CopyRNG(len(loss_fns), device)
     run.copy_draws, each = [], []
+    # the training set on the device once, for every copy
+    shared = (train_data.images.to(device), train_data.labels.to(device)) if tensors else None
     for k, (s, t) in enumerate(zip(run.seeds, run.techniques)):
         run.rng.seed(k, epoch_seed(s, -1))
         d = Draws(torch.Generator(device=device)) if tensors else None
         run.copy_draws.append(d)
-        each.append(tensor_batches(train_data, t, cfg, s, device, d) if tensors
+        each.append(tensor_batches(train_data, t, cfg, s, device, d, shared) if tensors
                     else loader_batches(train_data, t, cfg, s))
     run.batches = _independent_batches(run, each)
     return run

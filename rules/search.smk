@@ -73,7 +73,8 @@ if EXP.search_lockstep:
             "../envs/augloss.yaml"
         threads: stage_threads("search")
         resources:
-            **EXP.resources("search"),
+            # the runtime of a search per search it runs (retries resume every search)
+            **EXP.resources("search", runs=len(AUGS)),
         params:
             augmentations=AUGS,
             jobs=[EXP.search_job(a) for a in AUGS],

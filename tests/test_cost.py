@@ -313,3 +313,16 @@ def test_project_searches_sums_the_augmentations_and_names_borrowed_rates(tmp_pa
     assert out["total"]["seconds"] == pytest.approx(base["per_search"]["seconds"]
                                                     + mixup["per_search"]["seconds"])
     assert out["total"]["searches"] == 2 and "all 2 searches" in cost.describe_projection(out)
+
+
+def test_the_cost_model_and_its_table_load_without_torch():
+    """The search-cost table runs in a torch-free job (uses_torch=False): reading the cost
+    model must not import torch through the search package."""
+    import subprocess
+    import sys
+
+    code = ("import sys, augloss.search.cost, augloss.tables.search; "
+            "from augloss.search import cost; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

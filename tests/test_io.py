@@ -52,3 +52,31 @@ def test_crash_test_pause_point_only_for_the_named_file(tmp_path, monkeypatch):
     io.atomic_write_text(tmp_path / "transfer.md", "y")
     assert slept == [3600] and (tmp_path / "transfer.md").read_text() == "y"
     assert list(tmp_path.glob(".transfer.md.*.paused"))
+
+
+def test_a_live_writers_temp_file_of_the_same_path_is_kept(tmp_path):
+    """Two processes may write one path at once (two searches caching the same entry): the
+    second must not delete the first one's temp file mid-write; a dead writer's goes."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "entry.json"
+    host = io._HOST
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        kept = tmp_path / f".entry.json.{host}-{live.pid}.k1.tmp"
+        gone = tmp_path / f".entry.json.{host}-{dead.pid}.k2.tmp"
+        far = tmp_path / ".entry.json.otherhost-1.k3.tmp"  # another node's, fresh: kept
+        for p in (kept, gone, far):
+            p.write_text("partial")
+        io.write_json(target, {"a": 1})
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted([kept.name, far.name, "entry.json"])
+        os.utime(far, (0, 0))  # untouched for decades: abandoned
+        io.write_json(target, {"a": 2})
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([kept.name, "entry.json"])
+    finally:
+        live.kill()
+        live.wait()

@@ -81,9 +81,22 @@ def test_pool_batch_is_validated_and_left_out_of_the_config_hash(tmp_path):
     assert _search(tmp_path / "a").config_hash == _search(tmp_path / "b", pool_batch=16).config_hash
 
 
-def test_searches_in_lockstep_each_get_the_history_they_have_alone(alone, tmp_path):
+def test_searches_in_lockstep_each_get_the_history_they_have_alone(alone, tmp_path,
+                                                                    monkeypatch):
+    from augloss.search import evaluator
+
+    groups = []  # per stacked call: the searches (evaluators) whose jobs it trained
+    train_group = evaluator._train_group
+
+    def spy(group):
+        groups.append(len({id(j.evaluator) for j in group}))
+        return train_group(group)
+
+    monkeypatch.setattr(evaluator, "_train_group", spy)
     searches = [_search(tmp_path / a, a, pool_batch=4) for a in AUGS]
     summaries = run_lockstep(searches)
+    # the searches did train together: calls holding every search's job
+    assert max(groups) == len(AUGS) and sum(g == len(AUGS) for g in groups) >= 3, groups
     for a, summary in zip(AUGS, summaries):
         assert _bytes(tmp_path / a) == alone[a], a
         assert summary == json.loads(alone[a]["summary.json"])
@@ -114,9 +127,51 @@ def test_lockstep_killed_midway_resumes_each_search_to_its_own_history(alone, tm
     assert _search(tmp_path / "base", "base").run() == json.loads(alone["base"]["summary.json"])
 
 
-def test_lockstep_refuses_two_searches_writing_one_directory(tmp_path):
+def test_lockstep_refuses_two_searches_writing_one_directory_or_sharing_an_evaluator(tmp_path):
     with pytest.raises(ValueError, match="output directory"):
         run_lockstep([_search(tmp_path / "x", "base"), _search(tmp_path / "x", "mixup")])
+    a = _search(tmp_path / "a", "base")
+    b = search.Search("mixup", a.cfg, a.fitness, 0, tmp_path / "b", evaluator=a.evaluator)
+    with pytest.raises(ValueError, match="share one evaluator"):
+        run_lockstep([a, b])
+
+
+def test_a_pool_batch_killed_while_training_resumes_to_the_same_history(alone, tmp_path,
+                                                                         monkeypatch):
+    """Killed after a batch trained but before its checkpoint: the resumed search draws the
+    same evaluation seeds again (the state on disk never counted them) and ends the same."""
+    from augloss.search import evaluator
+
+    out = tmp_path / "killed"
+    calls = []
+    plan_records = evaluator.Plan.records
+
+    def dying(plan):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return plan_records(plan)
+
+    monkeypatch.setattr(evaluator.Plan, "records", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _search(out, "mixup", pool_batch=3).run()
+    monkeypatch.undo()
+    state = json.loads((out / "state.json").read_text())
+    assert len(state["pool_scores"]) == 3 and state["evaluations_drawn"] == 3
+    _search(out, "mixup", pool_batch=3).run()
+    assert _bytes(out) == alone["mixup"]
+
+
+def test_cost_json_counts_a_search_once_and_says_when_it_is_partial(tmp_path):
+    out = tmp_path / "s"
+    _search(out, "base").run()
+    first = json.loads((out / "cost.json").read_text())
+    assert first["complete"] is True and first["pool_batch"] == 1
+    _search(out, "base").run()  # a finished search run again (its outputs rewritten)
+    assert json.loads((out / "cost.json").read_text()) == first
+    (out / "cost.json").unlink()  # a search older than cost.json
+    _search(out, "base").run()
+    assert json.loads((out / "cost.json").read_text())["complete"] is False
 
 
 def test_the_same_training_asked_by_two_searches_trains_once(tmp_path):

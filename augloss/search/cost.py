@@ -241,7 +241,8 @@ def measure(search_dir: str | Path, recipes: Mapping | None = None) -> dict:
     stages, or None) and ``"notes"``: what is unknown and why. Nothing here is modelled
     except that a passed pre-filter (no entry of its own) ran its recipe's full epochs."""
     d = Path(search_dir)
-    history = read_history(d / "history.jsonl")
+    history_path = _find(d, "history.jsonl") or d / "history.jsonl"  # work/: still running
+    history = read_history(history_path)
     summary_path = _find(d, "summary.json")
     summary = _read_json(summary_path) if summary_path else None
     cost_path = _find(d, "cost.json")
@@ -256,6 +257,10 @@ def measure(search_dir: str | Path, recipes: Mapping | None = None) -> dict:
         notes.append("recipes unknown (no summary.json with 'recipes'): epochs are not "
                      "given as fractions of the recipe's")
     timings = _timings(cost, cost_path) if cost is not None else None
+    if timings is not None and cost.get("complete") is False:
+        notes.append(f"{cost_path} counts only part of the search (it began on a resume of a "
+                     f"search older than it): its timings and cache hits are left out")
+        timings = None
 
     trained = [e for e in history if e.get("stage") in STAGES]
     if recipe is not None:
@@ -318,7 +323,7 @@ def measure(search_dir: str | Path, recipes: Mapping | None = None) -> dict:
 
     return {"search_dir": str(d), "augmentation": _augmentation(d, summary),
             "val_n": (summary or {}).get("val_n"),
-            "sources": {"history": str(d / "history.jsonl"),
+            "sources": {"history": str(history_path),
                         "summary": str(summary_path) if summary_path else None,
                         "cost": str(cost_path) if cost_path else None,
                         "cache_stats": str(stats_path) if stats_path else None},
@@ -599,6 +604,13 @@ def _assumptions(search_cfg) -> list[str]:
     if search_cfg.batch_children != 1:
         out.append(f"batch_children is {search_cfg.batch_children}: children are costed as "
                    f"trained one at a time (an upper bound: stacked copies share a call)")
+    if search_cfg.pool_batch != 1:
+        out.append(f"pool_batch is {search_cfg.pool_batch}: the pool's screens are costed one "
+                   f"at a time at the benchmark's per-step seconds (what stacking them saves "
+                   f"is the benchmark's pool{search_cfg.pool_batch}_vs_sequential"
+                   f"{search_cfg.pool_batch} where measured; the same on a compute-bound CPU)")
+    out.append("searches in lockstep (search.lockstep) cost the same candidates; what they "
+               "save is GPUs, not candidate-seconds, and is not modelled")
     if search_cfg.evaluation_seeds != "per_evaluation":
         out.append("evaluation_seeds is not per_evaluation: a loss found again would hit the "
                    "cache, so the projection is an upper bound")

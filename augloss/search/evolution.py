@@ -212,18 +212,28 @@ class Search:
 
     # --- cost.json: the evaluator's per-phase counters, summed over this search's runs ---------
     def _start_costs(self, resumed: bool) -> None:
+        """Start counting: a fresh search from zero (``complete``), a resumed one on top of its
+        cost.json. A finished search run again (to rewrite its outputs) leaves its cost.json
+        as it is; one without (a search older than it) gets one marked incomplete."""
         costs = getattr(self.evaluator, "costs", None)
         self._costs_at_start = None if costs is None else \
             {p: dict(c) for p, c in costs.items()}
         self._costs_before: dict = {}
+        self._costs_complete = not resumed
         path = self.out / "cost.json"
+        old = None
         if resumed and costs is not None and path.exists():  # a resumed search adds to it
             try:
                 old = read_json(path)
-                if old.get("version") == COST_VERSION:
-                    self._costs_before = old.get("phases") or {}
+                if old.get("version") != COST_VERSION:
+                    old = None
             except (OSError, ValueError) as exc:
                 log.warning("ignoring unreadable %s (%s); costs count from now", path, exc)
+        if old is not None:
+            self._costs_before = old.get("phases") or {}
+            self._costs_complete = bool(old.get("complete", False))
+            if self._state["phase"] == "done":
+                self._costs_at_start = None  # nothing of the search left to count
 
     def _write_costs(self) -> None:
         costs = getattr(self.evaluator, "costs", None)
@@ -238,7 +248,12 @@ class Search:
 
         write_json(self.out / "cost.json", {
             "version": COST_VERSION, "device": str(self.fitness.device),
-            "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "phases": phases})
+            "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            # counted from the search's first evaluation (false: from a resume of a search
+            # older than cost.json, or after its cost.json was lost)
+            "complete": self._costs_complete,
+            "pool_batch": self.cfg.pool_batch, "batch_children": self.cfg.batch_children,
+            "phases": phases})
 
     # --- phase 1: the initial pool, drawn up front, screened pool_batch at a time -------------
     def _pool(self) -> Steps:

@@ -5,9 +5,14 @@ The five searches of an experiment (one per augmentation) are independent of eac
 one child of each can train as a copy of one stacked surrogate without changing any of them:
 every search keeps its own state, random stream, evaluation seeds, cache counters, resume and
 outputs, and a copy trains on its own batches under its own seed and technique
-(:func:`augloss.train.fit_population`), so each gets the record it gets alone (bit for bit on
-the CPU, to float rounding on CUDA). A search's history is then the one it has when run
-alone. What it saves is the GPU's idle time: a small surrogate leaves most of a large GPU
+(:func:`augloss.train.fit_population`), so each gets the record it gets alone. On the CPU
+that is bit for bit, and a search's history is the one it has when run alone (tested). On
+CUDA the copies are fused into grouped kernels whose sums are ordered differently: records
+agree to float rounding, and a candidate within rounding of a threshold (an abort, a
+pre-filter's ``fail_below``, the pool's top-``population`` cut) can go the other way, after
+which that search's history differs from the one alone -- as it may between any two CUDA runs
+that are not forced to deterministic kernels. One search failing (an exception) stops the
+job, and so all of them: each resumes from its own state on the retry. What it saves is the GPU's idle time: a small surrogate leaves most of a large GPU
 unused, and K copies in one call cost little more than one (``python -m benchmarks --only
 joint``: ``lockstep5_vs_sequential5``).
 
@@ -41,6 +46,9 @@ def run_lockstep(searches: Sequence[Search], callback: Callable[[Search, dict], 
     """
     if len({id(s) for s in searches}) != len(searches):
         raise ValueError("run_lockstep: a search given twice")
+    if len({id(s.evaluator) for s in searches}) != len(searches):
+        raise ValueError("run_lockstep: two searches share one evaluator (each needs its own "
+                         "counters and cost.json; share data with SurrogateEvaluator.share_data)")
     outs = {s.out.resolve() for s in searches}
     if len(outs) != len(searches):
         raise ValueError("run_lockstep: two searches share an output directory")

@@ -358,8 +358,10 @@ def _int_text(v) -> str:
 COST_NOTE = (
     "**These figures include timings: the seconds and cache hits are not byte-reproducible "
     "(unlike search.csv).** Seconds are wall time inside training calls from each search's "
-    "cost.json, accumulated across resumes (a killed search's unfinished training counts, "
-    "and a resumed one hits its cache more often); s per trained candidate = seconds / "
+    "cost.json, accumulated across resumes (training a kill interrupted before its "
+    "checkpoint is not counted, and the resumed search finds what it had cached as hits); "
+    "with pool_batch or lockstep a stacked call's seconds are shared among its copies. "
+    "s per trained candidate = seconds / "
     "trainings, s per epoch = seconds / epochs trained (validation included). The "
     "evaluations, pass rates and epochs come from history.jsonl and repeat: passed: "
     "pre-screen not failed, aborted or diverged; pre-filter went on to a main run (a passed "

@@ -29,7 +29,8 @@ EXP = "slurm"
 # that they are still running when Snakemake cancels them. The demo's 36-candidate searches end
 # within seconds of writing their first history line, so a SIGINT then could race their end.
 INTERRUPT_EXP = "interrupt"
-GPU_RULES = ("search", "search_random", "train_transfer", "pretrain", "finetune")
+GPU_RULES = ("search", "search_random", "search_lockstep", "train_transfer", "pretrain",
+             "finetune")
 TIMEOUT_EXP = "timeout"
 # The search and the training run each take ~2 minutes on 2 cores (a 150-epoch run took 32 s once
 # the demo trained at 8 px): timeout() checks the reference's benchmark files say more than 60 s.
