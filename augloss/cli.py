@@ -190,21 +190,7 @@ def expected_seeds(df, seeds: list[int] | None = None, config: str | None = None
     if seeds is not None:
         return {s: list(seeds) for s in stages}, "--seeds"
     if config is not None:
-        import yaml
-
-        from augloss.experiment import Experiment
-
-        try:
-            data = yaml.safe_load(Path(config).read_text())
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise DataError(f"{config}: not valid YAML: "
-                            f"{getattr(err, 'problem', None) or err}{where}") from None
-        try:
-            return Experiment.from_config(data).seeds(), f"--config {config}"
-        except ValueError as err:
-            raise DataError(f"{config}: {err}") from None
+        return _load_experiment(config).seeds(), f"--config {config}"
     if infer:
         return {s: sorted({int(x) for x in df["seed"][df["stage"] == s]}) for s in stages}, \
             "inferred: every seed a cell of the stage has"
